@@ -1,0 +1,3 @@
+from dbkeeper.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""The one place that runs subprocesses.
+
+Rules (borg's): argv lists only, never a shell; the child's environment is scrubbed of secrets it does not
+need; stderr is always kept (bounded) so a failure can quote it; every exit status is checked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import IO
+
+from dbkeeper.errors import ToolError
+
+# Variables no database client needs to see.
+_SECRET_PREFIXES = ("AWS_", "DBKEEPER_AGE_", "DBKEEPER_WEBHOOK", "DBKEEPER_PING")
+_STDERR_KEEP = 64 * 1024
+
+
+def child_env(extra: Mapping[str, str] | None = None, drop: Sequence[str] = ()) -> dict[str, str]:
+    """The environment for a child: ours, less other tools' secrets and ``drop``, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRET_PREFIXES) and k not in drop}
+    if extra:
+        env.update(extra)
+    return env
+
+
+class _StderrTail:
+    """Drains a pipe in a thread, keeping the last few KiB (a chatty child must never block on stderr)."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, pipe: IO[bytes]) -> None:
+        with pipe:
+            for chunk in iter(lambda: pipe.read1(8192), b""):  # type: ignore[attr-defined]
+                self._chunks.append(chunk)
+                self._size += len(chunk)
+                while self._size > _STDERR_KEEP and len(self._chunks) > 1:
+                    self._size -= len(self._chunks.popleft())
+
+    def text(self) -> str:
+        self._thread.join(timeout=5)
+        return b"".join(self._chunks).decode("utf-8", "replace").strip()
+
+
+class Process:
+    """A running child with its stderr kept. Use as a context manager: leaving it kills a child still running."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: int | IO[bytes] | None = subprocess.DEVNULL,
+        stdout: int | IO[bytes] | None = subprocess.PIPE,
+        cwd: str | None = None,
+    ) -> None:
+        self.argv = [str(a) for a in argv]
+        self.name = os.path.basename(self.argv[0])
+        try:
+            self._popen = subprocess.Popen(
+                self.argv,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                env=dict(env) if env is not None else child_env(),
+                cwd=cwd,
+            )
+        except OSError as exc:
+            raise ToolError(f"cannot run {self.name}: {exc.strerror}", "check that it is installed") from exc
+        assert self._popen.stderr is not None
+        self._stderr = _StderrTail(self._popen.stderr)
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self._popen.stdout is not None
+        return self._popen.stdout
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self._popen.stdin is not None
+        return self._popen.stdin
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def poll(self) -> int | None:
+        return self._popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._popen.wait(timeout)
+
+    def stderr_text(self) -> str:
+        return self._stderr.text()
+
+    def kill(self) -> None:
+        if self._popen.poll() is None:
+            self._popen.kill()
+            self._popen.wait()
+
+    def check(self) -> None:
+        """Wait for the child and raise ToolError quoting its stderr unless it exited 0."""
+        for pipe in (self._popen.stdin, self._popen.stdout):
+            if pipe is not None and not pipe.closed:
+                try:
+                    pipe.close()
+                except BrokenPipeError:
+                    pass
+        code = self._popen.wait()
+        if code != 0:
+            raise tool_failure(self.name, code, self.stderr_text())
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+        for pipe in (self._popen.stdin, self._popen.stdout):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+
+
+def tool_failure(name: str, code: int, stderr: str) -> ToolError:
+    last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+    how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+    return ToolError(f"{name} {how}" + (f": {last}" if last else ""))
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float | None = None,
+) -> str:
+    """Run a child to completion and return its stdout as text; raise ToolError on a non-zero exit."""
+    try:
+        done = subprocess.run(
+            [str(a) for a in argv],
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            env=dict(env) if env is not None else child_env(),
+            timeout=timeout,
+            check=False,
+        )
+    except OSError as exc:
+        raise ToolError(f"cannot run {os.path.basename(str(argv[0]))}: {exc.strerror}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ToolError(f"{os.path.basename(str(argv[0]))} did not answer within {timeout:g}s") from exc
+    if done.returncode != 0:
+        raise tool_failure(os.path.basename(str(argv[0])), done.returncode, done.stderr.decode("utf-8", "replace"))
+    return done.stdout.decode("utf-8", "replace")

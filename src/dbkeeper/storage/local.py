@@ -1,0 +1,128 @@
+"""A directory store.
+
+Atomic put (restic's ``local.Save``): write to a temporary name in the same directory, fsync, rename, fsync the
+directory; remove the temporary file on any failure. Files are 0600 and directories we create 0700: a backup
+is a copy of the whole database and must be no easier to read than the database itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from dbkeeper.errors import NoSpace, NotFound, PermissionDenied, StoreError
+from dbkeeper.storage import TEMP_MARK, ObjectInfo
+
+
+def _map_os_error(exc: OSError, what: str) -> StoreError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return NoSpace(
+            f"no space left while writing {what}",
+            "free space on that disk or point --store at a larger one; nothing partial was kept",
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(f"permission denied: {what}", "run as the user that owns the store directory")
+    if exc.errno == errno.ENOENT:
+        return NotFound(f"not found: {what}")
+    return StoreError(f"{what}: {exc.strerror or exc}")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # platforms without directory fds (Windows)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class LocalStore:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.root = Path(path)
+        self.url = str(path)
+
+    def _ensure_root(self) -> None:
+        if self.root.is_dir():
+            return
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _map_os_error(exc, f"creating store directory {self.root}") from exc
+
+    def _path(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise StoreError(f"invalid object name {name!r}")
+        return self.root / name
+
+    def describe(self, name: str) -> str:
+        return str(self._path(name))
+
+    def put(self, name: str, chunks: Iterable[bytes]) -> int:
+        self._ensure_root()
+        final = self._path(name)
+        tmp = self.root / f".{name}.{secrets.token_hex(4)}{TEMP_MARK}"
+        written = 0
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+            with os.fdopen(fd, "wb", buffering=0) as out:
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        n = out.write(view)
+                        assert n is not None
+                        view = view[n:]
+                        written += n
+                out.flush()
+                os.fsync(out.fileno())
+            if tmp.stat().st_size != written:
+                raise StoreError(f"short write to {tmp}: expected {written} bytes")
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _map_os_error(exc, str(final)) from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.root)
+        return written
+
+    def open(self, name: str) -> BinaryIO:
+        try:
+            return open(self._path(name), "rb")  # noqa: SIM115 - the caller closes it
+        except OSError as exc:
+            raise _map_os_error(exc, str(self._path(name))) from exc
+
+    def list(self) -> list[ObjectInfo]:
+        if not self.root.exists():
+            return []
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError as exc:
+            raise _map_os_error(exc, f"listing {self.root}") from exc
+        out = []
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            out.append(ObjectInfo(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+        return sorted(out, key=lambda o: o.name)
+
+    def delete(self, name: str) -> None:
+        try:
+            self._path(name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise _map_os_error(exc, f"deleting {self._path(name)}") from exc
+        _fsync_dir(self.root)
+
+    def local_path(self, name: str) -> Path:
+        """The file behind an object (local stores only)."""
+        return self._path(name)
