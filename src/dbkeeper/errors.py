@@ -45,6 +45,10 @@ class CheckFailed(DbkeeperError):
 class ToolError(DbkeeperError):
     """An outside program (pg_dump, psql, ...) failed; the message quotes its stderr."""
 
+    def __init__(self, message: str, hint: str | None = None, stderr: str = "") -> None:
+        super().__init__(message, hint)
+        self.stderr = stderr
+
 
 class ToolNotFound(ToolError):
     """No suitable client program was found."""

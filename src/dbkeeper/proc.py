@@ -134,7 +134,7 @@ class Process:
 def tool_failure(name: str, code: int, stderr: str) -> ToolError:
     last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
     how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-    return ToolError(f"{name} {how}" + (f": {last}" if last else ""))
+    return ToolError(f"{name} {how}" + (f": {last}" if last else ""), stderr=stderr)
 
 
 def run(

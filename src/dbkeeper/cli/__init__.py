@@ -1,0 +1,64 @@
+"""The command line: one module per command. This is the only place that prints errors and exits.
+
+Each command module has ``register(subparsers)`` and a ``run(args) -> int``: parse, call one core function,
+render the result as text or, with ``--json``, as one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from dbkeeper import __version__
+from dbkeeper.cli import backup, list_, restore, verify
+from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, DbkeeperError
+
+COMMANDS = [backup, list_, verify, restore]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"dbkeeper: error: {message}\n  Try: {self.prog} --help\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dbkeeper",
+        description="Database backups that are boringly reliable; restores that are fast and proven.",
+    )
+    parser.add_argument("--version", action="version", version=f"dbkeeper {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="config file (default: $DBKEEPER_CONFIG or ./dbkeeper.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+        return code
+    except DbkeeperError as exc:
+        return report_error(exc, getattr(args, "json", False))
+    except KeyboardInterrupt:
+        sys.stderr.write("dbkeeper: interrupted; nothing partial was kept\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILED
+
+
+def report_error(exc: DbkeeperError, as_json: bool) -> int:
+    if as_json:
+        doc = {"ok": False, "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}
+        print(json.dumps(doc, indent=2))
+    sys.stderr.write(f"dbkeeper: error: {exc.message}\n")
+    if exc.hint:
+        sys.stderr.write(f"  Try: {exc.hint}\n")
+    return exc.exit_code

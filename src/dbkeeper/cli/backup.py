@@ -1,0 +1,105 @@
+"""dbkeeper backup [SOURCE ...]: dump each source into the store, with checksum sidecar and manifest."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from dbkeeper.cli.common import ProgressLine, add_json, add_store, emit_json, human_size, load_config, store_url
+from dbkeeper.codec import COMPRESSIONS
+from dbkeeper.config import Config
+from dbkeeper.engines import engine_for
+from dbkeeper.errors import EXIT_FAILED, DbkeeperError, UsageError
+from dbkeeper.pipeline import BackupOptions, run_backup
+from dbkeeper.storage import open_store
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "backup",
+        add_help=False,
+        help="back up databases into the store",
+        description="Back up each SOURCE (postgresql://user@host:port/db, sqlite:///app.db, a path ending .db, or"
+        " a source name from the config). With no SOURCE: -h/-p/-U/-d as in pg_dump, else the config's"
+        " sources, else the PG* environment.",
+    )
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("sources", nargs="*", metavar="SOURCE")
+    p.add_argument("-h", "--host", help="PostgreSQL host (as pg_dump -h)")
+    p.add_argument("-p", "--port", help="PostgreSQL port (as pg_dump -p)")
+    p.add_argument("-U", "--username", help="PostgreSQL user (as pg_dump -U)")
+    p.add_argument("-d", "--dbname", help="PostgreSQL database (as pg_dump -d)")
+    p.add_argument("--name", help="the name used in file names (default: the database name or the file's stem)")
+    add_store(p)
+    p.add_argument("--compress", choices=COMPRESSIONS, default="gzip", help="compression (default gzip)")
+    p.add_argument("--encrypt-to", action="append", default=[], metavar="AGE_RECIPIENT",
+                   help="encrypt for this age recipient (repeatable)")
+    p.add_argument("--pg-bin", metavar="DIR", help="directory of pg_dump/psql (config pg_bin)")
+    add_json(p)
+    p.set_defaults(run=run)
+
+
+def resolve_sources(args: argparse.Namespace, cfg: Config) -> list[tuple[str, str]]:
+    """(label, url) pairs to back up, in the order DESIGN.md gives."""
+    if args.sources:
+        out = []
+        for spec in args.sources:
+            named = cfg.source(spec)
+            out.append((spec, named.url) if named else (spec, spec))
+        return out
+    if args.dbname or args.host or args.username or args.port:
+        return [(args.dbname or "", _pg_url(args.host, args.port, args.username, args.dbname))]
+    if cfg.sources:
+        return [(s.name, s.url) for s in cfg.sources]
+    if os.environ.get("PGDATABASE"):
+        return [(os.environ["PGDATABASE"], _pg_url(None, None, None, os.environ["PGDATABASE"]))]
+    raise UsageError(
+        "nothing to back up",
+        "name a SOURCE (postgresql://user@host/db or sqlite:///app.db), use -d DB, or add [[sources]] to the config",
+    )
+
+
+def _pg_url(host: str | None, port: str | None, user: str | None, db: str | None) -> str:
+    db = db or os.environ.get("PGDATABASE")
+    if not db:
+        raise UsageError("no database named", "pass -d DBNAME or set PGDATABASE")
+    auth = f"{user}@" if user else ""
+    return f"postgresql://{auth}{host or ''}{':' + str(port) if port else ''}/{db}"
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    sources = resolve_sources(args, cfg)
+    store = open_store(store_url(args, cfg))
+    options = BackupOptions(
+        compression=args.compress,
+        recipients=tuple(args.encrypt_to or cfg.encryption_recipients),
+    )
+    results: list[dict[str, Any]] = []
+    failures = 0
+    for label, url in sources:
+        try:
+            engine = engine_for(url, pg_bin=args.pg_bin or cfg.pg_bin, name=args.name)
+            bar = ProgressLine(f"backup {label}", enabled=not args.json)
+            doc = run_backup(engine, store, options, progress=bar.update)
+            bar.done()
+        except DbkeeperError as exc:
+            failures += 1
+            results.append({"source": label, "ok": False, "error": exc.message, "hint": exc.hint})
+            if len(sources) == 1:
+                raise
+            sys.stderr.write(f"dbkeeper: error: {label}: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else ""))
+            continue
+        results.append({"source": label, "ok": True, "location": store.describe(doc.file), "manifest": doc.__dict__})
+        if not args.json:
+            rows = sum(doc.row_counts.values())
+            print(
+                f"{store.describe(doc.file)}  {human_size(doc.size_bytes)}"
+                f" (from {human_size(doc.raw_size_bytes or 0)}, {len(doc.row_counts)} tables, {rows} rows)"
+                f" in {doc.duration_s:.1f}s"
+            )
+    if args.json:
+        emit_json({"ok": failures == 0, "backups": results})
+    return EXIT_FAILED if failures else 0

@@ -1,0 +1,68 @@
+"""What the commands share: the store option, JSON output, sizes and the progress line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from dbkeeper import config
+from dbkeeper.config import Config
+
+
+def add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="S", help="directory or s3://bucket/prefix (env DBKEEPER_STORE)")
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    return config.load(getattr(args, "config", None))
+
+
+def store_url(args: argparse.Namespace, cfg: Config) -> str:
+    return str(getattr(args, "store", None) or cfg.store)
+
+
+def emit_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, default=str))
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class ProgressLine:
+    """A one-line progress display on a terminal (bytes, rate, elapsed); silent under cron and with --json."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled and sys.stderr.isatty()
+        self.t0 = time.monotonic()
+        self._last = 0.0
+
+    def update(self, done: int, stored: int | None = None) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.2:
+            return
+        self._last = now
+        elapsed = max(now - self.t0, 1e-6)
+        extra = f", {human_size(stored)} stored" if stored is not None else ""
+        line = f"{self.label}: {human_size(done)}{extra}, {human_size(done / elapsed)}/s, {elapsed:5.1f}s"
+        sys.stderr.write("\r" + line.ljust(78)[:78])
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled and self._last:
+            sys.stderr.write("\r" + " " * 78 + "\r")
+            sys.stderr.flush()

@@ -1,0 +1,153 @@
+"""dbkeeper.toml and the environment, loaded and validated once into frozen dataclasses.
+
+Lookup: ``--config FILE``, else ``$DBKEEPER_CONFIG``, else ``./dbkeeper.toml`` when it exists, else defaults.
+An error names the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dbkeeper.errors import ConfigError
+
+DEFAULT_STORE = "backups"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str | None = None
+    store: str = DEFAULT_STORE
+    copy_to: tuple[str, ...] = ()
+    pg_bin: str | None = None
+    sources: tuple[SourceConfig, ...] = ()
+    retention: dict[str, int] = field(default_factory=dict)
+    encryption_recipients: tuple[str, ...] = ()
+    identity: str | None = None
+    s3: dict[str, str] = field(default_factory=dict)
+    drill: dict[str, Any] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)
+    notify: dict[str, Any] = field(default_factory=dict)
+    metrics_file: str | None = None
+
+    def source(self, name: str) -> SourceConfig | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+
+_TOP = {
+    "store", "copy_to", "pg_bin", "sources", "retention", "encryption", "s3", "drill", "schedule", "notify",
+    "metrics_file",
+}
+_RETENTION = {"keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_min"}
+_ENCRYPTION = {"recipients", "identity"}
+_S3 = {"endpoint_url", "sse", "sse_kms_key_id", "region"}
+_DRILL = {"max_age", "smoke", "log", "target"}
+_SCHEDULE = {"backup", "prune", "copy", "drill"}
+_NOTIFY = {"webhook_url", "ping_url", "on_success"}
+
+
+def load(path: str | None = None) -> Config:
+    explicit = path or os.environ.get("DBKEEPER_CONFIG")
+    candidate = Path(explicit) if explicit else Path("dbkeeper.toml")
+    if not candidate.exists():
+        if explicit:
+            raise ConfigError(f"config file {candidate} does not exist")
+        return _with_env(Config())
+    try:
+        doc = tomllib.loads(candidate.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {candidate}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{candidate} is not valid TOML: {exc}") from exc
+    return _with_env(_parse(doc, str(candidate)))
+
+
+def _with_env(cfg: Config) -> Config:
+    from dataclasses import replace
+
+    store = os.environ.get("DBKEEPER_STORE")
+    return replace(cfg, store=store) if store else cfg
+
+
+def _parse(doc: dict[str, Any], where: str) -> Config:
+    def fail(key: str, allowed: str) -> ConfigError:
+        return ConfigError(f"{where}: {key}: {allowed}")
+
+    _only(doc, _TOP, where, "")
+    store = doc.get("store", DEFAULT_STORE)
+    if not isinstance(store, str) or not store:
+        raise fail("store", "must be a directory path or s3://bucket/prefix")
+    copy_to = doc.get("copy_to", [])
+    if isinstance(copy_to, str):
+        copy_to = [copy_to]
+    if not isinstance(copy_to, list) or not all(isinstance(s, str) for s in copy_to):
+        raise fail("copy_to", "must be a list of stores")
+    sources = []
+    raw_sources = doc.get("sources", [])
+    if not isinstance(raw_sources, list):
+        raise fail("sources", "must be an array of tables: [[sources]] name = \"…\" url = \"…\"")
+    for i, src in enumerate(raw_sources):
+        if not isinstance(src, dict):
+            raise fail(f"sources[{i}]", "must be a table with name and url")
+        _only(src, {"name", "url"}, where, f"sources[{i}].")
+        if not isinstance(src.get("url"), str):
+            raise fail(f"sources[{i}].url", "is required (postgresql://… or sqlite:///…)")
+        name = src.get("name") or src["url"]
+        sources.append(SourceConfig(str(name), src["url"]))
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise fail("sources", "names must be unique")
+    retention = _table(doc, "retention", _RETENTION, where)
+    for key, value in retention.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+            raise fail(f"retention.{key}", "must be a whole number (-1 means unlimited)")
+    enc = _table(doc, "encryption", _ENCRYPTION, where)
+    recipients = enc.get("recipients", [])
+    if isinstance(recipients, str):
+        recipients = [recipients]
+    pg_bin = doc.get("pg_bin")
+    if pg_bin is not None and not isinstance(pg_bin, str):
+        raise fail("pg_bin", "must be a directory path")
+    metrics = doc.get("metrics_file")
+    if metrics is not None and not isinstance(metrics, str):
+        raise fail("metrics_file", "must be a file path")
+    return Config(
+        path=where,
+        store=store,
+        copy_to=tuple(copy_to),
+        pg_bin=pg_bin,
+        sources=tuple(sources),
+        retention=retention,
+        encryption_recipients=tuple(recipients),
+        identity=enc.get("identity"),
+        s3={k: str(v) for k, v in _table(doc, "s3", _S3, where).items()},
+        drill=_table(doc, "drill", _DRILL, where),
+        schedule=_table(doc, "schedule", _SCHEDULE, where),
+        notify=_table(doc, "notify", _NOTIFY, where),
+        metrics_file=metrics,
+    )
+
+
+def _table(doc: dict[str, Any], key: str, allowed: set[str], where: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key}: must be a table [{key}]")
+    _only(value, allowed, where, f"{key}.")
+    return dict(value)
+
+
+def _only(doc: dict[str, Any], allowed: set[str], where: str, prefix: str) -> None:
+    for key in doc:
+        if key not in allowed:
+            raise ConfigError(
+                f"{where}: unknown key {prefix}{key}", f"allowed here: {', '.join(sorted(allowed))}"
+            )

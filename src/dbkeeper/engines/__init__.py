@@ -1,0 +1,120 @@
+"""Engines: one module per database kind behind one interface.
+
+An engine dumps a database to a byte stream, checks such a stream, and restores one into a target that only
+becomes visible when the restore is whole. It knows nothing of stores, manifests on disk, or the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dbkeeper.errors import UsageError
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a backup's manifest records about where it came from."""
+
+    engine: str  # "postgresql" | "sqlite"
+    database: str  # the name used in backup file names
+    kind: str  # file-name kind: "sql" (plain dump) or "db" (SQLite file)
+    dump_format: str  # "plain" | "sqlite"
+    server_version: str | None = None
+    dump_tool_version: str | None = None
+    server_encoding: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)  # never a password
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    drop_existing: bool = False
+    no_owner: bool = False
+    disable_triggers: bool = False
+
+
+class Dump(Protocol):
+    """A running dump. Iterate ``chunks()`` to the end, then ``finish()`` checks it and returns row counts."""
+
+    def chunks(self) -> Iterator[bytes]: ...
+    def finish(self) -> dict[str, int]: ...
+
+
+class DumpCheck(Protocol):
+    """Checks a dump's raw bytes as they stream past (verify)."""
+
+    def feed(self, chunk: bytes) -> None: ...
+    def result(self) -> tuple[dict[str, int], list[str]]:
+        """(row counts found in the dump, problems) once all bytes were fed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class RestoreTarget(Protocol):
+    """A restore in progress: load into a hidden temporary, count, then commit or discard."""
+
+    description: str
+
+    def load(self, chunks: Iterable[bytes]) -> None: ...
+    def row_counts(self, tables: Iterable[str]) -> dict[str, int]: ...
+    def commit(self) -> None: ...
+    def discard(self) -> None: ...
+
+
+class Engine(Protocol):
+    name: str
+
+    def inspect(self) -> SourceInfo: ...
+    def dump(self) -> AbstractContextManager[Dump]: ...
+    def restore_target(self, manifest_info: dict[str, Any], options: RestoreOptions) -> RestoreTarget:
+        """Check the target (exists? allowed?) and prepare a temporary; nothing visible changes yet."""
+        ...
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite:") or url.lower().endswith((".db", ".sqlite", ".sqlite3"))
+
+
+def engine_for(url: str, *, pg_bin: str | None = None, name: str | None = None) -> Engine:
+    """The engine for a source or target URL (see DESIGN.md "Words")."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from dbkeeper.engines.postgres import PgConn, PostgresEngine
+
+        return PostgresEngine(PgConn.from_url(url), pg_bin=pg_bin)
+    if is_sqlite(url):
+        from dbkeeper.engines.sqlite import SqliteEngine
+
+        return SqliteEngine(sqlite_path(url), name=name)
+    raise UsageError(
+        f"cannot tell what kind of database {url!r} is",
+        "use postgresql://user@host:port/db, sqlite:///relative.db, sqlite:////absolute.db or a path ending .db",
+    )
+
+
+def check_for(engine: str, dump_format: str) -> DumpCheck:
+    """A streaming checker for the raw (decompressed) bytes of a backup made by ``engine``."""
+    if engine == "postgresql" and dump_format == "plain":
+        from dbkeeper.engines.postgres import PlainCheck
+
+        return PlainCheck()
+    if engine == "sqlite":
+        from dbkeeper.engines.sqlite import SqliteCheck
+
+        return SqliteCheck()
+    raise UsageError(f"no checker for {engine} backups in {dump_format} format")
+
+
+def sqlite_path(url: str) -> str:
+    """SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute.db; a bare path as it is."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///") :] or ":memory:"
+    if url.startswith("sqlite://"):
+        raise UsageError(f"{url!r} has no path", "write sqlite:///relative.db or sqlite:////absolute.db")
+    if url.startswith("sqlite:"):
+        return url[len("sqlite:") :]
+    return os.path.expanduser(url)

@@ -1,0 +1,119 @@
+"""One backup: dump -> count rows -> compress -> encrypt -> hash -> store, streaming in bounded memory.
+
+The dump is read on its own thread (rows are counted there as the bytes pass), compression, encryption and
+hashing run on the caller's thread, and the store consumes the result. ISA-L, hashlib and pyrage release the
+GIL on large buffers, so the stages overlap on two cores.
+
+Commit order (DESIGN.md): the data file appears under its final name only after the dump tool exited 0 and the
+dump's trailer was seen (both checked inside the stream, before the store renames), then the ``.sha256``
+sidecar, then the manifest, whose presence marks the backup complete.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from dbkeeper import codec, crypto, manifest
+from dbkeeper.engines import Engine
+from dbkeeper.errors import DbkeeperError
+from dbkeeper.manifest import Manifest
+from dbkeeper.storage import Store
+from dbkeeper.streams import Tap, then, threaded
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    compression: str = "gzip"
+    level: int | None = None
+    recipients: tuple[str, ...] = ()
+
+
+Progress = Callable[[int, int], None]  # (raw bytes dumped so far, bytes stored so far)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def run_backup(
+    engine: Engine,
+    store: Store,
+    options: BackupOptions,
+    *,
+    progress: Progress | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Manifest:
+    info = engine.inspect()
+    recipients = crypto.parse_recipients(options.recipients) if options.recipients else []
+    started = clock()
+    t0 = time.monotonic()
+    ext = manifest.data_extension(info.kind, options.compression, bool(recipients))
+    name = manifest.backup_name(info.database, started, ext)
+
+    raw_size = 0
+    stored = Tap()
+    counts: dict[str, int] = {}
+
+    def on_raw(n: int) -> None:
+        nonlocal raw_size
+        raw_size += n
+        if progress:
+            progress(raw_size, stored.size)
+
+    with engine.dump() as dump:
+
+        def finish() -> None:
+            counts.update(dump.finish())
+
+        raw = then(Tap(on_raw).tap(threaded(dump.chunks())), finish)
+        stream = codec.compress(options.compression, raw, options.level)
+        if recipients:
+            stream = crypto.encrypt(stream, recipients)
+        size = store.put(name, stored.tap(stream))
+
+    digest = stored.hexdigest()
+    completed = clock()
+    doc = Manifest(
+        engine=info.engine,
+        database=info.database,
+        file=name,
+        created_at=manifest.iso(started),
+        completed_at=manifest.iso(completed),
+        duration_s=round(time.monotonic() - t0, 3),
+        size_bytes=size,
+        sha256=digest,
+        compression=options.compression,
+        encryption=_encryption_doc(options.recipients) if recipients else None,
+        dump_format=info.dump_format,
+        server_version=info.server_version,
+        dump_tool_version=info.dump_tool_version,
+        server_encoding=info.server_encoding,
+        source=dict(info.source),
+        row_counts=counts,
+        raw_size_bytes=raw_size,
+        extra=dict(info.extra),
+    )
+    try:
+        store.put(name + manifest.SHA256_SUFFIX, [manifest.sha256_line(digest, name)])
+        store.put(name + manifest.MANIFEST_SUFFIX, [doc.to_json()])
+    except DbkeeperError:
+        _forget(store, name)
+        raise
+    return doc
+
+
+def _encryption_doc(recipients: tuple[str, ...]) -> dict[str, Any]:
+    return {"format": "age", "recipients": list(recipients)}
+
+
+def _forget(store: Store, name: str) -> None:
+    """Remove a backup that could not be committed (best effort: what is left has no manifest and is ignored)."""
+    for suffix in (manifest.MANIFEST_SUFFIX, manifest.SHA256_SUFFIX, ""):
+        try:
+            store.delete(name + suffix)
+        except DbkeeperError:
+            pass

@@ -1,0 +1,86 @@
+"""Small building blocks for streaming pipelines of byte chunks: a thread stage and a hashing tap.
+
+A pipeline here is a chain of generators. ``threaded`` moves one end of the chain onto its own thread behind a
+bounded queue, so that reading a child's pipe, compressing and hashing overlap on two cores while memory stays
+at ``depth`` chunks. Errors travel with the data: a failing producer raises in the consumer, and a consumer
+that stops early tells the producer to stop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+
+_DONE = object()
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def threaded(source: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
+    """Iterate ``source`` on a worker thread, handing chunks over through a queue of ``depth``."""
+    q: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for chunk in source:
+                if not put(chunk):
+                    return
+            put(_DONE)
+        except BaseException as exc:
+            put(_Failure(exc))
+
+    worker = threading.Thread(target=work, name="dbkeeper-stage", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                break
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+
+
+class Tap:
+    """Counts and hashes the bytes flowing through ``tap(chunks)``; calls ``on_chunk`` for progress."""
+
+    def __init__(self, on_chunk: Callable[[int], None] | None = None) -> None:
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self._on_chunk = on_chunk
+
+    def tap(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        update = self.sha256.update
+        for chunk in chunks:
+            update(chunk)
+            self.size += len(chunk)
+            if self._on_chunk:
+                self._on_chunk(len(chunk))
+            yield chunk
+
+    def hexdigest(self) -> str:
+        return self.sha256.hexdigest()
+
+
+def then(chunks: Iterable[bytes], after: Callable[[], None]) -> Iterator[bytes]:
+    """Yield the chunks, then call ``after`` before the consumer sees the end (a last chance to fail)."""
+    yield from chunks
+    after()

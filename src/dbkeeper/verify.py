@@ -1,0 +1,132 @@
+"""Verification: everything that can be checked about a backup without restoring it.
+
+Size, both sidecars against the stored bytes, whole decryption and decompression, the dump's own header and
+trailer, and the row counts found in the dump against the manifest's. Each check is named and reported as OK or
+FAILED with what was found, like a drill's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from dbkeeper import codec, crypto
+from dbkeeper.engines import check_for
+from dbkeeper.errors import CheckFailed, DbkeeperError, EncryptionError, UsageError
+from dbkeeper.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX, Manifest, parse_sha256_line
+from dbkeeper.storage import Store
+from dbkeeper.streams import Tap
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    backup: str
+    location: str
+    checks: list[Check] = field(default_factory=list)
+    manifest: Manifest | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.checks.append(Check(name, ok, detail))
+        return ok
+
+    def first_problem(self) -> str:
+        bad = next((c for c in self.checks if not c.ok), None)
+        return f"{bad.name}: {bad.detail}" if bad else ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backup": self.backup,
+            "location": self.location,
+            "ok": self.ok,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+        }
+
+
+def read_manifest(store: Store, name: str) -> Manifest:
+    try:
+        with store.open(name + MANIFEST_SUFFIX) as f:
+            return Manifest.from_json(f.read())
+    except ValueError as exc:
+        raise CheckFailed(f"{name}: {exc}") from exc
+
+
+def verify(store: Store, name: str, identities: list[Any] | None = None) -> Report:
+    """Check one backup completely. Never raises for a damaged backup: the report says what is wrong."""
+    report = Report(name, store.describe(name))
+    try:
+        doc = read_manifest(store, name)
+    except DbkeeperError as exc:
+        report.add("manifest", False, str(exc))
+        return report
+    report.manifest = doc
+    report.add("manifest", doc.file == name, "readable" if doc.file == name else f"describes {doc.file}")
+    try:
+        with store.open(name + SHA256_SUFFIX) as f:
+            side = parse_sha256_line(f.read(), name)
+        report.add("sidecar", side == doc.sha256, "matches the manifest" if side == doc.sha256
+                   else "the .sha256 sidecar and the manifest disagree")
+    except (ValueError, DbkeeperError) as exc:
+        report.add("sidecar", False, str(exc))
+    if doc.encryption and not identities:
+        raise UsageError(f"{name} is encrypted", "pass --identity FILE (an age identity for one of its recipients)")
+
+    checker = check_for(doc.engine, doc.dump_format)
+    stored = Tap()
+    try:
+        with store.open(name) as f:
+            stream: Iterator[bytes] = stored.tap(codec.read_chunks(f))
+            if doc.encryption:
+                stream = crypto.decrypt(stream, identities or [])
+            for chunk in codec.decompress(doc.compression, stream):
+                checker.feed(chunk)
+        failure = None
+        counts, problems = checker.result()
+    except (EncryptionError, CheckFailed) as exc:
+        failure = exc
+        counts, problems = {}, []
+        stored = Tap()  # the stream broke off: hash the whole object for the checksum verdict
+        with store.open(name) as f:
+            for _ in stored.tap(codec.read_chunks(f)):
+                pass
+    finally:
+        checker.close()
+    size_ok = stored.size == doc.size_bytes and stored.size > 0
+    report.add("size", size_ok, f"{stored.size} bytes" + ("" if size_ok else f", manifest says {doc.size_bytes}"))
+    sum_ok = stored.hexdigest() == doc.sha256
+    report.add("checksum", sum_ok, "sha256 matches" if sum_ok else "sha256 of the stored bytes differs from the manifest")
+    if failure is not None:
+        report.add("decrypt" if isinstance(failure, EncryptionError) else "decompress", False, str(failure))
+        return report
+    report.add("decompress", True, f"{doc.compression} stream is whole")
+    report.add("content", not problems, "; ".join(problems) if problems else _content_ok(doc))
+    if not problems:
+        diff = _count_diff(doc.row_counts, counts)
+        report.add("row counts", not diff, diff or f"{len(counts)} tables, {sum(counts.values())} rows as recorded")
+    return report
+
+
+def _content_ok(doc: Manifest) -> str:
+    return "header and 'dump complete' trailer present" if doc.engine == "postgresql" else "integrity_check ok"
+
+
+def _count_diff(expected: dict[str, int], found: dict[str, int]) -> str:
+    bad = [
+        f"{t}: {found.get(t, 'missing')} (manifest {expected.get(t, 'absent')})"
+        for t in sorted(set(expected) | set(found))
+        if expected.get(t) != found.get(t)
+    ]
+    if not bad:
+        return ""
+    return "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
