@@ -21,7 +21,7 @@ from typing import Any
 
 from dbkeeper.codec import CHUNK
 from dbkeeper.engines import RestoreOptions, SourceInfo
-from dbkeeper.errors import CheckFailed, RestoreError, SourceError
+from dbkeeper.errors import CheckFailed, NoSpace, RestoreError, SourceError
 
 
 def _quote(name: str) -> str:
@@ -94,6 +94,11 @@ class SqliteEngine:
                 try:
                     src.backup(dst, pages=-1)
                 except sqlite3.DatabaseError as exc:
+                    if "disk" in str(exc) or "full" in str(exc):
+                        raise NoSpace(
+                            f"no space left for the temporary copy of {self.path} in {workdir} ({exc})",
+                            "free space there, or set TMPDIR to a directory on a larger disk",
+                        ) from exc
                     raise SourceError(f"SQLite backup of {self.path} failed: {exc}") from exc
             os.chmod(copy, 0o600)
             with closing(_open_checked(copy, "the copy")) as conn:
