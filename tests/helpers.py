@@ -22,16 +22,21 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
-    code, out, err = cli(capsys, *argv, "--json")
+    code, out, _err = cli(capsys, *argv, "--json")
     return code, json.loads(out)
 
 
-def run_dbkeeper(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-                 **kw: Any) -> subprocess.CompletedProcess[str]:
+def run_dbkeeper(
+    *argv: str, env: dict[str, str] | None = None, cwd: Path | None = None, **kw: Any
+) -> subprocess.CompletedProcess[str]:
     """dbkeeper as a real process (for signals, resource limits and the exact text a user sees)."""
     return subprocess.run(
         [sys.executable, "-m", "dbkeeper", *argv],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, **kw,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        **kw,
     )
 
 
@@ -48,8 +53,10 @@ def make_sqlite_app(path: Path, users: int = 3000, sessions: int = 2500) -> Path
         )
         conn.executemany(
             "INSERT INTO users (name, bio, avatar) VALUES (?, ?, ?)",
-            [(f"user {i} ✓", None if i % 7 == 0 else "line\nbreak 'quote'", bytes([i % 256]) * 16)
-             for i in range(users)],
+            [
+                (f"user {i} ✓", None if i % 7 == 0 else "line\nbreak 'quote'", bytes([i % 256]) * 16)
+                for i in range(users)
+            ],
         )
         conn.executemany(
             "INSERT INTO game_sessions (user_id, score, started) VALUES (?, ?, datetime('now'))",

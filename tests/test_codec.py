@@ -38,7 +38,7 @@ def test_concatenated_gzip_members_are_one_stream() -> None:
 @pytest.mark.parametrize("cut", [1, 10, 1000])
 def test_truncation_is_detected(name: str, cut: int) -> None:
     packed = b"".join(codec.compress(name, [DATA]))
-    with pytest.raises(CheckFailed, match="truncated|corrupt"):
+    with pytest.raises(CheckFailed, match=r"truncated|corrupt"):
         b"".join(codec.decompress(name, [packed[:-cut]]))
 
 

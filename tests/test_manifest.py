@@ -45,9 +45,17 @@ def test_sha256_line_is_sha256sum_format() -> None:
 
 def make() -> Manifest:
     return Manifest(
-        engine="postgresql", database="casino", file="casino_20261127_020000.sql.gz",
-        created_at="2026-11-27T02:00:00Z", completed_at="2026-11-27T02:00:12Z", duration_s=12.4,
-        size_bytes=10, sha256="0" * 64, compression="gzip", encryption=None, dump_format="plain",
+        engine="postgresql",
+        database="casino",
+        file="casino_20261127_020000.sql.gz",
+        created_at="2026-11-27T02:00:00Z",
+        completed_at="2026-11-27T02:00:12Z",
+        duration_s=12.4,
+        size_bytes=10,
+        sha256="0" * 64,
+        compression="gzip",
+        encryption=None,
+        dump_format="plain",
         row_counts={"public.users": 3000},
     )
 

@@ -7,6 +7,7 @@ without a manifest as incomplete and a manifest that does not fit its file as br
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -58,13 +59,11 @@ def scan(store: Store, database: str | None = None) -> list[Entry]:
             data = name[: -len(MANIFEST_SUFFIX)]
             parsed = manifest.parse_name(data)
             if parsed and data not in objects and (database is None or parsed.database == database):
-                entries.append(
-                    Entry(data, parsed.database, parsed.stamp, 0, BROKEN, "the data file is missing")
-                )
+                entries.append(Entry(data, parsed.database, parsed.stamp, 0, BROKEN, "the data file is missing"))
     return sorted(entries, key=lambda e: (e.created, e.name))
 
 
-def _check(store: Store, entry: Entry, objects: dict[str, object]) -> None:
+def _check(store: Store, entry: Entry, objects: Mapping[str, object]) -> None:
     try:
         with store.open(entry.name + MANIFEST_SUFFIX) as f:
             doc = Manifest.from_json(f.read())
@@ -76,7 +75,10 @@ def _check(store: Store, entry: Entry, objects: dict[str, object]) -> None:
     if doc.file != entry.name:
         entry.status, entry.problem = BROKEN, f"the manifest describes {doc.file}"
     elif doc.size_bytes != entry.size:
-        entry.status, entry.problem = BROKEN, f"size is {entry.size} bytes, the manifest says {doc.size_bytes}"
+        entry.status, entry.problem = (
+            BROKEN,
+            f"size is {entry.size} bytes, the manifest says {doc.size_bytes}",
+        )
     elif entry.name + SHA256_SUFFIX not in objects:
         entry.status, entry.problem = BROKEN, "the .sha256 sidecar is missing"
 

@@ -35,11 +35,11 @@ def compressor(name: str, level: int | None = None) -> Compressor:
         from isal import isal_zlib
 
         # ISA-L levels are 0-3; 1 keeps up with pg_dump while staying close to zlib -6 in size.
-        return isal_zlib.compressobj(1 if level is None else level, isal_zlib.DEFLATED, 31)  # type: ignore[no-any-return]
+        return isal_zlib.compressobj(1 if level is None else level, isal_zlib.DEFLATED, 31)
     if name == "zstd":
         import zstandard
 
-        return zstandard.ZstdCompressor(level=3 if level is None else level, threads=-1).compressobj()  # type: ignore[no-any-return]
+        return zstandard.ZstdCompressor(level=3 if level is None else level, threads=-1).compressobj()
     if name == "none":
         return _Identity()
     raise UsageError(f"unknown compression {name!r}", f"use one of: {', '.join(COMPRESSIONS)}")
@@ -89,11 +89,14 @@ def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
                     members += 1
                 else:
                     data = dec.unconsumed_tail
-    except (isal_zlib.error, zlib.error) as exc:
+    except (zlib.error, isal_zlib.IsalError) as exc:
         raise CheckFailed(f"the gzip stream is corrupt: {exc}") from exc
     if in_member or not members:
-        raise CheckFailed("the gzip stream is truncated (it ends inside a member)" if members or in_member
-                          else "the gzip stream is empty")
+        raise CheckFailed(
+            "the gzip stream is truncated (it ends inside a member)"
+            if members or in_member
+            else "the gzip stream is empty"
+        )
 
 
 def _unzstd(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -120,8 +123,11 @@ def _unzstd(chunks: Iterable[bytes]) -> Iterator[bytes]:
     except zstandard.ZstdError as exc:
         raise CheckFailed(f"the zstd stream is corrupt: {exc}") from exc
     if not ended or not frames:
-        raise CheckFailed("the zstd stream is truncated (it ends before its last frame)" if frames or not ended
-                          else "the zstd stream is empty")
+        raise CheckFailed(
+            "the zstd stream is truncated (it ends before its last frame)"
+            if frames or not ended
+            else "the zstd stream is empty"
+        )
 
 
 def read_chunks(stream: object, size: int = CHUNK) -> Iterator[bytes]:

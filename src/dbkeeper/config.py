@@ -44,7 +44,16 @@ class Config:
 
 
 _TOP = {
-    "store", "copy_to", "pg_bin", "sources", "retention", "encryption", "s3", "drill", "schedule", "notify",
+    "store",
+    "copy_to",
+    "pg_bin",
+    "sources",
+    "retention",
+    "encryption",
+    "s3",
+    "drill",
+    "schedule",
+    "notify",
     "metrics_file",
 }
 _RETENTION = {"keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_min"}
@@ -94,7 +103,7 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
     sources = []
     raw_sources = doc.get("sources", [])
     if not isinstance(raw_sources, list):
-        raise fail("sources", "must be an array of tables: [[sources]] name = \"…\" url = \"…\"")
+        raise fail("sources", 'must be an array of tables: [[sources]] name = "…" url = "…"')
     for i, src in enumerate(raw_sources):
         if not isinstance(src, dict):
             raise fail(f"sources[{i}]", "must be a table with name and url")
@@ -148,6 +157,4 @@ def _table(doc: dict[str, Any], key: str, allowed: set[str], where: str) -> dict
 def _only(doc: dict[str, Any], allowed: set[str], where: str, prefix: str) -> None:
     for key in doc:
         if key not in allowed:
-            raise ConfigError(
-                f"{where}: unknown key {prefix}{key}", f"allowed here: {', '.join(sorted(allowed))}"
-            )
+            raise ConfigError(f"{where}: unknown key {prefix}{key}", f"allowed here: {', '.join(sorted(allowed))}")

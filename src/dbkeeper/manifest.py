@@ -20,9 +20,7 @@ MANIFEST_SUFFIX = ".json"
 
 # The data file extensions dbkeeper writes, longest first so that ".sql.gz.age" wins over ".sql.gz".
 _COMPRESSION_EXT = {"gzip": ".gz", "zstd": ".zst", "none": ""}
-_NAME_RE = re.compile(
-    r"^(?P<db>.+)_(?P<stamp>\d{8}_\d{6})(?P<ext>\.(?:sql|db|dump)(?:\.gz|\.zst)?(?:\.age)?)$"
-)
+_NAME_RE = re.compile(r"^(?P<db>.+)_(?P<stamp>\d{8}_\d{6})(?P<ext>\.(?:sql|db|dump)(?:\.gz|\.zst)?(?:\.age)?)$")
 
 
 def stamp(moment: datetime) -> str:

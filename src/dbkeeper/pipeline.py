@@ -11,6 +11,7 @@ sidecar, then the manifest, whose presence marks the backup complete.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,7 +114,5 @@ def _encryption_doc(recipients: tuple[str, ...]) -> dict[str, Any]:
 def _forget(store: Store, name: str) -> None:
     """Remove a backup that could not be committed (best effort: what is left has no manifest and is ignored)."""
     for suffix in (manifest.MANIFEST_SUFFIX, manifest.SHA256_SUFFIX, ""):
-        try:
+        with contextlib.suppress(DbkeeperError):
             store.delete(name + suffix)
-        except DbkeeperError:
-            pass

@@ -6,6 +6,7 @@ need; stderr is always kept (bounded) so a failure can quote it; every exit stat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -110,10 +111,8 @@ class Process:
         """Wait for the child and raise ToolError quoting its stderr unless it exited 0."""
         for pipe in (self._popen.stdin, self._popen.stdout):
             if pipe is not None and not pipe.closed:
-                try:
+                with contextlib.suppress(BrokenPipeError):
                     pipe.close()
-                except BrokenPipeError:
-                    pass
         code = self._popen.wait()
         if code != 0:
             raise tool_failure(self.name, code, self.stderr_text())
@@ -125,10 +124,8 @@ class Process:
         self.kill()
         for pipe in (self._popen.stdin, self._popen.stdout):
             if pipe is not None:
-                try:
+                with contextlib.suppress(OSError):
                     pipe.close()
-                except OSError:
-                    pass
 
 
 def tool_failure(name: str, code: int, stderr: str) -> ToolError:

@@ -75,8 +75,11 @@ def verify(store: Store, name: str, identities: list[Any] | None = None) -> Repo
     try:
         with store.open(name + SHA256_SUFFIX) as f:
             side = parse_sha256_line(f.read(), name)
-        report.add("sidecar", side == doc.sha256, "matches the manifest" if side == doc.sha256
-                   else "the .sha256 sidecar and the manifest disagree")
+        report.add(
+            "sidecar",
+            side == doc.sha256,
+            "matches the manifest" if side == doc.sha256 else "the .sha256 sidecar and the manifest disagree",
+        )
     except (ValueError, DbkeeperError) as exc:
         report.add("sidecar", False, str(exc))
     if doc.encryption and not identities:
@@ -105,7 +108,11 @@ def verify(store: Store, name: str, identities: list[Any] | None = None) -> Repo
     size_ok = stored.size == doc.size_bytes and stored.size > 0
     report.add("size", size_ok, f"{stored.size} bytes" + ("" if size_ok else f", manifest says {doc.size_bytes}"))
     sum_ok = stored.hexdigest() == doc.sha256
-    report.add("checksum", sum_ok, "sha256 matches" if sum_ok else "sha256 of the stored bytes differs from the manifest")
+    report.add(
+        "checksum",
+        sum_ok,
+        "sha256 matches" if sum_ok else "sha256 of the stored bytes differs from the manifest",
+    )
     if failure is not None:
         report.add("decrypt" if isinstance(failure, EncryptionError) else "decompress", False, str(failure))
         return report

@@ -45,7 +45,7 @@ def test_restore_round_trip_and_drop_existing(app: Path, capsys: pytest.CaptureF
     with sqlite3.connect(app.parent / "restored.db") as conn:
         assert conn.execute("SELECT count(*), max(name) FROM users").fetchone() == (3000, "user 999 ✓")
         conn.execute("DELETE FROM users WHERE id > 10")
-    code, out, err = cli(capsys, "restore", "latest", "sqlite:///restored.db")
+    code, _out, err = cli(capsys, "restore", "latest", "sqlite:///restored.db")
     assert code == 1 and "already exists" in err and "--drop-existing" in err
     with sqlite3.connect(app.parent / "restored.db") as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone() == (10,)  # untouched
@@ -133,7 +133,8 @@ def test_sigkill_mid_backup_leaves_no_backup(app: Path) -> None:
     store = app.parent / "backups"
     proc = subprocess.Popen(
         ["python", "-m", "dbkeeper", "backup", str(big), "--compress", "zstd", "--store", str(store)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     # Kill as soon as the temporary data file exists: mid-write.
     for _ in range(2000):

@@ -80,4 +80,4 @@ def test_no_owner_drops_owner_lines_outside_copy_data_only(seed: int) -> None:
     out = b"".join(drop_owner_statements(split_randomly(DUMP, random.Random(seed))))
     assert b"ALTER SCHEMA" not in out
     assert out.count(b"ALTER TABLE public.a OWNER TO app;") == 1  # the one inside COPY data stays
-    assert out == DUMP.replace(b"ALTER TABLE public.a OWNER TO app;\nALTER SCHEMA \"Odd\" OWNER TO \"Some Role\";\n", b"")
+    assert out == DUMP.replace(b'ALTER TABLE public.a OWNER TO app;\nALTER SCHEMA "Odd" OWNER TO "Some Role";\n', b"")

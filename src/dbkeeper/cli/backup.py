@@ -7,7 +7,15 @@ import os
 import sys
 from typing import Any
 
-from dbkeeper.cli.common import ProgressLine, add_json, add_store, emit_json, human_size, load_config, store_url
+from dbkeeper.cli.common import (
+    ProgressLine,
+    add_json,
+    add_store,
+    emit_json,
+    human_size,
+    load_config,
+    store_url,
+)
 from dbkeeper.codec import COMPRESSIONS
 from dbkeeper.config import Config
 from dbkeeper.engines import engine_for
@@ -34,8 +42,13 @@ def register(sub: Any) -> None:
     p.add_argument("--name", help="the name used in file names (default: the database name or the file's stem)")
     add_store(p)
     p.add_argument("--compress", choices=COMPRESSIONS, default="gzip", help="compression (default gzip)")
-    p.add_argument("--encrypt-to", action="append", default=[], metavar="AGE_RECIPIENT",
-                   help="encrypt for this age recipient (repeatable)")
+    p.add_argument(
+        "--encrypt-to",
+        action="append",
+        default=[],
+        metavar="AGE_RECIPIENT",
+        help="encrypt for this age recipient (repeatable)",
+    )
     p.add_argument("--pg-bin", metavar="DIR", help="directory of pg_dump/psql (config pg_bin)")
     add_json(p)
     p.set_defaults(run=run)
@@ -90,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
             results.append({"source": label, "ok": False, "error": exc.message, "hint": exc.hint})
             if len(sources) == 1:
                 raise
-            sys.stderr.write(f"dbkeeper: error: {label}: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else ""))
+            sys.stderr.write(
+                f"dbkeeper: error: {label}: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else "")
+            )
             continue
         results.append({"source": label, "ok": True, "location": store.describe(doc.file), "manifest": doc.__dict__})
         if not args.json:

@@ -25,8 +25,11 @@ def register(sub: Any) -> None:
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--drop-existing", action="store_true", help="replace TARGET if it exists (its sessions are ended)")
     p.add_argument("--no-owner", action="store_true", help="skip ALTER … OWNER TO (restore as the connecting user)")
-    p.add_argument("--disable-triggers", action="store_true",
-                   help="load with triggers and FK checks off (session_replication_role=replica; superuser)")
+    p.add_argument(
+        "--disable-triggers",
+        action="store_true",
+        help="load with triggers and FK checks off (session_replication_role=replica; superuser)",
+    )
     add_store(p)
     p.add_argument("--database", metavar="NAME", help="with latest: the database")
     p.add_argument("--pg-bin", metavar="DIR", help="directory of psql (config pg_bin)")
@@ -41,8 +44,13 @@ def run(args: argparse.Namespace) -> int:
     options = RestoreOptions(args.drop_existing, args.no_owner, args.disable_triggers)
     bar = ProgressLine(f"restore {name}", enabled=not args.json)
     result = run_restore(
-        store, name, args.target, options,
-        pg_bin=args.pg_bin or cfg.pg_bin, identities=identities(args, cfg), progress=bar.update,
+        store,
+        name,
+        args.target,
+        options,
+        pg_bin=args.pg_bin or cfg.pg_bin,
+        identities=identities(args, cfg),
+        progress=bar.update,
     )
     bar.done()
     if args.json:
@@ -50,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         rows = sum(result.row_counts.values())
         how = "replaced" if result.replaced else "created"
-        print(f"restored {name} into {result.target} ({how}): {len(result.row_counts)} tables, {rows} rows"
-              f" match the manifest, {result.seconds:.1f}s")
+        print(
+            f"restored {name} into {result.target} ({how}): {len(result.row_counts)} tables, {rows} rows"
+            f" match the manifest, {result.seconds:.1f}s"
+        )
     return 0

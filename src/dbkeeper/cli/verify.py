@@ -29,7 +29,11 @@ def register(sub: Any) -> None:
 
 
 def add_identity(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--identity", metavar="FILE", help="age identity file for encrypted backups (env DBKEEPER_AGE_IDENTITY)")
+    p.add_argument(
+        "--identity",
+        metavar="FILE",
+        help="age identity file for encrypted backups (env DBKEEPER_AGE_IDENTITY)",
+    )
 
 
 def identities(args: argparse.Namespace, cfg: Config) -> list[Any] | None:

@@ -127,42 +127,85 @@ def redact(url: str) -> str:
 
 # The runbook's error table: what libpq, pg_dump and psql say, what it means, what to do.
 _CAUSES: list[tuple[str, type[DbkeeperError], str, str]] = [
-    (r"password authentication failed|authentication failed for user", SourceError,
-     "authentication failed for {user} at {where}",
-     "check the password in PGPASSWORD or ~/.pgpass (mode 0600: host:port:db:user:password)"),
-    (r"no password supplied|fe_sendauth", SourceError,
-     "the server at {where} wants a password and none was given",
-     "put it in ~/.pgpass (mode 0600) or PGPASSWORD; dbkeeper never prompts"),
-    (r"could not translate host name|Name or service not known|nodename nor servname", SourceError,
-     "unknown host {where}", "check the host name in the URL or PGHOST"),
-    (r"Connection refused|could not connect to server|connection to server .* failed: (?!FATAL)"
-     r"|timeout expired|No route to host", SourceError,
-     "cannot reach PostgreSQL at {where}",
-     "check that the server runs, the host and port (5432?), and listen_addresses / firewall"),
-    (r"database \"[^\"]+\" does not exist", SourceError,
-     "database {db} does not exist at {where}", "check the name; `psql -l` lists the databases"),
-    (r"no pg_hba.conf entry", SourceError,
-     "the server at {where} does not allow {user} to connect from here",
-     "add a pg_hba.conf line for this host and user, then reload the server"),
-    (r"server version mismatch", ToolError,
-     "pg_dump is older than the server at {where}",
-     "install the client of the server's major version or pass --pg-bin DIR"),
-    (r"No space left on device|could not extend file|disk full", NoSpace,
-     "the disk filled up", "free space (on the server for a restore, on the store for a backup) and retry"),
-    (r"violates foreign key constraint", RestoreError,
-     "a row refers to one that is not there yet (foreign key order)",
-     "restore a full dump (constraints come after the data), or pass --disable-triggers (needs superuser)"),
-    (r"invalid byte sequence for encoding|has no equivalent in encoding|character with byte sequence",
-     RestoreError, "the data does not fit the target database's encoding",
-     "restore into a database with the source's encoding (dbkeeper creates it with the manifest's)"),
-    (r"role \"[^\"]+\" does not exist", RestoreError,
-     "the dump names a role the target server lacks",
-     "create the role (restore the globals backup first) or pass --no-owner"),
-    (r"permission denied to create database|must be owner|permission denied", RestoreError,
-     "permission denied for {user} at {where}",
-     "use a role with CREATEDB (and ownership of the target to replace it), or a superuser"),
-    (r"permission denied to set parameter \"session_replication_role\"", RestoreError,
-     "--disable-triggers needs a superuser", "restore as a superuser, or without --disable-triggers"),
+    (
+        r"password authentication failed|authentication failed for user",
+        SourceError,
+        "authentication failed for {user} at {where}",
+        "check the password in PGPASSWORD or ~/.pgpass (mode 0600: host:port:db:user:password)",
+    ),
+    (
+        r"no password supplied|fe_sendauth",
+        SourceError,
+        "the server at {where} wants a password and none was given",
+        "put it in ~/.pgpass (mode 0600) or PGPASSWORD; dbkeeper never prompts",
+    ),
+    (
+        r"could not translate host name|Name or service not known|nodename nor servname",
+        SourceError,
+        "unknown host {where}",
+        "check the host name in the URL or PGHOST",
+    ),
+    (
+        r"Connection refused|could not connect to server|connection to server .* failed: (?!FATAL)"
+        r"|timeout expired|No route to host",
+        SourceError,
+        "cannot reach PostgreSQL at {where}",
+        "check that the server runs, the host and port (5432?), and listen_addresses / firewall",
+    ),
+    (
+        r"database \"[^\"]+\" does not exist",
+        SourceError,
+        "database {db} does not exist at {where}",
+        "check the name; `psql -l` lists the databases",
+    ),
+    (
+        r"no pg_hba.conf entry",
+        SourceError,
+        "the server at {where} does not allow {user} to connect from here",
+        "add a pg_hba.conf line for this host and user, then reload the server",
+    ),
+    (
+        r"server version mismatch",
+        ToolError,
+        "pg_dump is older than the server at {where}",
+        "install the client of the server's major version or pass --pg-bin DIR",
+    ),
+    (
+        r"No space left on device|could not extend file|disk full",
+        NoSpace,
+        "the disk filled up",
+        "free space (on the server for a restore, on the store for a backup) and retry",
+    ),
+    (
+        r"violates foreign key constraint",
+        RestoreError,
+        "a row refers to one that is not there yet (foreign key order)",
+        "restore a full dump (constraints come after the data), or pass --disable-triggers (needs superuser)",
+    ),
+    (
+        r"invalid byte sequence for encoding|has no equivalent in encoding|character with byte sequence",
+        RestoreError,
+        "the data does not fit the target database's encoding",
+        "restore into a database with the source's encoding (dbkeeper creates it with the manifest's)",
+    ),
+    (
+        r"role \"[^\"]+\" does not exist",
+        RestoreError,
+        "the dump names a role the target server lacks",
+        "create the role (restore the globals backup first) or pass --no-owner",
+    ),
+    (
+        r"permission denied to create database|must be owner|permission denied",
+        RestoreError,
+        "permission denied for {user} at {where}",
+        "use a role with CREATEDB (and ownership of the target to replace it), or a superuser",
+    ),
+    (
+        r"permission denied to set parameter \"session_replication_role\"",
+        RestoreError,
+        "--disable-triggers needs a superuser",
+        "restore as a superuser, or without --disable-triggers",
+    ),
 ]
 
 
@@ -216,7 +259,20 @@ class PostgresEngine:
 
     def query(self, sql: str, *, db: str | None = None, doing: str = "query") -> list[list[str]]:
         conn = self.conn.with_db(db) if db else self.conn
-        argv = [self._psql().path, "-X", "-w", "-q", "-A", "-t", "-F", "\x1f", "-v", "ON_ERROR_STOP=1", "-c", sql]
+        argv = [
+            self._psql().path,
+            "-X",
+            "-w",
+            "-q",
+            "-A",
+            "-t",
+            "-F",
+            "\x1f",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ]
         try:
             out = proc.run(argv, env=conn.env(), timeout=600)
         except ToolError as exc:
@@ -402,9 +458,7 @@ class PgRestoreTarget:
         counts: dict[str, int] = {}
         for start in range(0, len(names), 200):
             batch = names[start : start + 200]
-            sql = " UNION ALL ".join(
-                f"SELECT {quote_literal(name)}, count(*) FROM ONLY {name}" for name in batch
-            )
+            sql = " UNION ALL ".join(f"SELECT {quote_literal(name)}, count(*) FROM ONLY {name}" for name in batch)
             for row in self.engine.query(sql, db=self.temp, doing="counting restored rows"):
                 counts[row[0]] = int(row[1])
         return counts

@@ -168,9 +168,7 @@ class SqliteRestoreTarget:
         self.description = str(path)
         self.existed = path.exists()
         if self.existed and not options.drop_existing:
-            raise RestoreError(
-                f"{path} already exists", "restore to a new path, or pass --drop-existing to replace it"
-            )
+            raise RestoreError(f"{path} already exists", "restore to a new path, or pass --drop-existing to replace it")
         if not path.parent.is_dir():
             raise RestoreError(f"directory {path.parent} does not exist", "create it first")
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".dbkeeper-tmp", dir=path.parent)
@@ -202,7 +200,10 @@ class SqliteRestoreTarget:
             os.replace(self.temp, self.path)
             return
         try:
-            with closing(sqlite3.connect(self.temp)) as src, closing(sqlite3.connect(self.path, timeout=30)) as dst:
+            with (
+                closing(sqlite3.connect(self.temp)) as src,
+                closing(sqlite3.connect(self.path, timeout=30)) as dst,
+            ):
                 src.backup(dst, pages=-1)
         except sqlite3.DatabaseError as exc:
             raise RestoreError(

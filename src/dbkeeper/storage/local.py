@@ -97,7 +97,7 @@ class LocalStore:
 
     def open(self, name: str) -> BinaryIO:
         try:
-            return open(self._path(name), "rb")  # noqa: SIM115 - the caller closes it
+            return open(self._path(name), "rb")
         except OSError as exc:
             raise _map_os_error(exc, str(self._path(name))) from exc
 
