@@ -22,9 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 PG15_BIN_DEFAULT = Path("/usr/lib/postgresql/15/bin")
 PG17_CACHE = REPO / ".cache" / "pg17"
-INSTALL_HINT = (
-    "run scripts/install-test-deps (it installs postgresql-15 and unpacks PostgreSQL 17 into .cache/pg17)"
-)
+PG17_SHARED = Path("/opt/dbkeeper-test/pg17")  # where install-test-deps puts it when run as root
+INSTALL_HINT = "run scripts/install-test-deps (it installs postgresql-15 and unpacks PostgreSQL 17 into .cache/pg17)"
 
 
 def _pg15_bindir() -> Path:
@@ -34,7 +33,7 @@ def _pg15_bindir() -> Path:
 def _pg17_bindir() -> Path | None:
     if os.environ.get("DBKEEPER_TEST_PG17_BIN"):
         return Path(os.environ["DBKEEPER_TEST_PG17_BIN"])
-    found = sorted(PG17_CACHE.glob("postgresql-17*/bin"))
+    found = sorted(PG17_CACHE.glob("postgresql-17*/bin")) + sorted(PG17_SHARED.glob("postgresql-17*/bin"))
     return found[-1] if found else None
 
 

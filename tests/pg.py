@@ -65,18 +65,14 @@ class _RunAs:
             os.chown(top, self.user.pw_uid, self.user.pw_gid)
             for root, dirs, files in os.walk(top):
                 for name in dirs + files:
-                    os.chown(
-                        os.path.join(root, name), self.user.pw_uid, self.user.pw_gid, follow_symlinks=False
-                    )
+                    os.chown(os.path.join(root, name), self.user.pw_uid, self.user.pw_gid, follow_symlinks=False)
 
     def check_can_use(self, bindir: Path, basedir: Path) -> None:
         """Fail early and clearly when ``postgres`` cannot reach the binaries or the base directory."""
         if not self.user:
             return
         probe = subprocess.run(
-            self.argv(
-                ["sh", "-c", 'test -x "$1" && test -w "$2"', "sh", str(bindir / "postgres"), str(basedir)]
-            ),
+            self.argv(["sh", "-c", 'test -x "$1" && test -w "$2"', "sh", str(bindir / "postgres"), str(basedir)]),
             cwd="/",
             capture_output=True,
             check=False,
@@ -227,9 +223,7 @@ class Cluster:
                 return
             except ClusterError as exc:
                 if time.monotonic() > deadline:
-                    raise ClusterError(
-                        f"{exc}\n--- server log {self.logfile} ---\n{self.server_log()}"
-                    ) from None
+                    raise ClusterError(f"{exc}\n--- server log {self.logfile} ---\n{self.server_log()}") from None
                 time.sleep(0.1)
 
     def _read_version(self) -> None:
@@ -339,9 +333,7 @@ class Cluster:
         )
         if result.returncode != 0:
             shown = stdin if stdin is not None and len(stdin) < 2000 else " ".join(argv)
-            raise ClusterError(
-                f"psql on {db!r} failed ({result.returncode}): {result.stderr.strip()}\n{shown}"
-            )
+            raise ClusterError(f"psql on {db!r} failed ({result.returncode}): {result.stderr.strip()}\n{shown}")
         return result.stdout.removesuffix("\n")
 
     def create_db(self, name: str, template: str = "template0", encoding: str | None = None) -> None:

@@ -110,10 +110,7 @@ def test_pgdb_is_a_fresh_empty_database(pgdb: PgDb) -> None:
     cluster, name = pgdb
     assert cluster.major == 15
     assert cluster.psql("SELECT current_database()", db=name) == name
-    assert (
-        cluster.psql("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace", db=name)
-        == "0"
-    )
+    assert cluster.psql("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace", db=name) == "0"
 
 
 def test_psql_errors_quote_the_server(pgdb: PgDb) -> None:

@@ -60,12 +60,8 @@ def reasons(decisions: list[Decision], text: str) -> tuple[str, ...]:
 
 
 CASES = [
-    pytest.param(
-        days("2026-11-27", 14), Policy(keep_last=14), span("2026-11-27", 14), id="14-dailies-keep-last-14"
-    ),
-    pytest.param(
-        days("2026-11-27", 20), Policy.default(), span("2026-11-27", 14), id="default-drops-oldest-6"
-    ),
+    pytest.param(days("2026-11-27", 14), Policy(keep_last=14), span("2026-11-27", 14), id="14-dailies-keep-last-14"),
+    pytest.param(days("2026-11-27", 20), Policy.default(), span("2026-11-27", 14), id="default-drops-oldest-6"),
     pytest.param(
         [b("2026-11-27"), b("2026-11-26"), b("2026-11-20"), b("2026-11-10"), b("2026-11-01")],
         Policy(keep_daily=3),
@@ -126,15 +122,11 @@ CASES = [
         keys("2026-11-27", "2026-11-26", "2026-11-25", "2026-11-24"),  # the broken one is not one of the 3
         id="keep-min-counts-only-good",
     ),
-    pytest.param(
-        days("2026-11-27", 30), Policy(keep_last=-1), span("2026-11-27", 30), id="keep-last-unlimited"
-    ),
+    pytest.param(days("2026-11-27", 30), Policy(keep_last=-1), span("2026-11-27", 30), id="keep-last-unlimited"),
     pytest.param(
         days("2026-11-27", 4, "10:00", "02:00"),
         Policy(keep_daily=-1),
-        keys(
-            "2026-11-27 10:00", "2026-11-26 10:00", "2026-11-25 10:00", "2026-11-24 10:00", "2026-11-24 02:00"
-        ),
+        keys("2026-11-27 10:00", "2026-11-26 10:00", "2026-11-25 10:00", "2026-11-24 10:00", "2026-11-24 02:00"),
         id="keep-daily-unlimited",
     ),
     pytest.param(

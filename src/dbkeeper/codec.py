@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import Protocol
+from typing import Protocol, cast
 
 from dbkeeper.errors import CheckFailed, UsageError
 
@@ -89,7 +89,7 @@ def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
                     members += 1
                 else:
                     data = dec.unconsumed_tail
-    except (zlib.error, isal_zlib.IsalError) as exc:
+    except (zlib.error, _isal_error()) as exc:
         raise CheckFailed(f"the gzip stream is corrupt: {exc}") from exc
     if in_member or not members:
         raise CheckFailed(
@@ -97,6 +97,12 @@ def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
             if members or in_member
             else "the gzip stream is empty"
         )
+
+
+def _isal_error() -> type[Exception]:
+    from isal import isal_zlib
+
+    return cast("type[Exception]", isal_zlib.error)  # isal's stub declares it as an instance
 
 
 def _unzstd(chunks: Iterable[bytes]) -> Iterator[bytes]:

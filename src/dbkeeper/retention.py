@@ -137,8 +137,7 @@ def apply_policy(backups: Sequence[Candidate], policy: Policy, now: datetime) ->
         for i in counted[1 : policy.keep_min]:
             reasons[i].append(MINIMUM)
     return [
-        Decision(b.key, bool(why), tuple(why) if why else (NO_RULE,))
-        for b, why in zip(ordered, reasons, strict=True)
+        Decision(b.key, bool(why), tuple(why) if why else (NO_RULE,)) for b, why in zip(ordered, reasons, strict=True)
     ]
 
 
@@ -160,9 +159,7 @@ def _active_rules(policy: Policy) -> Iterator[tuple[str, int, Callable[[datetime
             yield name, count, period
 
 
-def _walk(
-    times: list[datetime], count: int, period: Callable[[datetime], str] | None
-) -> Iterator[tuple[int, str]]:
+def _walk(times: list[datetime], count: int, period: Callable[[datetime], str] | None) -> Iterator[tuple[int, str]]:
     """restic's bucket walk over newest-first times: (position, label) of each backup one rule keeps."""
     left = count
     previous: str | None = None

@@ -18,7 +18,7 @@ from dbkeeper.cli.common import (
 )
 from dbkeeper.codec import COMPRESSIONS
 from dbkeeper.config import Config
-from dbkeeper.engines import engine_for
+from dbkeeper.engines import engine_for, redact
 from dbkeeper.errors import EXIT_FAILED, DbkeeperError, UsageError
 from dbkeeper.pipeline import BackupOptions, run_backup
 from dbkeeper.storage import open_store
@@ -60,7 +60,7 @@ def resolve_sources(args: argparse.Namespace, cfg: Config) -> list[tuple[str, st
         out = []
         for spec in args.sources:
             named = cfg.source(spec)
-            out.append((spec, named.url) if named else (spec, spec))
+            out.append((spec, named.url) if named else (redact(spec), spec))
         return out
     if args.dbname or args.host or args.username or args.port:
         return [(args.dbname or "", _pg_url(args.host, args.port, args.username, args.dbname))]

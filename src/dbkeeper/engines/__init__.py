@@ -7,6 +7,7 @@ becomes visible when the restore is whole. It knows nothing of stores, manifests
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -107,6 +108,11 @@ def check_for(engine: str, dump_format: str) -> DumpCheck:
 
         return SqliteCheck()
     raise UsageError(f"no checker for {engine} backups in {dump_format} format")
+
+
+def redact(url: str) -> str:
+    """A URL with any password replaced, fit for messages, logs and labels."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def sqlite_path(url: str) -> str:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dbkeeper import proc
 from dbkeeper.codec import CHUNK
-from dbkeeper.engines import RestoreOptions, SourceInfo
+from dbkeeper.engines import RestoreOptions, SourceInfo, redact
 from dbkeeper.engines.pgplain import PlainDumpScanner, drop_owner_statements
 from dbkeeper.engines.pgtools import Client, pick
 from dbkeeper.errors import (
@@ -118,11 +118,6 @@ class PgConn:
         user = f"{self.user}@" if self.user else ""
         port = f":{self.port}" if self.port else ""
         return f"postgresql://{user}{self.host or ''}{port}/{self.dbname}"
-
-
-def redact(url: str) -> str:
-    """A URL with any password replaced, fit for messages and logs."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 # The runbook's error table: what libpq, pg_dump and psql say, what it means, what to do.
