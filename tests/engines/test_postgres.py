@@ -71,7 +71,7 @@ def test_pg_environment_and_pg_dump_style_flags(
 def test_password_from_pgpass_and_never_shown(
     pgdb: PgDb, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cluster, name = pgdb
+    cluster, _name = pgdb
     password = cluster.env()["PGPASSWORD"]
     monkeypatch.delenv("PGPASSWORD")
     pgpass = tmp_path / "pgpass"

@@ -1,0 +1,120 @@
+"""Restore into real PostgreSQL servers: whole or not at all, never over an existing database unless asked."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import cli, cli_json
+from pg import Cluster, PgDb
+from pgutil import comparable_dump, databases
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg15: Cluster) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PGPASSWORD", pg15.env()["PGPASSWORD"])
+    return tmp_path
+
+
+def _seed(cluster: Cluster, db: str, rows: int = 100) -> None:
+    cluster.psql(
+        f"CREATE TABLE users (id int PRIMARY KEY, name text);"
+        f"INSERT INTO users SELECT g, 'user ' || g FROM generate_series(1, {rows}) g;",
+        db=db,
+    )
+
+
+def test_existing_target_needs_drop_existing_and_live_sessions_are_ended(
+    pgdb: PgDb, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster, name = pgdb
+    _seed(cluster, name)
+    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    target = f"{name}_live"
+    cluster.create_db(target)
+    cluster.psql("CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (42)", db=target)
+
+    code, _, err = cli(capsys, "restore", "latest", cluster.url(target))
+    assert code == 1 and "already exists" in err and "--drop-existing" in err
+    assert cluster.psql("SELECT x FROM keep_me", db=target) == "42"
+
+    # An application session stays connected to the target while it is replaced.
+    app = subprocess.Popen(
+        [cluster.tool("psql"), "-X", "-d", target, "-c", "SELECT pg_sleep(60)"],
+        env=cluster.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        code, doc = cli_json(capsys, "restore", "latest", cluster.url(target), "--drop-existing")
+        assert code == 0, doc
+        assert doc["replaced"] and doc["rows"] == 100
+    finally:
+        app.wait(timeout=30)
+    assert app.returncode != 0  # its session was ended
+    assert cluster.psql("SELECT count(*) FROM users", db=target) == "100"
+    assert cluster.psql("SELECT to_regclass('keep_me') IS NULL", db=target) == "t"
+    assert not [d for d in databases(cluster) if "dbkeeper_" in d]
+    cluster.drop_db(target)
+
+
+def test_failed_restore_leaves_the_target_exactly_as_it_was(
+    pgdb: PgDb, pg17: Cluster, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster, name = pgdb
+    cluster.psql("DO $$ BEGIN CREATE ROLE app_owner; EXCEPTION WHEN duplicate_object THEN NULL; END $$", db=name)
+    _seed(cluster, name)
+    cluster.psql("ALTER TABLE users OWNER TO app_owner", db=name)
+    assert cli(capsys, "backup", pgdb.url)[0] == 0
+
+    # pg17 has no role app_owner: the restore fails inside psql, the existing target must not change.
+    monkeypatch.setenv("PGPASSWORD", pg17.env()["PGPASSWORD"])
+    pg17.psql("DROP DATABASE IF EXISTS existing; CREATE DATABASE existing")
+    pg17.psql("CREATE TABLE old (x int); INSERT INTO old VALUES (7)", db="existing")
+    before = comparable_dump(pg17, "existing")
+    code, _, err = cli(capsys, "restore", "latest", pg17.url("existing"), "--drop-existing")
+    assert code == 1
+    assert 'role "app_owner" does not exist' in err and "--no-owner" in err
+    assert comparable_dump(pg17, "existing") == before
+    assert not [d for d in databases(pg17) if "dbkeeper_" in d]
+
+    code, doc = cli_json(capsys, "restore", "latest", pg17.url("existing"), "--drop-existing", "--no-owner")
+    assert code == 0 and doc["rows"] == 100
+    assert pg17.psql("SELECT tableowner FROM pg_tables WHERE tablename = 'users'", db="existing") == "postgres"
+
+
+def test_source_encoding_is_kept(pg15: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    pg15.psql("DROP DATABASE IF EXISTS latin; DROP DATABASE IF EXISTS latin_copy")
+    pg15.create_db("latin", encoding="LATIN1")
+    pg15.psql("CREATE TABLE t (s text); INSERT INTO t VALUES ('café crème'), ('Ærø')", db="latin")
+    code, doc = cli_json(capsys, "backup", pg15.url("latin"))
+    assert code == 0 and doc["backups"][0]["manifest"]["server_encoding"] == "LATIN1"
+    code, _ = cli_json(capsys, "restore", "latest", pg15.url("latin_copy"), "--database", "latin")
+    assert code == 0
+    assert pg15.psql("SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'latin_copy'") == "LATIN1"
+    assert pg15.psql("SELECT string_agg(s, ',' ORDER BY s) FROM t", db="latin_copy") == "café crème,Ærø"
+
+
+def test_disable_triggers_loads_with_replication_role(pgdb: PgDb, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster, name = pgdb
+    _seed(cluster, name, 10)
+    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    target = f"{name}_nt"
+    code, doc = cli_json(capsys, "restore", "latest", cluster.url(target), "--disable-triggers")
+    assert code == 0 and doc["rows"] == 10
+    cluster.drop_db(target)
+
+
+def test_pg15_backup_restores_into_pg17(
+    pgdb: PgDb, pg17: Cluster, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster, name = pgdb
+    _seed(cluster, name, 500)
+    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    monkeypatch.setenv("PGPASSWORD", pg17.env()["PGPASSWORD"])
+    pg17.psql("DROP DATABASE IF EXISTS upgraded")
+    code, doc = cli_json(capsys, "restore", "latest", pg17.url("upgraded"), "--pg-bin", str(pg17.bindir))
+    assert code == 0 and doc["rows"] == 500
