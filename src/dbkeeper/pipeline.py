@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from dbkeeper import codec, crypto, manifest
 from dbkeeper.engines import Engine
-from dbkeeper.errors import DbkeeperError
+from dbkeeper.errors import DbkeeperError, ToolError
 from dbkeeper.manifest import Manifest
 from dbkeeper.storage import Store
-from dbkeeper.streams import Tap, then, threaded
+from dbkeeper.streams import Stalled, Tap, then, threaded
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class BackupOptions:
     compression: str = "gzip"
     level: int | None = None
     recipients: tuple[str, ...] = ()
+    stall_timeout: float | None = 900.0  # the watchdog: a dump silent this long is stopped
 
 
 Progress = Callable[[int, int], None]  # (raw bytes dumped so far, bytes stored so far)
@@ -70,7 +71,7 @@ def run_backup(
         def finish() -> None:
             counts.update(dump.finish())
 
-        raw = then(Tap(on_raw).tap(threaded(dump.chunks())), finish)
+        raw = then(Tap(on_raw).tap(_watched(dump.chunks(), info.database, options.stall_timeout)), finish)
         stream = codec.compress(options.compression, raw, options.level)
         if recipients:
             stream = crypto.encrypt(stream, recipients)
@@ -105,6 +106,16 @@ def run_backup(
         _forget(store, name)
         raise
     return doc
+
+
+def _watched(chunks: Iterator[bytes], database: str, stall_timeout: float | None) -> Iterator[bytes]:
+    try:
+        yield from threaded(chunks, stall_timeout=stall_timeout)
+    except Stalled as exc:
+        raise ToolError(
+            f"the dump of {database} made no progress for {exc.seconds:g} s and was stopped",
+            "look for a lock held on the source (pg_stat_activity, wait_event_type = 'Lock'), or raise --stall-timeout",
+        ) from None
 
 
 def _encryption_doc(recipients: tuple[str, ...]) -> dict[str, Any]:

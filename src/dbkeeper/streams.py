@@ -21,8 +21,20 @@ class _Failure:
         self.exc = exc
 
 
-def threaded(source: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
-    """Iterate ``source`` on a worker thread, handing chunks over through a queue of ``depth``."""
+class Stalled(Exception):
+    """The producer handed over nothing for ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no progress for {seconds:g} s")
+        self.seconds = seconds
+
+
+def threaded(source: Iterable[bytes], depth: int = 8, stall_timeout: float | None = None) -> Iterator[bytes]:
+    """Iterate ``source`` on a worker thread, handing chunks over through a queue of ``depth``.
+
+    With ``stall_timeout``, a producer that hands over nothing for that long raises Stalled in the consumer
+    (the watchdog: the caller then stops whatever feeds the producer, e.g. kills pg_dump).
+    """
     q: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -48,7 +60,10 @@ def threaded(source: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
     worker.start()
     try:
         while True:
-            item = q.get()
+            try:
+                item = q.get(timeout=stall_timeout)
+            except queue.Empty:
+                raise Stalled(stall_timeout or 0) from None
             if item is _DONE:
                 break
             if isinstance(item, _Failure):
@@ -56,7 +71,7 @@ def threaded(source: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        worker.join(timeout=10)
+        worker.join(timeout=1)  # a worker blocked in a read ends when its source is closed by the caller
 
 
 class Tap:

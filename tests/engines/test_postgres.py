@@ -220,3 +220,32 @@ def test_disk_full_during_dump_is_a_clear_error(pgdb: PgDb, tmp_path: Path) -> N
     assert result.stderr.startswith("dbkeeper: error: no space left while writing")
     assert "Traceback" not in result.stderr
     assert backup_files(tmp_path / "backups") == []
+
+
+def test_watchdog_stops_a_dump_blocked_on_a_lock(pgdb: PgDb, tmp_path: Path) -> None:
+    cluster, name = pgdb
+    cluster.psql("CREATE TABLE busy AS SELECT 1 AS x", db=name)
+    # Another session holds an ACCESS EXCLUSIVE lock: pg_dump waits for it, silently, forever.
+    holder = subprocess.Popen(
+        [cluster.tool("psql"), "-X", "-d", name, "-c", "BEGIN; LOCK TABLE busy; SELECT pg_sleep(120);"],
+        env=cluster.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        result = run_dbkeeper("backup", pgdb.url, "--stall-timeout", "2", env=cluster.env(), timeout=60)
+        elapsed = time.monotonic() - started
+        # Its server session, which would wait for the lock long after pg_dump died, was ended too.
+        sessions_after = cluster.psql(
+            f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND application_name LIKE 'dbkeeper%'"
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sessions_after == "0"
+    assert result.returncode == 1
+    assert "made no progress for 2 s and was stopped" in result.stderr and "pg_stat_activity" in result.stderr
+    assert elapsed < 20
+    assert backup_files(tmp_path / "backups") == []

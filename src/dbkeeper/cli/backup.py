@@ -50,6 +50,13 @@ def register(sub: Any) -> None:
         help="encrypt for this age recipient (repeatable)",
     )
     p.add_argument("--pg-bin", metavar="DIR", help="directory of pg_dump/psql (config pg_bin)")
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="stop a dump that produces nothing for this long (default 900)",
+    )
     add_json(p)
     p.set_defaults(run=run)
 
@@ -89,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     options = BackupOptions(
         compression=args.compress,
         recipients=tuple(args.encrypt_to or cfg.encryption_recipients),
+        stall_timeout=args.stall_timeout or None,
     )
     results: list[dict[str, Any]] = []
     failures = 0

@@ -304,8 +304,24 @@ class PostgresEngine:
     @contextmanager
     def dump(self) -> Iterator[PgDump]:
         argv = [self.client("pg_dump").path, "-w", "--format=plain"]
-        with proc.Process(argv, env=self.conn.env()) as child:
-            yield PgDump(child, self.conn)
+        tag = f"dbkeeper-dump-{secrets.token_hex(4)}"
+        env = {**self.conn.env(), "PGAPPNAME": tag}
+        try:
+            with proc.Process(argv, env=env) as child:
+                yield PgDump(child, self.conn)
+        except BaseException:
+            self._end_sessions(tag)
+            raise
+
+    def _end_sessions(self, tag: str) -> None:
+        """After a dump was stopped: end its server session too (one waiting on a lock outlives its client)."""
+        try:
+            self.query(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = {quote_literal(tag)}",
+                doing="ending the stopped dump's session",
+            )
+        except DbkeeperError:
+            pass  # best effort: the server ends the session itself once it notices the client is gone
 
     def dump_globals(self) -> bytes:
         """Roles and tablespaces (``pg_dumpall --globals-only``), for a server-level restore."""
