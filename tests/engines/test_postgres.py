@@ -238,9 +238,11 @@ def test_watchdog_stops_a_dump_blocked_on_a_lock(pgdb: PgDb, tmp_path: Path) -> 
         result = run_dbkeeper("backup", pgdb.url, "--stall-timeout", "2", env=cluster.env(), timeout=60)
         elapsed = time.monotonic() - started
         # Its server session, which would wait for the lock long after pg_dump died, was ended too.
-        sessions_after = cluster.psql(
-            f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND application_name LIKE 'dbkeeper%'"
-        )
+        query = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND application_name LIKE 'dbkeeper%'"
+        for _ in range(20):  # pg_terminate_backend signals; the session takes a moment to go
+            if (sessions_after := cluster.psql(query)) == "0":
+                break
+            time.sleep(0.1)
     finally:
         holder.kill()
         holder.wait()

@@ -12,7 +12,7 @@ import secrets
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -315,13 +315,12 @@ class PostgresEngine:
 
     def _end_sessions(self, tag: str) -> None:
         """After a dump was stopped: end its server session too (one waiting on a lock outlives its client)."""
-        try:
+        # Best effort: otherwise the server ends the session itself once it notices the client is gone.
+        with suppress(DbkeeperError):
             self.query(
                 f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = {quote_literal(tag)}",
                 doing="ending the stopped dump's session",
             )
-        except DbkeeperError:
-            pass  # best effort: the server ends the session itself once it notices the client is gone
 
     def dump_globals(self) -> bytes:
         """Roles and tablespaces (``pg_dumpall --globals-only``), for a server-level restore."""
