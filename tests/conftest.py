@@ -18,6 +18,8 @@ import pytest
 from hard_cases import HARD_CASES_SQL
 from pg import Cluster, PgDb, unique_db_name
 
+pytest_plugins = ["fixtures_s3"]  # s3_server (one moto_server per session), s3_env, s3_bucket, s3_store_url
+
 REPO = Path(__file__).resolve().parent.parent
 
 PG15_BIN_DEFAULT = Path("/usr/lib/postgresql/15/bin")

@@ -48,12 +48,21 @@ class Store(Protocol):
         ...
 
 
-def open_store(url: str) -> Store:
-    """The store a user named: ``s3://bucket/prefix`` or a directory path."""
+def open_store(
+    url: str,
+    *,
+    endpoint_url: str | None = None,
+    sse: str | None = None,
+    sse_kms_key_id: str | None = None,
+) -> Store:
+    """The store a user named: ``s3://bucket/prefix`` or a directory path.
+
+    The keyword options concern S3 only (endpoint, server-side encryption); a directory store ignores them.
+    """
     if url.startswith("s3://"):
         from dbkeeper.storage.s3 import S3Store
 
-        return S3Store.from_url(url)
+        return S3Store.from_url(url, endpoint_url=endpoint_url, sse=sse, sse_kms_key_id=sse_kms_key_id)
     from dbkeeper.storage.local import LocalStore
 
     return LocalStore(url)
