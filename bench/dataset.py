@@ -18,18 +18,195 @@ import sys
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-WORDS = (
-    "the of and to in is you that it he was for on are as with his they at be this have from or one had by word "
-    "but not what all were we when your can said there use an each which she do how their if will up other about "
-    "out many then them these so some her would make like him into time has look two more write go see number no "
-    "way could people my than first water been call who oil its now find long down day did get come made may part "
-    "order invoice payment shipping delivery customer account refund warehouse product quantity discount address "
-    "premium standard express tracking package returned damaged replacement support ticket priority resolved "
-    "pending escalated subscription monthly annual renewal cancel upgrade downgrade billing credit card"
-).split()
-FIRST = "Anna Ben Carla David Emma Felix Greta Hugo Ida Jonas Klara Lukas Mia Noah Olga Paul Rosa Sam Tina Ugo".split()
-LAST = "Müller Schmidt Schneider Fischer Weber Meyer Wagner Becker Schulz Hoffmann Koch Richter Klein Wolf".split()
-CITIES = "Berlin Hamburg München Köln Frankfurt Stuttgart Düsseldorf Leipzig Dortmund Essen Bremen Dresden".split()
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "you",
+    "that",
+    "it",
+    "he",
+    "was",
+    "for",
+    "on",
+    "are",
+    "as",
+    "with",
+    "his",
+    "they",
+    "at",
+    "be",
+    "this",
+    "have",
+    "from",
+    "or",
+    "one",
+    "had",
+    "by",
+    "word",
+    "but",
+    "not",
+    "what",
+    "all",
+    "were",
+    "we",
+    "when",
+    "your",
+    "can",
+    "said",
+    "there",
+    "use",
+    "an",
+    "each",
+    "which",
+    "she",
+    "do",
+    "how",
+    "their",
+    "if",
+    "will",
+    "up",
+    "other",
+    "about",
+    "out",
+    "many",
+    "then",
+    "them",
+    "these",
+    "so",
+    "some",
+    "her",
+    "would",
+    "make",
+    "like",
+    "him",
+    "into",
+    "time",
+    "has",
+    "look",
+    "two",
+    "more",
+    "write",
+    "go",
+    "see",
+    "number",
+    "no",
+    "way",
+    "could",
+    "people",
+    "my",
+    "than",
+    "first",
+    "water",
+    "been",
+    "call",
+    "who",
+    "oil",
+    "its",
+    "now",
+    "find",
+    "long",
+    "down",
+    "day",
+    "did",
+    "get",
+    "come",
+    "made",
+    "may",
+    "part",
+    "order",
+    "invoice",
+    "payment",
+    "shipping",
+    "delivery",
+    "customer",
+    "account",
+    "refund",
+    "warehouse",
+    "product",
+    "quantity",
+    "discount",
+    "address",
+    "premium",
+    "standard",
+    "express",
+    "tracking",
+    "package",
+    "returned",
+    "damaged",
+    "replacement",
+    "support",
+    "ticket",
+    "priority",
+    "resolved",
+    "pending",
+    "escalated",
+    "subscription",
+    "monthly",
+    "annual",
+    "renewal",
+    "cancel",
+    "upgrade",
+    "downgrade",
+    "billing",
+    "credit",
+    "card",
+]
+FIRST = [
+    "Anna",
+    "Ben",
+    "Carla",
+    "David",
+    "Emma",
+    "Felix",
+    "Greta",
+    "Hugo",
+    "Ida",
+    "Jonas",
+    "Klara",
+    "Lukas",
+    "Mia",
+    "Noah",
+    "Olga",
+    "Paul",
+    "Rosa",
+    "Sam",
+    "Tina",
+    "Ugo",
+]
+LAST = [
+    "Müller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weber",
+    "Meyer",
+    "Wagner",
+    "Becker",
+    "Schulz",
+    "Hoffmann",
+    "Koch",
+    "Richter",
+    "Klein",
+    "Wolf",
+]
+CITIES = [
+    "Berlin",
+    "Hamburg",
+    "München",
+    "Köln",
+    "Frankfurt",
+    "Stuttgart",
+    "Düsseldorf",
+    "Leipzig",
+    "Dortmund",
+    "Essen",
+    "Bremen",
+    "Dresden",
+]
 STATUS = ["new", "paid", "shipped", "delivered", "returned", "cancelled"]
 
 SCHEMA = """
@@ -53,12 +230,15 @@ ANALYZE;
 
 
 def _text(rng: random.Random, n: int) -> str:
-    return " ".join(WORDS[min(int(rng.paretovariate(1.1)) - 1, len(WORDS) - 1) if rng.random() < 0.7
-                          else rng.randrange(len(WORDS))] for _ in range(n))
+    return " ".join(
+        WORDS[min(int(rng.paretovariate(1.1)) - 1, len(WORDS) - 1) if rng.random() < 0.7 else rng.randrange(len(WORDS))]
+        for _ in range(n)
+    )
 
 
 def _ts(rng: random.Random) -> str:
-    return f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}+00"
+    month, day, hour, minute, second = (rng.randint(*r) for r in ((1, 11), (1, 28), (0, 23), (0, 59), (0, 59)))
+    return f"2026-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}+00"
 
 
 def rows(seed: int, mb: int) -> Iterator[tuple[str, list[str]]]:
@@ -70,10 +250,18 @@ def rows(seed: int, mb: int) -> Iterator[tuple[str, list[str]]]:
     batch: list[str] = []
     for i in range(1, customers + 1):
         first, last = rng.choice(FIRST), rng.choice(LAST)
-        attrs = json.dumps({"tier": rng.choice(["free", "pro", "team"]), "newsletter": rng.random() < 0.3,
-                            "tags": [rng.choice(WORDS) for _ in range(rng.randint(0, 4))]}, ensure_ascii=False)
-        batch.append(f"{i}\t{first} {last}\t{first.lower()}.{last.lower()}{i}@example.com\t{rng.choice(CITIES)}\t"
-                     f"{rng.choice(LAST)}straße {rng.randint(1, 200)}\t{_ts(rng)}\t{attrs}")
+        attrs = json.dumps(
+            {
+                "tier": rng.choice(["free", "pro", "team"]),
+                "newsletter": rng.random() < 0.3,
+                "tags": [rng.choice(WORDS) for _ in range(rng.randint(0, 4))],
+            },
+            ensure_ascii=False,
+        )
+        batch.append(
+            f"{i}\t{first} {last}\t{first.lower()}.{last.lower()}{i}@example.com\t{rng.choice(CITIES)}\t"
+            f"{rng.choice(LAST)}straße {rng.randint(1, 200)}\t{_ts(rng)}\t{attrs}"
+        )
         if len(batch) >= 5000:
             yield "customers", batch
             batch = []
@@ -81,16 +269,20 @@ def rows(seed: int, mb: int) -> Iterator[tuple[str, list[str]]]:
     batch = []
     for i in range(1, orders + 1):
         note = _text(rng, rng.randint(0, 25)) if rng.random() < 0.6 else "\\N"
-        batch.append(f"{i}\t{rng.randint(1, customers)}\t{rng.choice(STATUS)}\t{rng.randint(100, 99999) / 100:.2f}\t"
-                     f"{rng.randint(1, 9)}\t{_ts(rng)}\t{note}")
+        batch.append(
+            f"{i}\t{rng.randint(1, customers)}\t{rng.choice(STATUS)}\t{rng.randint(100, 99999) / 100:.2f}\t"
+            f"{rng.randint(1, 9)}\t{_ts(rng)}\t{note}"
+        )
         if len(batch) >= 5000:
             yield "orders", batch
             batch = []
     yield "orders", batch
     batch = []
     for i in range(1, tickets + 1):
-        batch.append(f"{i}\t{rng.randint(1, orders)}\t{_text(rng, 6)}\t{_text(rng, rng.randint(40, 160))}\t"
-                     f"{rng.randint(1, 4)}\t{_ts(rng)}")
+        batch.append(
+            f"{i}\t{rng.randint(1, orders)}\t{_text(rng, 6)}\t{_text(rng, rng.randint(40, 160))}\t"
+            f"{rng.randint(1, 4)}\t{_ts(rng)}"
+        )
         if len(batch) >= 2000:
             yield "tickets", batch
             batch = []
@@ -100,8 +292,12 @@ def rows(seed: int, mb: int) -> Iterator[tuple[str, list[str]]]:
 def build(url: str, mb: int, seed: int = 1) -> None:
     parts = urlsplit(url)
     db = parts.path.lstrip("/")
-    env = {**os.environ, "PGHOST": parts.hostname or "", "PGPORT": str(parts.port or 5432),
-           "PGUSER": parts.username or "postgres"}
+    env = {
+        **os.environ,
+        "PGHOST": parts.hostname or "",
+        "PGPORT": str(parts.port or 5432),
+        "PGUSER": parts.username or "postgres",
+    }
     psql = os.environ.get("PSQL", "psql")
     subprocess.run([psql, "-X", "-q", "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{db}"'], env=env, check=True)
     subprocess.run([psql, "-X", "-q", "-d", "postgres", "-c", f'CREATE DATABASE "{db}"'], env=env, check=True)

@@ -12,6 +12,7 @@ sidecar, then the manifest, whose presence marks the backup complete.
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ def run_backup(
         if progress:
             progress(raw_size, stored.size)
 
+    # The stream allocates steadily; without this the collector keeps rescanning every imported module's objects.
+    gc.freeze()
     with engine.dump() as dump:
 
         def finish() -> None:

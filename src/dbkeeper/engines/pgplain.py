@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 TRAILER = b"-- PostgreSQL database dump complete"
 _IDENT = rb'(?:"(?:[^"]|"")*"|[^\s".(]+)'
@@ -29,12 +35,12 @@ class PlainDumpScanner:
         self.row_counts: dict[str, int] = {}
         self.header_ok: bool | None = None
         self.complete = False
-        self._table: str | None = None
-        self._rows = 0
-        # Invariant: self._buf[0:1] == b"\n", the end of the last line already handled.
-        self._buf = b"\n"
         self.bytes_seen = 0
         self._head = b""
+        self._table: str | None = None
+        self._rows = 0
+        self._pending = b""  # an SQL line not yet ended
+        self._tail = b""  # inside COPY data: the last (up to 3) bytes before this chunk
 
     def feed(self, chunk: bytes) -> None:
         if not chunk:
@@ -44,28 +50,44 @@ class PlainDumpScanner:
             if len(self._head) >= 2:
                 self.header_ok = self._head.startswith(b"--")
         self.bytes_seen += len(chunk)
-        data = self._buf + chunk
-        pos = 1
-        n = len(data)
+        lines = _Newlines(chunk)
+        pos, n = 0, len(chunk)
         while pos < n:
             if self._table is not None:
-                end = data.find(_END, pos - 1)
-                if end < 0:
-                    last_nl = data.rfind(b"\n", pos - 1)
-                    self._rows += data.count(b"\n", pos, last_nl + 1)
-                    self._buf = data[last_nl:]
-                    return
-                self._rows += data.count(b"\n", pos, end + 1)
-                self.row_counts[self._table] = self.row_counts.get(self._table, 0) + self._rows
-                self._table, self._rows = None, 0
-                pos = end + len(_END)
+                pos = self._copy_data(chunk, pos, lines)
                 continue
-            nl = data.find(b"\n", pos)
+            nl = chunk.find(b"\n", pos)
             if nl < 0:
-                break
-            self._line(data[pos:nl])
+                self._pending += chunk[pos:]
+                return
+            line = chunk[pos:nl]
+            if self._pending:
+                line, self._pending = self._pending + line, b""
+            self._line(line)
             pos = nl + 1
-        self._buf = data[pos - 1 :]
+            if self._table is not None:
+                self._tail = b"\n"  # the COPY line's own newline may start the end marker of an empty block
+
+    def _copy_data(self, chunk: bytes, pos: int, lines: _Newlines) -> int:
+        """Count the rows of COPY data from ``pos``; return where the data ended, or len(chunk)."""
+        if pos == 0 and self._tail:  # an end marker split across chunks
+            head = self._tail + chunk[:3]
+            at = head.find(_END)
+            if at >= 0 and at + len(_END) > len(self._tail):
+                return self._end_table(at + len(_END) - len(self._tail))
+        end = lines.marker_from(pos - 1 if pos else 0)
+        if end < 0:
+            self._rows += lines.count(pos, len(chunk))
+            self._tail = (self._tail + chunk[-3:])[-3:] if len(chunk) < 3 else chunk[-3:]
+            return len(chunk)
+        self._rows += lines.count(pos, end + 1)
+        return self._end_table(end + len(_END))
+
+    def _end_table(self, resume: int) -> int:
+        assert self._table is not None
+        self.row_counts[self._table] = self.row_counts.get(self._table, 0) + self._rows
+        self._table, self._rows, self._tail = None, 0, b""
+        return resume
 
     def _line(self, line: bytes) -> None:
         if line.startswith(b"COPY ") and line.endswith(b" FROM stdin;"):
@@ -88,6 +110,39 @@ class PlainDumpScanner:
         if self.bytes_seen and not self.complete:
             out.append("the dump lacks pg_dump's 'dump complete' trailer: it was cut short")
         return out
+
+
+class _Newlines:
+    """The newlines of one chunk, found once (vectorized) and then queried by range.
+
+    Counting lines is the scanner's whole cost on table data, so it runs at memory speed through numpy rather
+    than a byte loop; a chunk holding many small tables is still scanned only once.
+    """
+
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk = chunk
+        self._at: npt.NDArray[np.intp] | None = None
+        self._markers: npt.NDArray[np.intp] | None = None
+
+    def _positions(self) -> npt.NDArray[np.intp]:
+        if self._at is None:
+            self._at = np.flatnonzero(np.frombuffer(self._chunk, dtype=np.uint8) == 10)
+        return self._at
+
+    def count(self, start: int, stop: int) -> int:
+        """Newlines in chunk[start:stop]."""
+        at = self._positions()
+        return int(np.searchsorted(at, stop) - np.searchsorted(at, start))
+
+    def marker_from(self, start: int) -> int:
+        """Offset of the first complete end marker ``\\n\\.\\n`` at or after ``start``, or -1."""
+        if self._markers is None:
+            at = self._positions()
+            data = np.frombuffer(self._chunk, dtype=np.uint8)
+            at = at[at + 3 < len(data)]
+            self._markers = at[(data[at + 1] == 92) & (data[at + 2] == 46) & (data[at + 3] == 10)]
+        i = int(np.searchsorted(self._markers, start))
+        return int(self._markers[i]) if i < len(self._markers) else -1
 
 
 def scan(chunks: Iterable[bytes], scanner: PlainDumpScanner) -> Iterator[bytes]:
