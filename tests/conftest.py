@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +85,17 @@ def hard_db(pgdb: PgDb) -> PgDb:
     """Like ``pgdb``, with tests/data/hard_cases.sql loaded (about half a second)."""
     pgdb.cluster.psql_file(HARD_CASES_SQL, db=pgdb.name)
     return pgdb
+
+
+@pytest.fixture
+def age_key(tmp_path: Path) -> tuple[Path, str]:
+    """A fresh age identity file made by the stock age-keygen, and its public recipient (age1…)."""
+    return make_age_key(tmp_path / "key.txt")
+
+
+def make_age_key(path: Path) -> tuple[Path, str]:
+    if not shutil.which("age-keygen"):
+        pytest.fail("age-keygen not found; run scripts/install-test-deps (it installs age)", pytrace=False)
+    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
+    recipient = subprocess.run(["age-keygen", "-y", str(path)], check=True, capture_output=True, text=True).stdout
+    return path, recipient.strip()

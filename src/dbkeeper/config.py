@@ -123,6 +123,11 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
     recipients = enc.get("recipients", [])
     if isinstance(recipients, str):
         recipients = [recipients]
+    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+        raise fail("encryption.recipients", "must be an age recipient (age1…) or a list of them")
+    identity = enc.get("identity")
+    if identity is not None and not isinstance(identity, str):
+        raise fail("encryption.identity", "must be the path of an age identity file")
     pg_bin = doc.get("pg_bin")
     if pg_bin is not None and not isinstance(pg_bin, str):
         raise fail("pg_bin", "must be a directory path")
@@ -137,7 +142,7 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
         sources=tuple(sources),
         retention=retention,
         encryption_recipients=tuple(recipients),
-        identity=enc.get("identity"),
+        identity=identity,
         s3={k: str(v) for k, v in _table(doc, "s3", _S3, where).items()},
         drill=_table(doc, "drill", _DRILL, where),
         schedule=_table(doc, "schedule", _SCHEDULE, where),

@@ -18,6 +18,8 @@ from typing import Any
 from dbkeeper.errors import EncryptionError, UsageError
 
 _DONE = object()
+WRONG_KEY = "the backup is not for this identity"
+IDENTITY_HINT = "pass --identity with the age key of one of the recipients the backup's manifest lists"
 
 
 def parse_recipients(values: Iterable[str]) -> list[Any]:
@@ -154,10 +156,12 @@ def decrypt(chunks: Iterable[bytes], identities: list[Any]) -> Iterator[bytes]:
         try:
             pyrage.decrypt_io(reader, writer, identities)
         except pyrage.DecryptError as exc:
-            raise EncryptionError(
-                f"cannot decrypt the backup: {exc}",
-                "pass --identity with the age key matching one of the backup's recipients",
-            ) from exc
+            if "no matching keys" in str(exc).lower():
+                raise EncryptionError(
+                    f"{WRONG_KEY}: none of its keys matches the backup's recipients",
+                    IDENTITY_HINT,
+                ) from exc
+            raise EncryptionError(f"the encrypted backup is damaged or not an age file ({exc})") from exc
         except (OSError, ValueError) as exc:
             if isinstance(exc, EncryptionError):
                 raise

@@ -55,9 +55,11 @@ def run_restore(
     t0 = time.monotonic()
     report = verify(store, name, identities)
     if not report.ok:
+        first = next(c for c in report.checks if not c.ok)
+        wrong_key = first.name == "decrypt" and first.detail.startswith(crypto.WRONG_KEY)
         raise CheckFailed(
             f"{name} failed verification ({report.first_problem()}); nothing was restored",
-            "restore an older backup: `dbkeeper list` shows them",
+            crypto.IDENTITY_HINT if wrong_key else "restore an older backup: `dbkeeper list` shows them",
         )
     doc = report.manifest
     assert doc is not None

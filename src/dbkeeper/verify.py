@@ -32,6 +32,7 @@ class Report:
     location: str
     checks: list[Check] = field(default_factory=list)
     manifest: Manifest | None = None
+    partial: str = ""  # set when some checks could not run (an encrypted backup checked without its key)
 
     @property
     def ok(self) -> bool:
@@ -50,6 +51,7 @@ class Report:
             "backup": self.backup,
             "location": self.location,
             "ok": self.ok,
+            "partial": self.partial or None,
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
         }
 
@@ -62,8 +64,13 @@ def read_manifest(store: Store, name: str) -> Manifest:
         raise CheckFailed(f"{name}: {exc}") from exc
 
 
-def verify(store: Store, name: str, identities: list[Any] | None = None) -> Report:
-    """Check one backup completely. Never raises for a damaged backup: the report says what is wrong."""
+def verify(store: Store, name: str, identities: list[Any] | None = None, *, without_key: bool = False) -> Report:
+    """Check one backup completely. Never raises for a damaged backup: the report says what is wrong.
+
+    An encrypted backup needs an identity (UsageError without one), unless ``without_key``: then only what the
+    stored bytes show is checked (manifest, sidecar, size, checksum) and ``partial`` says so. That is for hosts
+    that hold only the public recipients, as a backup host should (prune, ``backup --prune``).
+    """
     report = Report(name, store.describe(name))
     try:
         doc = read_manifest(store, name)
@@ -83,7 +90,11 @@ def verify(store: Store, name: str, identities: list[Any] | None = None) -> Repo
     except (ValueError, DbkeeperError) as exc:
         report.add("sidecar", False, str(exc))
     if doc.encryption and not identities:
-        raise UsageError(f"{name} is encrypted", "pass --identity FILE (an age identity for one of its recipients)")
+        if not without_key:
+            raise UsageError(f"{name} is encrypted", "pass --identity FILE (an age identity for one of its recipients)")
+        _add_stored_checks(report, doc, _hash_object(store, name))
+        report.partial = "encrypted and no identity given: checked the stored bytes only, not their content"
+        return report
 
     checker = check_for(doc.engine, doc.dump_format)
     stored = Tap()
@@ -99,20 +110,10 @@ def verify(store: Store, name: str, identities: list[Any] | None = None) -> Repo
     except (EncryptionError, CheckFailed) as exc:
         failure = exc
         counts, problems = {}, []
-        stored = Tap()  # the stream broke off: hash the whole object for the checksum verdict
-        with store.open(name) as f:
-            for _ in stored.tap(codec.read_chunks(f)):
-                pass
+        stored = _hash_object(store, name)  # the stream broke off: hash the whole object for the checksum verdict
     finally:
         checker.close()
-    size_ok = stored.size == doc.size_bytes and stored.size > 0
-    report.add("size", size_ok, f"{stored.size} bytes" + ("" if size_ok else f", manifest says {doc.size_bytes}"))
-    sum_ok = stored.hexdigest() == doc.sha256
-    report.add(
-        "checksum",
-        sum_ok,
-        "sha256 matches" if sum_ok else "sha256 of the stored bytes differs from the manifest",
-    )
+    _add_stored_checks(report, doc, stored)
     if failure is not None:
         report.add("decrypt" if isinstance(failure, EncryptionError) else "decompress", False, str(failure))
         return report
@@ -122,6 +123,25 @@ def verify(store: Store, name: str, identities: list[Any] | None = None) -> Repo
         diff = _count_diff(doc.row_counts, counts)
         report.add("row counts", not diff, diff or f"{len(counts)} tables, {sum(counts.values())} rows as recorded")
     return report
+
+
+def _hash_object(store: Store, name: str) -> Tap:
+    stored = Tap()
+    with store.open(name) as f:
+        for _ in stored.tap(codec.read_chunks(f)):
+            pass
+    return stored
+
+
+def _add_stored_checks(report: Report, doc: Manifest, stored: Tap) -> None:
+    size_ok = stored.size == doc.size_bytes and stored.size > 0
+    report.add("size", size_ok, f"{stored.size} bytes" + ("" if size_ok else f", manifest says {doc.size_bytes}"))
+    sum_ok = stored.hexdigest() == doc.sha256
+    report.add(
+        "checksum",
+        sum_ok,
+        "sha256 matches" if sum_ok else "sha256 of the stored bytes differs from the manifest",
+    )
 
 
 def _content_ok(doc: Manifest) -> str:

@@ -1,4 +1,8 @@
-"""dbkeeper backup [SOURCE ...]: dump each source into the store, with checksum sidecar and manifest."""
+"""dbkeeper backup [SOURCE ...]: dump each source into the store, with checksum sidecar and manifest.
+
+After each backup is committed: ``--copy-to`` copies it to other stores, then ``--prune`` verifies it and prunes
+its database in the store. A failed copy skips the prune: a run that already failed deletes nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 import sys
 from typing import Any
 
+from dbkeeper.cli import copy, prune
 from dbkeeper.cli.common import (
     ProgressLine,
     add_json,
@@ -14,14 +19,20 @@ from dbkeeper.cli.common import (
     emit_json,
     human_size,
     load_config,
+    open_store_for,
     store_url,
 )
+from dbkeeper.cli.verify import identities
 from dbkeeper.codec import COMPRESSIONS
 from dbkeeper.config import Config
+from dbkeeper.copy import copy_backup
 from dbkeeper.engines import engine_for, redact
 from dbkeeper.errors import EXIT_FAILED, DbkeeperError, UsageError
+from dbkeeper.manifest import Manifest
 from dbkeeper.pipeline import BackupOptions, run_backup
-from dbkeeper.storage import open_store
+from dbkeeper.prune import policy_from, prune_after_backup
+from dbkeeper.retention import Policy
+from dbkeeper.storage import Store
 
 
 def register(sub: Any) -> None:
@@ -48,6 +59,18 @@ def register(sub: Any) -> None:
         default=[],
         metavar="AGE_RECIPIENT",
         help="encrypt for this age recipient (repeatable)",
+    )
+    p.add_argument(
+        "--copy-to",
+        action="append",
+        default=[],
+        metavar="STORE",
+        help="then copy the backup to this store (repeatable; default: copy_to in the config)",
+    )
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="then verify the backup and prune its database in the store with the [retention] policy",
     )
     p.add_argument("--pg-bin", metavar="DIR", help="directory of pg_dump/psql (config pg_bin)")
     p.add_argument(
@@ -92,12 +115,16 @@ def _pg_url(host: str | None, port: str | None, user: str | None, db: str | None
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     sources = resolve_sources(args, cfg)
-    store = open_store(store_url(args, cfg))
+    store = open_store_for(store_url(args, cfg), cfg)
     options = BackupOptions(
         compression=args.compress,
         recipients=tuple(args.encrypt_to or cfg.encryption_recipients),
         stall_timeout=args.stall_timeout or None,
     )
+    destinations = [open_store_for(url, cfg) for url in args.copy_to or cfg.copy_to]
+    policy = policy_from({}, cfg.retention) if args.prune else None
+    if policy is not None:
+        policy.check()  # a policy that cannot decide fails before any backup is made
     results: list[dict[str, Any]] = []
     failures = 0
     for label, url in sources:
@@ -115,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
                 f"dbkeeper: error: {label}: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else "")
             )
             continue
-        results.append({"source": label, "ok": True, "location": store.describe(doc.file), "manifest": doc.__dict__})
+        entry: dict[str, Any] = {"source": label, "ok": True, "location": store.describe(doc.file)}
+        results.append({**entry, "manifest": doc.__dict__})
         if not args.json:
             rows = sum(doc.row_counts.values())
             print(
@@ -123,6 +151,61 @@ def run(args: argparse.Namespace) -> int:
                 f" (from {human_size(doc.raw_size_bytes or 0)}, {len(doc.row_counts)} tables, {rows} rows)"
                 f" in {doc.duration_s:.1f}s"
             )
+        if not _after_backup(store, doc, destinations, policy, args, cfg, results[-1]):
+            failures += 1
     if args.json:
         emit_json({"ok": failures == 0, "backups": results})
     return EXIT_FAILED if failures else 0
+
+
+def _after_backup(
+    store: Store,
+    doc: Manifest,
+    destinations: list[Store],
+    policy: Policy | None,
+    args: argparse.Namespace,
+    cfg: Config,
+    result: dict[str, Any],
+) -> bool:
+    """--copy-to, then --prune, for one committed backup; False when either failed (reported on stderr)."""
+    ok = True
+    if destinations:
+        try:
+            copies = copy_backup(store, doc.file, destinations)
+        except DbkeeperError as exc:
+            _report(exc)
+            result["copies"] = [{"ok": False, "error": exc.message, "hint": exc.hint}]
+            ok = False
+        else:
+            result["copies"] = copies.to_json()["copies"]
+            if not args.json:
+                print("\n".join(f"  {line}" for line in copy.render(copies)))
+            ok = copy.report_failures(copies) == 0
+    if policy is not None:
+        if not ok:
+            result["prune"] = {"ok": False, "skipped": "the copy failed, so nothing was pruned"}
+            sys.stderr.write("dbkeeper: prune skipped: the copy failed, so nothing was pruned\n")
+        else:
+            try:
+                pruned = prune_after_backup(store, doc.file, policy, identities=identities(args, cfg))
+            except DbkeeperError as exc:
+                _report(exc)
+                result["prune"] = {"ok": False, "error": exc.message, "hint": exc.hint}
+                ok = False
+            else:
+                result["prune"] = pruned.to_json()
+                if not args.json:
+                    print(f"  {prune.summary(pruned)}")
+                    for d in pruned.removed:
+                        if d.deleted:
+                            print(f"  removed {d.name}")
+                for failed in pruned.failures:
+                    assert failed.error is not None
+                    _report(failed.error)
+                ok = not pruned.failures
+    result["ok"] = ok
+    return ok
+
+
+def _report(exc: DbkeeperError) -> None:
+    sys.stderr.write(f"dbkeeper: error: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else ""))

@@ -10,6 +10,7 @@ from typing import Any
 
 from dbkeeper import config
 from dbkeeper.config import Config
+from dbkeeper.storage import Store, open_store
 
 
 def add_store(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +27,13 @@ def load_config(args: argparse.Namespace) -> Config:
 
 def store_url(args: argparse.Namespace, cfg: Config) -> str:
     return str(getattr(args, "store", None) or cfg.store)
+
+
+def open_store_for(url: str, cfg: Config) -> Store:
+    """The store a command writes to or copies to. The hook for store options: once storage.s3 takes them, the
+    config's ``[s3]`` table (endpoint_url, sse, sse_kms_key_id, region; ``cfg.s3``) and the matching flags are
+    passed here, as ``open_store(url, **options)``, for every command at once."""
+    return open_store(url)
 
 
 def emit_json(doc: Any) -> None:

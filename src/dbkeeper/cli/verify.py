@@ -37,7 +37,7 @@ def add_identity(p: argparse.ArgumentParser) -> None:
 
 
 def identities(args: argparse.Namespace, cfg: Config) -> list[Any] | None:
-    path = args.identity or os.environ.get("DBKEEPER_AGE_IDENTITY") or cfg.identity
+    path = getattr(args, "identity", None) or os.environ.get("DBKEEPER_AGE_IDENTITY") or cfg.identity
     return crypto.load_identities(path) if path else None
 
 

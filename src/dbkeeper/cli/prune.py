@@ -1,0 +1,105 @@
+"""dbkeeper prune: apply the retention policy to a store; --dry-run shows every decision and deletes nothing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from dbkeeper.cli.common import add_json, add_store, emit_json, load_config, open_store_for, store_url
+from dbkeeper.cli.verify import add_identity, identities
+from dbkeeper.errors import EXIT_FAILED
+from dbkeeper.manifest import iso
+from dbkeeper.prune import RULE_FLAGS, PruneDecision, PruneResult, policy_from, run_prune
+from dbkeeper.retention import Policy
+
+_FLAG_HELP = {
+    "keep_last": "keep the N newest backups",
+    "keep_daily": "keep the newest backup of each of the last N days that have one",
+    "keep_weekly": "keep the newest backup of each of the last N ISO weeks that have one",
+    "keep_monthly": "keep the newest backup of each of the last N months that have one",
+    "keep_yearly": "keep the newest backup of each of the last N years that have one",
+}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "prune",
+        help="remove the backups the retention policy does not keep",
+        description="Apply the retention policy (restic's forget rules, UTC) to each database in the store and delete"
+        " the backups it does not keep. The policy comes from the --keep-* flags, else [retention] in the config,"
+        " else keep_last = 14. Only complete backups that pass verification count toward the policy: the backups"
+        " it would keep are verified before anything is deleted. Damaged, incomplete and future-dated backups are"
+        " never removed, nor the newest good one. N = -1 keeps one in every period.",
+    )
+    add_store(p)
+    p.add_argument("--database", metavar="NAME", help="only this database's backups")
+    for flag in RULE_FLAGS:
+        p.add_argument(f"--{flag.replace('_', '-')}", type=int, metavar="N", help=_FLAG_HELP[flag])
+    p.add_argument("--keep-min", type=int, metavar="N", help="always keep the N newest good backups (default 1)")
+    p.add_argument("--dry-run", action="store_true", help="show every decision and its reasons; delete nothing")
+    add_identity(p)
+    add_json(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    policy = policy_from({k: getattr(args, k) for k in (*RULE_FLAGS, "keep_min")}, cfg.retention)
+    store = open_store_for(store_url(args, cfg), cfg)
+    result = run_prune(
+        store,
+        policy,
+        database=args.database,
+        dry_run=args.dry_run,
+        identities=identities(args, cfg),
+    )
+    if args.json:
+        emit_json(result.to_json())
+    else:
+        print("\n".join(render(result)))
+    for failed in result.failures:
+        assert failed.error is not None
+        sys.stderr.write(f"dbkeeper: error: {failed.error.message}\n")
+        if failed.error.hint:
+            sys.stderr.write(f"  Try: {failed.error.hint}\n")
+    return EXIT_FAILED if result.failures else 0
+
+
+def render(result: PruneResult) -> list[str]:
+    """A table of decisions, newest first per database, and a summary line."""
+    lines = []
+    if result.decisions:
+        width = max(len(d.name) for d in result.decisions)
+        lines.append(f"{'ACTION':<7} {'BACKUP':<{width}}  {'CREATED':<20}  WHY")
+        for d in result.decisions:
+            action = "keep" if d.keep else ("remove" if result.dry_run or d.deleted else "FAILED")
+            lines.append(f"{action:<7} {d.name:<{width}}  {iso(d.created)}  {_why(d)}")
+    lines.append(summary(result))
+    return lines
+
+
+def summary(result: PruneResult) -> str:
+    kept, removed = len(result.kept), len(result.removed)
+    head = f"{result.store}: policy {describe(result.policy)}: kept {kept}, "
+    if result.dry_run:
+        return head + f"would remove {removed} (dry run: nothing was deleted)"
+    deleted = sum(d.deleted for d in result.decisions)
+    failed = f", {len(result.failures)} could not be deleted" if result.failures else ""
+    return head + f"removed {deleted}{failed}"
+
+
+def describe(policy: Policy) -> str:
+    rules = [f"{k} {getattr(policy, k)}" for k in RULE_FLAGS if getattr(policy, k)]
+    return ", ".join(rules) + (f", keep_min {policy.keep_min}" if policy.keep_min != 1 else "")
+
+
+def _why(d: PruneDecision) -> str:
+    parts = [", ".join(d.reasons)]
+    if d.problem:
+        parts.append(f"{d.status}: {d.problem}")
+    elif d.verified:
+        parts.append(f"verified ({d.verify_note})" if d.verify_note else "verified")
+    if d.error:
+        parts.append(f"not deleted: {d.error.message}")
+    return "; ".join(parts)

@@ -1,0 +1,200 @@
+"""Copy a complete backup from one store to others (``dbkeeper copy``, ``backup --copy-to``).
+
+Works on any Store: the data streams from the source into the destination's atomic ``put``, hashed on the way.
+The hash and size are compared with the manifest inside the chunk iterator, after the last chunk and before the
+put can complete: a mismatch raises there, the put aborts and nothing becomes visible at the destination. Then
+the ``.sha256`` sidecar and last the manifest are written, in the order a backup is made, so a copy stopped half
+way is an incomplete backup at the destination, never a good-looking one.
+
+- Only complete backups are copied: the manifest must be readable and name its file, and the sidecar must agree
+  with it. Anything else is refused with CheckFailed before any destination is touched.
+- A backup already complete at a destination with the same sha256 is left alone ("already there"); a different
+  backup under the same name is refused rather than overwritten. A broken or incomplete copy there is replaced.
+- The manifest and sidecar are copied byte for byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dbkeeper import codec
+from dbkeeper.errors import CheckFailed, DbkeeperError, NotFound
+from dbkeeper.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX, Manifest, parse_sha256_line
+from dbkeeper.storage import Store
+
+
+@dataclass(frozen=True)
+class Source:
+    """A complete backup as read from its store: the parsed manifest and both sidecars' exact bytes."""
+
+    name: str
+    manifest: Manifest
+    manifest_bytes: bytes
+    sha256_bytes: bytes
+
+
+@dataclass
+class CopyOutcome:
+    destination: str  # the store's URL
+    location: str  # where the backup is there
+    copied: bool = False  # False with no error: it was already there
+    seconds: float = 0.0
+    error: DbkeeperError | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "destination": self.destination,
+            "location": self.location,
+            "ok": self.error is None,
+            "status": "failed" if self.error else "copied" if self.copied else "already there",
+            "seconds": round(self.seconds, 3),
+            "error": self.error.message if self.error else None,
+            "hint": self.error.hint if self.error else None,
+        }
+
+
+@dataclass
+class CopyResult:
+    backup: str
+    source: str  # where it was read
+    size_bytes: int
+    sha256: str
+    outcomes: list[CopyOutcome] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[CopyOutcome]:
+        return [o for o in self.outcomes if o.error is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": not self.failures,
+            "backup": self.backup,
+            "source": self.source,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "copies": [o.to_json() for o in self.outcomes],
+        }
+
+
+def copy_backup(source: Store, name: str, destinations: Sequence[Store]) -> CopyResult:
+    """Copy ``name`` to every destination; a failing destination is recorded and the others go on."""
+    backup = read_source(source, name)
+    result = CopyResult(name, source.describe(name), backup.manifest.size_bytes, backup.manifest.sha256)
+    for dest in destinations:
+        t0 = time.monotonic()
+        outcome = CopyOutcome(dest.url, dest.describe(name))
+        try:
+            outcome.copied = copy_one(source, backup, dest)
+        except DbkeeperError as exc:
+            outcome.error = exc
+        outcome.seconds = time.monotonic() - t0
+        result.outcomes.append(outcome)
+    return result
+
+
+def read_source(store: Store, name: str) -> Source:
+    """The backup's manifest and sidecar, checked to describe a complete backup; CheckFailed if they do not."""
+    refuse = "only complete backups are copied: `dbkeeper list` shows them, `dbkeeper verify` says what is wrong"
+    try:
+        raw = _read(store, name + MANIFEST_SUFFIX)
+    except NotFound:
+        if not _exists(store, name):
+            raise NotFound(f"no backup {name} in {store.url}", "`dbkeeper list` shows the backups there") from None
+        raise CheckFailed(f"{name} is incomplete (it has no manifest) and was not copied", refuse) from None
+    try:
+        doc = Manifest.from_json(raw)
+        if doc.file != name:
+            raise ValueError(f"the manifest describes {doc.file}")
+        side_raw = _read(store, name + SHA256_SUFFIX)
+        if parse_sha256_line(side_raw, name) != doc.sha256:
+            raise ValueError("the .sha256 sidecar and the manifest disagree")
+    except NotFound:
+        raise CheckFailed(f"{name} is broken (its .sha256 sidecar is missing) and was not copied", refuse) from None
+    except ValueError as exc:
+        raise CheckFailed(f"{name} is broken ({exc}) and was not copied", refuse) from exc
+    return Source(name, doc, raw, side_raw)
+
+
+def copy_one(source: Store, backup: Source, dest: Store) -> bool:
+    """Copy one backup to one store: True if copied, False if it was already there complete."""
+    name, doc = backup.name, backup.manifest
+    existing = _existing_manifest(dest, name)
+    if existing is not None and existing.sha256 != doc.sha256:
+        raise DbkeeperError(
+            f"{dest.describe(name)} already holds a different backup under that name (sha256 differs)",
+            "check that no two hosts write the same store prefix; remove that backup by hand if it is stale",
+        )
+    if existing is not None and _complete(dest, name, existing):
+        return False
+    with source.open(name) as f:
+        dest.put(name, _checked(codec.read_chunks(f), backup, dest.describe(name)))
+    try:
+        dest.put(name + SHA256_SUFFIX, [backup.sha256_bytes])
+        dest.put(name + MANIFEST_SUFFIX, [backup.manifest_bytes])
+    except DbkeeperError:
+        if existing is None:  # leave no orphan of our own making; what was there before is not ours to remove
+            for leftover in (name + SHA256_SUFFIX, name):
+                with contextlib.suppress(DbkeeperError):
+                    dest.delete(leftover)
+        raise
+    return True
+
+
+def _checked(chunks: Iterable[bytes], backup: Source, where: str) -> Iterator[bytes]:
+    """Pass the chunks on, failing before the end if they are not the bytes the manifest describes."""
+    doc = backup.manifest
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > doc.size_bytes:
+            break
+        digest.update(chunk)
+        yield chunk
+    if size != doc.size_bytes or digest.hexdigest() != doc.sha256:
+        found = (
+            "sha256 of the stored bytes differs from the manifest"
+            if size == doc.size_bytes
+            else f"{'more than ' if size > doc.size_bytes else ''}{size} bytes, the manifest says {doc.size_bytes}"
+        )
+        raise CheckFailed(
+            f"{backup.name} does not match its manifest ({found}); nothing was written to {where}",
+            f"run `dbkeeper verify` on {backup.name}; copy an older backup instead",
+        )
+
+
+def _existing_manifest(dest: Store, name: str) -> Manifest | None:
+    """The destination's manifest for ``name``, or None when it has none or an unreadable one (to be replaced)."""
+    try:
+        return Manifest.from_json(_read(dest, name + MANIFEST_SUFFIX))
+    except (NotFound, ValueError):
+        return None
+
+
+def _complete(dest: Store, name: str, doc: Manifest) -> bool:
+    """Data of the manifest's size and a sidecar that agrees: what the catalog calls ok."""
+    sizes = {o.name: o.size for o in dest.list()}
+    if sizes.get(name) != doc.size_bytes or name + SHA256_SUFFIX not in sizes:
+        return False
+    try:
+        return parse_sha256_line(_read(dest, name + SHA256_SUFFIX), name) == doc.sha256
+    except (NotFound, ValueError):
+        return False
+
+
+def _read(store: Store, name: str) -> bytes:
+    with store.open(name) as f:
+        return f.read()
+
+
+def _exists(store: Store, name: str) -> bool:
+    try:
+        store.open(name).close()
+    except NotFound:
+        return False
+    return True
