@@ -7,7 +7,7 @@ without a manifest as incomplete and a manifest that does not fit its file as br
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -96,17 +96,19 @@ def latest(entries: list[Entry], database: str | None = None) -> Entry:
     return good[-1]
 
 
-def resolve(spec: str, store_url: str, database: str | None = None) -> tuple[Store, str]:
+def resolve(
+    spec: str, store_url: str, database: str | None = None, opener: Callable[[str], Store] = open_store
+) -> tuple[Store, str]:
     """Where a BACKUP argument points: ``latest``, a name in the store, a local path, or ``s3://…/file``."""
     if spec == "latest":
-        store = open_store(store_url)
+        store = opener(store_url)
         return store, latest(scan(store, database), database).name
     if spec.startswith("s3://"):
         prefix, _, name = spec.rpartition("/")
-        return open_store(prefix), name
+        return opener(prefix), name
     path = Path(spec)
     if os.sep in spec or "/" in spec or path.exists():
         if not path.exists():
             raise NotFound(f"{spec} does not exist")
-        return open_store(str(path.parent)), path.name
-    return open_store(store_url), spec
+        return opener(str(path.parent)), path.name
+    return opener(store_url), spec

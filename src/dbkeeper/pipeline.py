@@ -52,10 +52,9 @@ def run_backup(
 ) -> Manifest:
     info = engine.inspect()
     recipients = crypto.parse_recipients(options.recipients) if options.recipients else []
-    started = clock()
-    t0 = time.monotonic()
     ext = manifest.data_extension(info.kind, options.compression, bool(recipients))
-    name = manifest.backup_name(info.database, started, ext)
+    started, name = _free_name(store, info.database, ext, clock)
+    t0 = time.monotonic()
 
     raw_size = 0
     stored = Tap()
@@ -109,6 +108,19 @@ def run_backup(
         _forget(store, name)
         raise
     return doc
+
+
+def _free_name(store: Store, database: str, ext: str, clock: Callable[[], datetime]) -> tuple[datetime, str]:
+    """A start time whose name is not taken yet: names have one-second resolution, and a second backup of the
+    same database within the same second must not replace the first (the per-source lock rules out overlap)."""
+    taken = {o.name for o in store.list()}
+    for _ in range(3):
+        started = clock()
+        name = manifest.backup_name(database, started, ext)
+        if name not in taken and name + manifest.MANIFEST_SUFFIX not in taken:
+            return started, name
+        time.sleep(1.05 - (time.time() % 1.0))
+    raise DbkeeperError(f"{name} already exists in {store.url}", "check the machine's clock")
 
 
 def _watched(chunks: Iterator[bytes], database: str, stall_timeout: float | None) -> Iterator[bytes]:

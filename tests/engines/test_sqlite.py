@@ -43,3 +43,11 @@ def test_backup_is_consistent_while_the_app_writes(tmp_path: Path) -> None:
         counts = doc.row_counts
         assert counts["users"] - 20_000 == counts["game_sessions"] - 2500  # pairs never split
         assert verify(store, doc.file).ok
+
+
+def test_backups_in_the_same_second_never_replace_each_other(tmp_path: Path) -> None:
+    db = make_sqlite_app(tmp_path / "app.db", users=10, sessions=10)
+    store = LocalStore(tmp_path / "backups")
+    docs = [run_backup(SqliteEngine(str(db)), store, BackupOptions()) for _ in range(3)]
+    assert len({d.file for d in docs}) == 3
+    assert all(verify(store, d.file).ok for d in docs)

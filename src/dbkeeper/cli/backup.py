@@ -15,6 +15,7 @@ from dbkeeper.cli import copy, prune
 from dbkeeper.cli.common import (
     ProgressLine,
     add_json,
+    add_sse,
     add_store,
     emit_json,
     human_size,
@@ -80,6 +81,7 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="stop a dump that produces nothing for this long (default 900)",
     )
+    add_sse(p)
     add_json(p)
     p.set_defaults(run=run)
 
@@ -115,13 +117,13 @@ def _pg_url(host: str | None, port: str | None, user: str | None, db: str | None
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     sources = resolve_sources(args, cfg)
-    store = open_store_for(store_url(args, cfg), cfg)
+    store = open_store_for(store_url(args, cfg), cfg, args)
     options = BackupOptions(
         compression=args.compress,
         recipients=tuple(args.encrypt_to or cfg.encryption_recipients),
         stall_timeout=args.stall_timeout or None,
     )
-    destinations = [open_store_for(url, cfg) for url in args.copy_to or cfg.copy_to]
+    destinations = [open_store_for(url, cfg, args) for url in args.copy_to or cfg.copy_to]
     policy = policy_from({}, cfg.retention) if args.prune else None
     if policy is not None:
         policy.check()  # a policy that cannot decide fails before any backup is made

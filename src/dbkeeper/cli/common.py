@@ -29,11 +29,19 @@ def store_url(args: argparse.Namespace, cfg: Config) -> str:
     return str(getattr(args, "store", None) or cfg.store)
 
 
-def open_store_for(url: str, cfg: Config) -> Store:
-    """The store a command writes to or copies to. The hook for store options: once storage.s3 takes them, the
-    config's ``[s3]`` table (endpoint_url, sse, sse_kms_key_id, region; ``cfg.s3``) and the matching flags are
-    passed here, as ``open_store(url, **options)``, for every command at once."""
-    return open_store(url)
+def add_sse(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sse", choices=["AES256", "aws:kms"], help="S3 server-side encryption (config [s3] sse)")
+    parser.add_argument("--sse-kms-key-id", metavar="ID", help="KMS key for --sse aws:kms (config [s3] sse_kms_key_id)")
+
+
+def open_store_for(url: str, cfg: Config, args: argparse.Namespace | None = None) -> Store:
+    """Every command opens its stores here: S3 options come from the flags, else the config's ``[s3]`` table
+    (the endpoint also from AWS_ENDPOINT_URL, credentials from boto3's usual chain)."""
+    sse = getattr(args, "sse", None) or cfg.s3.get("sse")
+    kms = getattr(args, "sse_kms_key_id", None) or cfg.s3.get("sse_kms_key_id")
+    if kms and not sse:
+        sse = "aws:kms"
+    return open_store(url, endpoint_url=cfg.s3.get("endpoint_url"), sse=sse, sse_kms_key_id=kms)
 
 
 def emit_json(doc: Any) -> None:

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from dbkeeper import catalog
-from dbkeeper.cli.common import add_json, add_store, emit_json, load_config, open_store_for, store_url
+from dbkeeper.cli.common import add_json, add_sse, add_store, emit_json, load_config, open_store_for, store_url
 from dbkeeper.copy import CopyResult, copy_backup
 from dbkeeper.errors import UsageError
 
@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
         metavar="STORE",
         help="destination directory or s3://bucket/prefix (repeatable; default: copy_to in the config)",
     )
+    add_sse(p)
     add_json(p)
     p.set_defaults(run=run)
 
@@ -40,8 +41,10 @@ def run(args: argparse.Namespace) -> int:
     targets = args.to or list(cfg.copy_to)
     if not targets:
         raise UsageError("no destination to copy to", "pass --to STORE, or set copy_to in dbkeeper.toml")
-    source, name = catalog.resolve(args.backup, store_url(args, cfg), args.database)
-    result = copy_backup(source, name, [open_store_for(url, cfg) for url in targets])
+    source, name = catalog.resolve(
+        args.backup, store_url(args, cfg), args.database, lambda url: open_store_for(url, cfg, args)
+    )
+    result = copy_backup(source, name, [open_store_for(url, cfg, args) for url in targets])
     if args.json:
         emit_json(result.to_json())
     else:

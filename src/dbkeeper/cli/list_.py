@@ -6,9 +6,8 @@ import argparse
 from typing import Any
 
 from dbkeeper import catalog
-from dbkeeper.cli.common import add_json, add_store, emit_json, human_size, load_config, store_url
+from dbkeeper.cli.common import add_json, add_store, emit_json, human_size, load_config, open_store_for, store_url
 from dbkeeper.manifest import iso
-from dbkeeper.storage import open_store
 
 
 def register(sub: Any) -> None:
@@ -21,7 +20,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    store = open_store(store_url(args, cfg))
+    store = open_store_for(store_url(args, cfg), cfg)
     entries = catalog.scan(store, args.database)
     if args.json:
         emit_json({"store": store.url, "backups": [_entry_json(e) for e in entries]})

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from dbkeeper import catalog
-from dbkeeper.cli.common import ProgressLine, add_json, add_store, emit_json, load_config, store_url
+from dbkeeper.cli.common import ProgressLine, add_json, add_store, emit_json, load_config, open_store_for, store_url
 from dbkeeper.cli.verify import add_identity, identities
 from dbkeeper.engines import RestoreOptions
 from dbkeeper.restore import run_restore
@@ -40,7 +40,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    store, name = catalog.resolve(args.backup, store_url(args, cfg), args.database)
+    store, name = catalog.resolve(
+        args.backup, store_url(args, cfg), args.database, lambda url: open_store_for(url, cfg, args)
+    )
     options = RestoreOptions(args.drop_existing, args.no_owner, args.disable_triggers)
     bar = ProgressLine(f"restore {name}", enabled=not args.json)
     result = run_restore(

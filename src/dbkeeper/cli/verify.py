@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from dbkeeper import catalog, crypto
-from dbkeeper.cli.common import add_json, add_store, emit_json, load_config, store_url
+from dbkeeper.cli.common import add_json, add_store, emit_json, load_config, open_store_for, store_url
 from dbkeeper.config import Config
 from dbkeeper.errors import EXIT_CHECK
 from dbkeeper.verify import verify
@@ -43,7 +43,9 @@ def identities(args: argparse.Namespace, cfg: Config) -> list[Any] | None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    store, name = catalog.resolve(args.backup, store_url(args, cfg), args.database)
+    store, name = catalog.resolve(
+        args.backup, store_url(args, cfg), args.database, lambda url: open_store_for(url, cfg, args)
+    )
     report = verify(store, name, identities(args, cfg))
     if args.json:
         emit_json(report.to_json())
