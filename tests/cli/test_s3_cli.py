@@ -49,7 +49,7 @@ def test_encrypted_backup_to_s3_lists_verifies_restores_and_prunes(
     assert code == 0 and [b["status"] for b in listing["backups"]] == ["ok", "ok"]
     assert all(b["encrypted"] for b in listing["backups"])
 
-    code, out, err = cli(capsys, "verify", "latest", "--store", s3_store_url)
+    code, _, err = cli(capsys, "verify", "latest", "--store", s3_store_url)
     assert code == 2 and "--identity" in err
     code, report = cli_json(capsys, "verify", "latest", "--store", s3_store_url, "--identity", str(key_file))
     assert code == 0 and report["ok"]
