@@ -289,7 +289,7 @@ def rows(seed: int, mb: int) -> Iterator[tuple[str, list[str]]]:
     yield "tickets", batch
 
 
-def build(url: str, mb: int, seed: int = 1) -> None:
+def build(url: str, mb: int, seed: int = 1, psql: str | None = None) -> None:
     parts = urlsplit(url)
     db = parts.path.lstrip("/")
     env = {
@@ -298,7 +298,8 @@ def build(url: str, mb: int, seed: int = 1) -> None:
         "PGPORT": str(parts.port or 5432),
         "PGUSER": parts.username or "postgres",
     }
-    psql = os.environ.get("PSQL", "psql")
+    env.pop("PGDATABASE", None)
+    psql = psql or os.environ.get("PSQL", "psql")
     subprocess.run([psql, "-X", "-q", "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{db}"'], env=env, check=True)
     subprocess.run([psql, "-X", "-q", "-d", "postgres", "-c", f'CREATE DATABASE "{db}"'], env=env, check=True)
     proc = subprocess.Popen([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db], stdin=subprocess.PIPE, env=env)

@@ -1,24 +1,27 @@
 """Restore: verify, load into a hidden temporary, check row counts, then swap into place.
 
-The backup is verified completely before anything is created on the target. The load runs into a temporary
-(a database with a private name, or a file beside the target), the stored bytes are hashed again on the way
-(they must be the bytes that were verified), the row counts are compared with the manifest, and only then is
-the temporary renamed over the target. Any failure removes the temporary and leaves the target as it was.
+Before anything is created on the target: the manifest and sidecar are checked, and a backup in a local store is
+hashed (cheap next to a restore), so damage is refused up front. The load then runs into a temporary (a database
+with a private name, or a file beside the target) while every other check of ``verify`` runs on the same stream
+(checksum, whole decompression, the dump's header and trailer, its row counts against the manifest), instead of
+reading the backup twice. Then the restored tables are counted against the manifest, and only when all of it
+passed is the temporary renamed over the target. Any failure removes the temporary and leaves the target as it
+was.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from dbkeeper import codec, crypto
 from dbkeeper.engines import RestoreOptions, engine_for
-from dbkeeper.errors import CheckFailed, RestoreError, UsageError
+from dbkeeper.errors import CheckFailed, EncryptionError, RestoreError, UsageError
 from dbkeeper.storage import Store
-from dbkeeper.streams import Tap
-from dbkeeper.verify import Report, verify
+from dbkeeper.streams import threaded
+from dbkeeper.verify import Check, ContentCheck, Report, add_stored_checks, check_stored, hash_object
 
 
 @dataclass
@@ -42,6 +45,15 @@ class RestoreResult:
         }
 
 
+def _refused(name: str, report: Report) -> CheckFailed:
+    first = next((c for c in report.checks if not c.ok), None)
+    wrong_key = first is not None and first.name == "decrypt" and first.detail.startswith(crypto.WRONG_KEY)
+    return CheckFailed(
+        f"{name} failed verification ({report.first_problem()}); nothing was restored",
+        crypto.IDENTITY_HINT if wrong_key else "restore an older backup: `dbkeeper list` shows them",
+    )
+
+
 def run_restore(
     store: Store,
     name: str,
@@ -53,30 +65,34 @@ def run_restore(
     progress: Callable[[int], None] | None = None,
 ) -> RestoreResult:
     t0 = time.monotonic()
-    report = verify(store, name, identities)
-    if not report.ok:
-        first = next(c for c in report.checks if not c.ok)
-        wrong_key = first.name == "decrypt" and first.detail.startswith(crypto.WRONG_KEY)
-        raise CheckFailed(
-            f"{name} failed verification ({report.first_problem()}); nothing was restored",
-            crypto.IDENTITY_HINT if wrong_key else "restore an older backup: `dbkeeper list` shows them",
-        )
+    report = check_stored(store, name)
     doc = report.manifest
-    assert doc is not None
+    if doc is not None and doc.encryption and not identities:
+        raise UsageError(f"{name} is encrypted", crypto.IDENTITY_HINT)
+    if doc is not None and report.ok and hasattr(store, "local_path"):
+        # A local file is hashed first (it is cheap next to a restore): damage is refused before anything is
+        # created. Everything else is checked in the same pass as the load.
+        add_stored_checks(report, doc, hash_object(store, name))
+    if doc is None or not report.ok:
+        raise _refused(name, report)
     engine = engine_for(target_url, pg_bin=pg_bin)
     if engine.name != doc.engine:
         raise UsageError(f"{name} is a {doc.engine} backup and cannot be restored into a {engine.name} target")
     target = engine.restore_target({"server_encoding": doc.server_encoding, "extra": doc.extra}, options)
     existed = bool(getattr(target, "existed", False))
     try:
-        stored = Tap(progress)
-        with store.open(name) as f:
-            stream: Iterator[bytes] = stored.tap(codec.read_chunks(f))
-            if doc.encryption:
-                stream = crypto.decrypt(stream, identities or [])
-            target.load(codec.decompress(doc.compression, stream))
-        if stored.hexdigest() != doc.sha256:
-            raise RestoreError(f"{name} changed while it was being restored; the target was left as it was")
+        content = ContentCheck(doc, identities, progress)
+        cheap = [Check(c.name, c.ok, c.detail) for c in report.checks if c.name in ("manifest", "sidecar")]
+        report = Report(name, report.location, cheap, doc)
+        try:
+            with store.open(name) as f:
+                # Reading, decryption, decompression and the checks run on their own thread, the load on this one.
+                target.load(threaded(content.stream(codec.read_chunks(f)), depth=4))
+        except (EncryptionError, CheckFailed) as exc:
+            raise _refused(name, content.broken(report, store, exc)) from None
+        content.finish(report)
+        if not report.ok:
+            raise _refused(name, report)
         counts = target.row_counts(doc.row_counts)
         bad = {t: (n, counts.get(t)) for t, n in doc.row_counts.items() if counts.get(t) != n}
         if bad:

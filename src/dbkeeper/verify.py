@@ -7,7 +7,7 @@ FAILED with what was found, like a drill's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,13 +64,8 @@ def read_manifest(store: Store, name: str) -> Manifest:
         raise CheckFailed(f"{name}: {exc}") from exc
 
 
-def verify(store: Store, name: str, identities: list[Any] | None = None, *, without_key: bool = False) -> Report:
-    """Check one backup completely. Never raises for a damaged backup: the report says what is wrong.
-
-    An encrypted backup needs an identity (UsageError without one), unless ``without_key``: then only what the
-    stored bytes show is checked (manifest, sidecar, size, checksum) and ``partial`` says so. That is for hosts
-    that hold only the public recipients, as a backup host should (prune, ``backup --prune``).
-    """
+def check_stored(store: Store, name: str) -> Report:
+    """The cheap checks: the manifest reads and describes this file, and the sidecar agrees with it."""
     report = Report(name, store.describe(name))
     try:
         doc = read_manifest(store, name)
@@ -89,43 +84,83 @@ def verify(store: Store, name: str, identities: list[Any] | None = None, *, with
         )
     except (ValueError, DbkeeperError) as exc:
         report.add("sidecar", False, str(exc))
-    if doc.encryption and not identities:
-        if not without_key:
-            raise UsageError(f"{name} is encrypted", "pass --identity FILE (an age identity for one of its recipients)")
-        _add_stored_checks(report, doc, _hash_object(store, name))
-        report.partial = "encrypted and no identity given: checked the stored bytes only, not their content"
-        return report
-
-    checker = check_for(doc.engine, doc.dump_format)
-    stored = Tap()
-    try:
-        with store.open(name) as f:
-            stream: Iterator[bytes] = stored.tap(codec.read_chunks(f))
-            if doc.encryption:
-                stream = crypto.decrypt(stream, identities or [])
-            for chunk in codec.decompress(doc.compression, stream):
-                checker.feed(chunk)
-        failure = None
-        counts, problems = checker.result()
-    except (EncryptionError, CheckFailed) as exc:
-        failure = exc
-        counts, problems = {}, []
-        stored = _hash_object(store, name)  # the stream broke off: hash the whole object for the checksum verdict
-    finally:
-        checker.close()
-    _add_stored_checks(report, doc, stored)
-    if failure is not None:
-        report.add("decrypt" if isinstance(failure, EncryptionError) else "decompress", False, str(failure))
-        return report
-    report.add("decompress", True, f"{doc.compression} stream is whole")
-    report.add("content", not problems, "; ".join(problems) if problems else _content_ok(doc))
-    if not problems:
-        diff = _count_diff(doc.row_counts, counts)
-        report.add("row counts", not diff, diff or f"{len(counts)} tables, {sum(counts.values())} rows as recorded")
     return report
 
 
-def _hash_object(store: Store, name: str) -> Tap:
+class ContentCheck:
+    """Checks a backup's bytes as they stream past: what ``verify`` reads for, and what ``restore`` checks in
+    the same pass as it loads, instead of reading the backup twice.
+
+    ``stream(raw)`` hashes the stored bytes, decrypts, decompresses and feeds the engine's checker, yielding the
+    dump's bytes; a broken stream raises CheckFailed or EncryptionError from inside it. ``finish(report)``
+    then adds the named checks.
+    """
+
+    def __init__(self, doc: Manifest, identities: list[Any] | None, progress: Callable[[int], None] | None = None):
+        self.doc = doc
+        self.identities = identities
+        self.stored = Tap(progress)
+        self.checker = check_for(doc.engine, doc.dump_format)
+
+    def stream(self, raw: Iterable[bytes]) -> Iterator[bytes]:
+        stream: Iterator[bytes] = self.stored.tap(raw)
+        if self.doc.encryption:
+            stream = crypto.decrypt(stream, self.identities or [])
+        feed = self.checker.feed
+        for chunk in codec.decompress(self.doc.compression, stream):
+            feed(chunk)
+            yield chunk
+
+    def finish(self, report: Report) -> Report:
+        try:
+            counts, problems = self.checker.result()
+        finally:
+            self.checker.close()
+        doc = self.doc
+        add_stored_checks(report, doc, self.stored)
+        report.add("decompress", True, f"{doc.compression} stream is whole")
+        report.add("content", not problems, "; ".join(problems) if problems else _content_ok(doc))
+        if not problems:
+            diff = _count_diff(doc.row_counts, counts)
+            report.add("row counts", not diff, diff or f"{len(counts)} tables, {sum(counts.values())} rows as recorded")
+        return report
+
+    def broken(self, report: Report, store: Store, failure: EncryptionError | CheckFailed) -> Report:
+        """The stream broke off: hash the whole object for the checksum verdict, and name what broke."""
+        self.checker.close()
+        add_stored_checks(report, self.doc, hash_object(store, report.backup))
+        report.add("decrypt" if isinstance(failure, EncryptionError) else "decompress", False, str(failure))
+        return report
+
+
+def verify(store: Store, name: str, identities: list[Any] | None = None, *, without_key: bool = False) -> Report:
+    """Check one backup completely. Never raises for a damaged backup: the report says what is wrong.
+
+    An encrypted backup needs an identity (UsageError without one), unless ``without_key``: then only what the
+    stored bytes show is checked (manifest, sidecar, size, checksum) and ``partial`` says so. That is for hosts
+    that hold only the public recipients, as a backup host should (prune, ``backup --prune``).
+    """
+    report = check_stored(store, name)
+    doc = report.manifest
+    if doc is None:
+        return report
+    if doc.encryption and not identities:
+        if not without_key:
+            raise UsageError(f"{name} is encrypted", "pass --identity FILE (an age identity for one of its recipients)")
+        add_stored_checks(report, doc, hash_object(store, name))
+        report.partial = "encrypted and no identity given: checked the stored bytes only, not their content"
+        return report
+    content = ContentCheck(doc, identities)
+    try:
+        with store.open(name) as f:
+            for _ in content.stream(codec.read_chunks(f)):
+                pass
+    except (EncryptionError, CheckFailed) as exc:
+        return content.broken(report, store, exc)
+    return content.finish(report)
+
+
+def hash_object(store: Store, name: str) -> Tap:
     stored = Tap()
     with store.open(name) as f:
         for _ in stored.tap(codec.read_chunks(f)):
@@ -133,7 +168,7 @@ def _hash_object(store: Store, name: str) -> Tap:
     return stored
 
 
-def _add_stored_checks(report: Report, doc: Manifest, stored: Tap) -> None:
+def add_stored_checks(report: Report, doc: Manifest, stored: Tap) -> None:
     size_ok = stored.size == doc.size_bytes and stored.size > 0
     report.add("size", size_ok, f"{stored.size} bytes" + ("" if size_ok else f", manifest says {doc.size_bytes}"))
     sum_ok = stored.hexdigest() == doc.sha256
