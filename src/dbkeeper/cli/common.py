@@ -10,6 +10,7 @@ from typing import Any
 
 from dbkeeper import config
 from dbkeeper.config import Config
+from dbkeeper.units import human_size as human_size  # re-exported for the commands
 
 
 def add_store(parser: argparse.ArgumentParser) -> None:
@@ -30,14 +31,6 @@ def store_url(args: argparse.Namespace, cfg: Config) -> str:
 
 def emit_json(doc: Any) -> None:
     print(json.dumps(doc, indent=2, default=str))
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 class ProgressLine:
