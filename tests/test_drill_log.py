@@ -43,7 +43,7 @@ def test_append_creates_the_file_with_header_and_rows_read_back(tmp_path: Path) 
     text = log.read_text()
     assert text.startswith("# DR drill log\n")
     assert text.count("| date (UTC) | database |") == 1
-    assert "| 2026-11-27 02:00:00 | casino | casino_20261126_020000.sql.gz | 24h | 12.3 MB | 4.21 | 5.00 |" in text
+    assert "| 2026-11-27 02:00:00 | casino | casino_20261126_020000.sql.gz | 24h | 12.3 MB | 4.210 | 5.000 |" in text
     assert "SELECT a \\| b" in text  # a pipe inside a cell is escaped
     assert drill_log.read(log) == [first, second]
 
@@ -59,6 +59,8 @@ def test_last_row_per_database(tmp_path: Path) -> None:
     passed = drill_log.last(rows, "casino", passed=True)
     assert passed is not None and passed.date == T0
     assert drill_log.last(rows, "nope") is None
+    same_second = [_row(result="FAIL"), _row(result="PASS")]  # two drills in one second: the later row wins
+    assert drill_log.last(same_second, "casino") == same_second[1]
 
 
 def test_missing_log_is_empty_and_hand_edits_are_skipped(tmp_path: Path) -> None:

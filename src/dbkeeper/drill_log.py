@@ -138,9 +138,9 @@ def read(path: str | Path) -> list[Row]:
 
 
 def last(rows: list[Row], database: str, *, passed: bool = False) -> Row | None:
-    """The newest row for ``database`` (only passing ones with ``passed``)."""
-    found = [r for r in rows if r.database == database and (r.passed or not passed)]
-    return max(found, key=lambda r: r.date) if found else None
+    """The newest row for ``database`` (only passing ones with ``passed``); of two in one second, the later row."""
+    found = sorted((r for r in rows if r.database == database and (r.passed or not passed)), key=lambda r: r.date)
+    return found[-1] if found else None
 
 
 def _parse(cell: dict[str, str]) -> Row | None:
@@ -189,7 +189,7 @@ def _line(cells: list[str] | tuple[str, ...]) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    return NONE if value is None else f"{value:.2f}"
+    return NONE if value is None else f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
 def _number(text: str) -> float | None:
