@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from dbkeeper import config
+from dbkeeper import config, drill_log
 from dbkeeper.config import Config
 from dbkeeper.units import human_size as human_size  # re-exported for the commands
 
@@ -59,3 +59,7 @@ class ProgressLine:
         if self.enabled and self._last:
             sys.stderr.write("\r" + " " * 78 + "\r")
             sys.stderr.flush()
+
+
+def drill_log_path(cfg: Config) -> str:
+    return str(cfg.drill.get("log") or drill_log.DEFAULT_PATH)
