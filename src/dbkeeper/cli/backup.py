@@ -10,18 +10,20 @@ from typing import Any
 from dbkeeper.cli.common import (
     ProgressLine,
     add_json,
+    add_metrics_file,
     add_store,
     emit_json,
     human_size,
     load_config,
     store_url,
+    update_metrics,
 )
 from dbkeeper.codec import COMPRESSIONS
 from dbkeeper.config import Config
 from dbkeeper.engines import engine_for, redact
 from dbkeeper.errors import EXIT_FAILED, DbkeeperError, UsageError
 from dbkeeper.pipeline import BackupOptions, run_backup
-from dbkeeper.storage import open_store
+from dbkeeper.storage import Store, open_store
 
 
 def register(sub: Any) -> None:
@@ -50,6 +52,7 @@ def register(sub: Any) -> None:
         help="encrypt for this age recipient (repeatable)",
     )
     p.add_argument("--pg-bin", metavar="DIR", help="directory of pg_dump/psql (config pg_bin)")
+    add_metrics_file(p)
     add_json(p)
     p.set_defaults(run=run)
 
@@ -86,6 +89,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     sources = resolve_sources(args, cfg)
     store = open_store(store_url(args, cfg))
+    try:
+        code = _back_up(args, cfg, sources, store)
+    except DbkeeperError:
+        update_metrics(args, cfg, store)  # after a failed run too: the last success stays visible
+        raise
+    return code if update_metrics(args, cfg, store) else code or EXIT_FAILED
+
+
+def _back_up(args: argparse.Namespace, cfg: Config, sources: list[tuple[str, str]], store: Store) -> int:
     options = BackupOptions(
         compression=args.compress,
         recipients=tuple(args.encrypt_to or cfg.encryption_recipients),

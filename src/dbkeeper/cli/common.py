@@ -1,4 +1,4 @@
-"""What the commands share: the store option, JSON output, sizes and the progress line."""
+"""What the commands share: the store option, JSON output, sizes, the progress line and the metrics file."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import sys
 import time
 from typing import Any
 
-from dbkeeper import config, drill_log
+from dbkeeper import config, drill_log, metrics
 from dbkeeper.config import Config
+from dbkeeper.errors import DbkeeperError
+from dbkeeper.storage import Store
 from dbkeeper.units import human_size as human_size  # re-exported for the commands
 
 
@@ -61,5 +63,26 @@ class ProgressLine:
             sys.stderr.flush()
 
 
+def add_metrics_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="after the run, write Prometheus metrics here (node_exporter textfile collector; config metrics_file)",
+    )
+
+
 def drill_log_path(cfg: Config) -> str:
     return str(cfg.drill.get("log") or drill_log.DEFAULT_PATH)
+
+
+def update_metrics(args: argparse.Namespace, cfg: Config, store: Store, log: str | None = None) -> bool:
+    """Rewrite the metrics file if one is configured; a failure is reported here and returns False."""
+    path = getattr(args, "metrics_file", None) or cfg.metrics_file
+    if not path:
+        return True
+    try:
+        metrics.update(path, store, log or drill_log_path(cfg))
+    except DbkeeperError as exc:
+        sys.stderr.write(f"dbkeeper: error: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else ""))
+        return False
+    return True

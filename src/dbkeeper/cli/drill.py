@@ -8,14 +8,16 @@ from typing import Any
 from dbkeeper import drill_log, smoke
 from dbkeeper.cli.common import (
     add_json,
+    add_metrics_file,
     add_store,
     emit_json,
     load_config,
     store_url,
+    update_metrics,
 )
 from dbkeeper.cli.verify import add_identity, identities
 from dbkeeper.drill import DrillOptions, DrillResult, DrillRun, run_drills
-from dbkeeper.errors import EXIT_CHECK
+from dbkeeper.errors import EXIT_CHECK, EXIT_FAILED
 from dbkeeper.storage import open_store
 from dbkeeper.units import compact_duration, format_seconds, parse_duration
 
@@ -56,6 +58,7 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, metavar="N", help="seed the random choice, to repeat a drill exactly")
     p.add_argument("--pg-bin", metavar="DIR", help="directory of psql (config pg_bin)")
     add_identity(p)
+    add_metrics_file(p)
     add_json(p)
     p.set_defaults(run=run)
 
@@ -76,11 +79,14 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(store_url(args, cfg))
     log = args.log or conf.get("log") or drill_log.DEFAULT_PATH
     result = run_drills(store, options, log=log, database=args.database, seed=args.seed)
+    metrics_ok = update_metrics(args, cfg, store, log)
     if args.json:
         emit_json(result.to_json())
     else:
         _render(result)
-    return 0 if result.ok else EXIT_CHECK
+    if not result.ok:
+        return EXIT_CHECK
+    return 0 if metrics_ok else EXIT_FAILED
 
 
 def _render(run: DrillRun) -> None:
