@@ -1,11 +1,14 @@
 """The smoke file format: statements split at ';' line ends, '-- expect:' comments, and their verdicts."""
 
+import re
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from dbkeeper import smoke
 from dbkeeper.errors import UsageError
+from helpers import cli
 
 SAMPLE = """\
 -- The casino's smoke test.
@@ -104,3 +107,19 @@ def test_load_refuses_a_missing_or_empty_file(tmp_path: Path) -> None:
     (tmp_path / "empty.sql").write_text("-- only a comment\n")
     with pytest.raises(UsageError, match="holds no SQL statement"):
         smoke.load(tmp_path / "empty.sql")
+
+
+def test_the_sample_smoke_file_passes_on_the_example_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(tmp_path)
+    with sqlite3.connect(tmp_path / "test_app.db") as conn:
+        conn.executescript((repo / "examples" / "test_app.sql").read_text())
+    assert cli(capsys, "backup", "sqlite:///test_app.db")[0] == 0
+    code, out, _ = cli(capsys, "drill", "--smoke", str(repo / "drill" / "smoke.sql"))
+    assert code == 0, out
+    checks = [re.match(r"  (OK|FAILED) +(\w+(?: \d)?) ", line) for line in out.splitlines()[1:-1]]
+    assert [(m.group(1), m.group(2)) if m else None for m in checks] == [
+        ("OK", name) for name in ["backup", "restore", "smoke 1", "smoke 2", "smoke 3", "smoke 4", "smoke 5", "cleanup"]
+    ]
