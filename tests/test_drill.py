@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from dbkeeper import drill, drill_log
-from helpers import backup_at, backup_files, cli, cli_json, make_sqlite_app
+from helpers import backup_at, backup_files, cli, cli_json, make_sqlite_app, run_dbkeeper
 from pg import Cluster, PgDb
 from pgutil import comparable_dump, databases
 
@@ -281,3 +286,29 @@ def test_a_database_with_no_backup_at_all(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "empty").mkdir()
     code, _, err = cli(capsys, "drill", "--store", "empty")
     assert code == 1 and "no backups in empty" in err
+
+
+def test_interrupted_drill_still_drops_its_database(pg: Cluster, pgdb: PgDb, tmp_path: Path) -> None:
+    cluster, name = pgdb
+    _seed(cluster, name)
+    assert run_dbkeeper("backup", pgdb.url, env={"PGPASSWORD": cluster.env()["PGPASSWORD"]}).returncode == 0
+    (tmp_path / "slow.sql").write_text("SELECT pg_sleep(60);\n")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "dbkeeper", "drill", "--smoke", "slow.sql"],
+        env={**os.environ, "PGPASSWORD": cluster.env()["PGPASSWORD"]},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not cluster.psql("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'"):
+            assert time.monotonic() < deadline and child.poll() is None, child.communicate()
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert _leftovers(cluster) == []
+    assert not cluster.psql("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'")

@@ -323,12 +323,21 @@ class PostgresEngine:
         return PgRestoreTarget(self, manifest_info, options)
 
     def drop(self) -> None:
-        """DROP DATABASE from a maintenance database; a session that just ended may take a moment to go."""
+        """End the database's sessions and DROP it, from a maintenance database.
+
+        A client killed mid-query (a drill interrupted during a smoke query) leaves its server session running
+        until the query ends, and a session that just ended may take a moment to go: end them, then retry.
+        """
         name = self.conn.dbname
+        end = (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            f" WHERE datname = {quote_literal(name)} AND pid <> pg_backend_pid()"
+        )
         sql = f"DROP DATABASE IF EXISTS {quote_ident(name)}"
         for admin in ("postgres", "template1"):
             for attempt in range(50):
                 try:
+                    self.query(end, db=admin, doing=f"ending the sessions on {name}")
                     self.query(sql, db=admin, doing=f"dropping {name}")
                     return
                 except SourceError as exc:
