@@ -312,3 +312,18 @@ def test_interrupted_drill_still_drops_its_database(pg: Cluster, pgdb: PgDb, tmp
     assert child.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert _leftovers(cluster) == []
     assert not cluster.psql("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'")
+
+
+def test_encrypted_backups_need_the_identity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyrage
+
+    identity = pyrage.x25519.Identity.generate()
+    (tmp_path / "key.txt").write_text(f"# test key\n{identity}\n")
+    make_sqlite_app(tmp_path / "app.db", users=1200, sessions=10)
+    assert cli(capsys, "backup", "app.db", "--encrypt-to", str(identity.to_public()))[0] == 0
+    code, doc = cli_json(capsys, "drill", "--smoke", "smoke.sql")
+    assert code == 3
+    restore = doc["drills"][0]["checks"][1]
+    assert restore["detail"].endswith("is encrypted") and "--identity" in restore["hint"]
+    code, doc = cli_json(capsys, "drill", "--smoke", "smoke.sql", "--identity", "key.txt")
+    assert code == 0 and doc["drills"][0]["rows"] == 1210

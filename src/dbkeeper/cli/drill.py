@@ -38,21 +38,24 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--max-age",
         metavar="AGE",
-        help=f"pick among backups younger than this: 26h, 7d, 2w (default {DEFAULT_MAX_AGE})",
+        help=f"pick among backups younger than this: 26h, 7d, 2w (config [drill] max_age; default {DEFAULT_MAX_AGE})",
     )
     p.add_argument(
         "--smoke",
         metavar="FILE",
-        help="SQL to run in the restored database; '-- expect: rows >= 1000' above a statement checks its result",
+        help="SQL to run in the restored database; '-- expect: rows >= 1000' above a statement checks its result"
+        " (config [drill] smoke; docs/DRILLS.md)",
     )
     p.add_argument(
-        "--log", metavar="FILE", help=f"the Markdown drill log to append to (default {drill_log.DEFAULT_PATH})"
+        "--log",
+        metavar="FILE",
+        help=f"the Markdown drill log to append to (config [drill] log; default {drill_log.DEFAULT_PATH})",
     )
     p.add_argument(
         "--target",
         metavar="URL",
         help="where to restore: postgresql://user@host:port (its database part is replaced) or a directory for"
-        " SQLite (default: the backup's own server; a temporary directory for SQLite)",
+        " SQLite (config [drill] target; default: the backup's own server, a temporary directory for SQLite)",
     )
     p.add_argument("--keep", action="store_true", help="keep the scratch database afterwards (to look around)")
     p.add_argument("--seed", type=int, metavar="N", help="seed the random choice, to repeat a drill exactly")

@@ -29,7 +29,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--max-age", metavar="AGE", help=f"the newest backup must be younger than this (default {DEFAULT_MAX_AGE})"
     )
-    p.add_argument("--drill-log", metavar="FILE", help="the drill log to read (default: config [drill] log)")
+    p.add_argument(
+        "--drill-log",
+        metavar="FILE",
+        help="the drill log to read (default: config [drill] log, else docs/DR_DRILL_LOG.md)",
+    )
     add_json(p)
     p.set_defaults(run=run)
 
