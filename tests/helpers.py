@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +68,16 @@ def make_sqlite_app(path: Path, users: int = 3000, sessions: int = 2500) -> Path
 
 def backup_files(store: Path) -> list[str]:
     return sorted(p.name for p in store.iterdir()) if store.exists() else []
+
+
+def backup_at(source: str, store: Path, when: datetime, name: str | None = None) -> str:
+    """Back ``source`` up into ``store`` as if it ran at ``when`` (the pipeline's clock); returns the file name.
+
+    Real dumps with made-up start times: how tests get a store with backups of several ages in no time.
+    """
+    from dbkeeper.engines import engine_for
+    from dbkeeper.pipeline import BackupOptions, run_backup
+    from dbkeeper.storage.local import LocalStore
+
+    doc = run_backup(engine_for(source, name=name), LocalStore(store), BackupOptions(), clock=lambda: when)
+    return doc.file

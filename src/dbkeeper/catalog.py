@@ -83,6 +83,18 @@ def _check(store: Store, entry: Entry, objects: Mapping[str, object]) -> None:
         entry.status, entry.problem = BROKEN, "the .sha256 sidecar is missing"
 
 
+def newest_good(entries: list[Entry]) -> Entry | None:
+    """The newest good entry of one database's ``entries`` (oldest first, as ``scan`` returns them)."""
+    good = [e for e in entries if e.good]
+    return good[-1] if good else None
+
+
+def broken_since_good(entries: list[Entry]) -> list[Entry]:
+    """One database's broken or incomplete entries newer than its newest good one (all of them if none is)."""
+    newest = newest_good(entries)
+    return [e for e in entries if not e.good and (newest is None or e.created > newest.created)]
+
+
 def latest(entries: list[Entry], database: str | None = None) -> Entry:
     good = [e for e in entries if e.good and (database is None or e.database == database)]
     if not good:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbkeeper.errors import ConfigError
+from dbkeeper.errors import ConfigError, UsageError
+from dbkeeper.units import parse_duration
 
 DEFAULT_STORE = "backups"
 
@@ -131,6 +132,15 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
     pg_bin = doc.get("pg_bin")
     if pg_bin is not None and not isinstance(pg_bin, str):
         raise fail("pg_bin", "must be a directory path")
+    drill = _table(doc, "drill", _DRILL, where)
+    for key, value in drill.items():
+        if not isinstance(value, str) or not value:
+            raise fail(f"drill.{key}", "must be a string" + (' such as "7d"' if key == "max_age" else ""))
+    if "max_age" in drill:
+        try:
+            parse_duration(drill["max_age"], "max_age")
+        except UsageError as exc:
+            raise fail("drill.max_age", f"{exc.message}; {exc.hint}") from exc
     metrics = doc.get("metrics_file")
     if metrics is not None and not isinstance(metrics, str):
         raise fail("metrics_file", "must be a file path")
@@ -144,7 +154,7 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
         encryption_recipients=tuple(recipients),
         identity=identity,
         s3={k: str(v) for k, v in _table(doc, "s3", _S3, where).items()},
-        drill=_table(doc, "drill", _DRILL, where),
+        drill=drill,
         schedule=_table(doc, "schedule", _SCHEDULE, where),
         notify=_table(doc, "notify", _NOTIFY, where),
         metrics_file=metrics,

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from dbkeeper import __version__
-from dbkeeper.cli import backup, copy, list_, prune, restore, verify
+from dbkeeper.cli import backup, copy, drill, list_, prune, restore, status, verify
 from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, DbkeeperError
 
-COMMANDS = [backup, list_, verify, restore, copy, prune]
+COMMANDS = [backup, list_, verify, restore, copy, prune, drill, status]
 
 
 class _Parser(argparse.ArgumentParser):

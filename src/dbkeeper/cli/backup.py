@@ -15,6 +15,7 @@ from dbkeeper.cli import copy, prune
 from dbkeeper.cli.common import (
     ProgressLine,
     add_json,
+    add_metrics_file,
     add_sse,
     add_store,
     emit_json,
@@ -22,6 +23,7 @@ from dbkeeper.cli.common import (
     load_config,
     open_store_for,
     store_url,
+    update_metrics,
 )
 from dbkeeper.cli.verify import identities
 from dbkeeper.codec import COMPRESSIONS
@@ -82,6 +84,7 @@ def register(sub: Any) -> None:
         help="stop a dump that produces nothing for this long (default 900)",
     )
     add_sse(p)
+    add_metrics_file(p)
     add_json(p)
     p.set_defaults(run=run)
 
@@ -118,6 +121,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     sources = resolve_sources(args, cfg)
     store = open_store_for(store_url(args, cfg), cfg, args)
+    try:
+        code = _back_up(args, cfg, sources, store)
+    except DbkeeperError:
+        update_metrics(args, cfg, store)  # after a failed run too: the last success stays visible
+        raise
+    return code if update_metrics(args, cfg, store) else code or EXIT_FAILED
+
+
+def _back_up(args: argparse.Namespace, cfg: Config, sources: list[tuple[str, str]], store: Store) -> int:
     options = BackupOptions(
         compression=args.compress,
         recipients=tuple(args.encrypt_to or cfg.encryption_recipients),

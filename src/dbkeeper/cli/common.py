@@ -1,4 +1,4 @@
-"""What the commands share: the store option, JSON output, sizes and the progress line."""
+"""What the commands share: the store option, JSON output, sizes, the progress line and the metrics file."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import sys
 import time
 from typing import Any
 
-from dbkeeper import config
+from dbkeeper import config, drill_log, metrics
 from dbkeeper.config import Config
+from dbkeeper.errors import DbkeeperError
 from dbkeeper.storage import Store, open_store
+from dbkeeper.units import human_size as human_size  # re-exported for the commands
 
 
 def add_store(parser: argparse.ArgumentParser) -> None:
@@ -48,14 +50,6 @@ def emit_json(doc: Any) -> None:
     print(json.dumps(doc, indent=2, default=str))
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 class ProgressLine:
     """A one-line progress display on a terminal (bytes, rate, elapsed); silent under cron and with --json."""
 
@@ -82,3 +76,28 @@ class ProgressLine:
         if self.enabled and self._last:
             sys.stderr.write("\r" + " " * 78 + "\r")
             sys.stderr.flush()
+
+
+def add_metrics_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="after the run, write Prometheus metrics here (node_exporter textfile collector; config metrics_file)",
+    )
+
+
+def drill_log_path(cfg: Config) -> str:
+    return str(cfg.drill.get("log") or drill_log.DEFAULT_PATH)
+
+
+def update_metrics(args: argparse.Namespace, cfg: Config, store: Store, log: str | None = None) -> bool:
+    """Rewrite the metrics file if one is configured; a failure is reported here and returns False."""
+    path = getattr(args, "metrics_file", None) or cfg.metrics_file
+    if not path:
+        return True
+    try:
+        metrics.update(path, store, log or drill_log_path(cfg))
+    except DbkeeperError as exc:
+        sys.stderr.write(f"dbkeeper: error: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else ""))
+        return False
+    return True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -74,6 +74,14 @@ class Engine(Protocol):
     def dump(self) -> AbstractContextManager[Dump]: ...
     def restore_target(self, manifest_info: dict[str, Any], options: RestoreOptions) -> RestoreTarget:
         """Check the target (exists? allowed?) and prepare a temporary; nothing visible changes yet."""
+        ...
+
+    def query(self, sql: str) -> Sequence[Sequence[str | None]]:
+        """Run one SQL statement in this database; its rows as text (None for NULL where the engine tells)."""
+        ...
+
+    def drop(self) -> None:
+        """Remove this database entirely. Only drills call it, on the scratch copy they restored themselves."""
         ...
 
 

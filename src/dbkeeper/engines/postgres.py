@@ -212,7 +212,9 @@ def classify(exc: ToolError, conn: PgConn, doing: str) -> DbkeeperError:
             what = message.format(user=conn.user or "the user", where=conn.where, db=conn.dbname)
             detail = _first_error_line(text)
             return kind(f"{doing}: {what}" + (f" ({detail})" if detail else ""), hint)
-    return type(exc)(f"{doing}: {exc.message}", exc.hint, exc.stderr)
+    detail = _first_error_line(text)
+    quoted = f" ({detail})" if detail and detail not in exc.message else ""
+    return type(exc)(f"{doing}: {exc.message}{quoted}", exc.hint, exc.stderr)
 
 
 def _first_error_line(stderr: str) -> str:
@@ -334,6 +336,33 @@ class PostgresEngine:
     # -- restore --------------------------------------------------------------------------------------
     def restore_target(self, manifest_info: dict[str, Any], options: RestoreOptions) -> PgRestoreTarget:
         return PgRestoreTarget(self, manifest_info, options)
+
+    def drop(self) -> None:
+        """End the database's sessions and DROP it, from a maintenance database.
+
+        A client killed mid-query (a drill interrupted during a smoke query) leaves its server session running
+        until the query ends, and a session that just ended may take a moment to go: end them, then retry.
+        """
+        name = self.conn.dbname
+        end = (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            f" WHERE datname = {quote_literal(name)} AND pid <> pg_backend_pid()"
+        )
+        sql = f"DROP DATABASE IF EXISTS {quote_ident(name)}"
+        for admin in ("postgres", "template1"):
+            for attempt in range(50):
+                try:
+                    self.query(end, db=admin, doing=f"ending the sessions on {name}")
+                    self.query(sql, db=admin, doing=f"dropping {name}")
+                    return
+                except SourceError as exc:
+                    if admin == "postgres" and f"database {admin} does not exist" in exc.message:
+                        break
+                    raise
+                except DbkeeperError as exc:
+                    if "being accessed by other users" not in str(getattr(exc, "stderr", "")) or attempt == 49:
+                        raise
+                    threading.Event().wait(0.1)
 
 
 class PgDump:

@@ -116,6 +116,33 @@ class SqliteEngine:
     def restore_target(self, manifest_info: dict[str, Any], options: RestoreOptions) -> SqliteRestoreTarget:
         return SqliteRestoreTarget(self.path, options)
 
+    def query(self, sql: str) -> list[list[str | None]]:
+        if not self.path.is_file():
+            raise SourceError(f"SQLite database {self.path} does not exist")
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30)) as conn:
+                rows = conn.execute(sql).fetchall()
+                conn.commit()
+        except (sqlite3.Error, sqlite3.Warning) as exc:
+            raise SourceError(f"{exc}") from exc
+        return [[_text(v) for v in row] for row in rows]
+
+    def drop(self) -> None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            except OSError as exc:
+                raise RestoreError(f"cannot remove {self.path}{suffix}: {exc.strerror}") from exc
+
+
+def _text(value: object) -> str | None:
+    """A value as psql would print it: NULL stays None, bytes as bytea hex."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    return str(value)
+
 
 class SqliteDump:
     def __init__(self, path: Path, counts: dict[str, int]) -> None:

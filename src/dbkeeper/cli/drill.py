@@ -1,0 +1,114 @@
+"""dbkeeper drill: restore a random recent backup of each database into a scratch database, check, log, drop."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dbkeeper import drill_log, smoke
+from dbkeeper.cli.common import (
+    add_json,
+    add_metrics_file,
+    add_store,
+    emit_json,
+    load_config,
+    store_url,
+    update_metrics,
+)
+from dbkeeper.cli.verify import add_identity, identities
+from dbkeeper.drill import DrillOptions, DrillResult, DrillRun, run_drills
+from dbkeeper.errors import EXIT_CHECK, EXIT_FAILED
+from dbkeeper.storage import open_store
+from dbkeeper.units import compact_duration, format_seconds, parse_duration
+
+DEFAULT_MAX_AGE = "7d"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "drill",
+        help="prove the backups restore: a timed, checked, logged restore into a scratch database",
+        description="For each database in the store (or --database): pick a random good backup younger than"
+        " --max-age, restore it (verified, row counts checked) into a new database <db>_drill_<UTC stamp> on the"
+        " server the backup came from (or --target), run the --smoke queries in it, drop it, and append a row to"
+        " the drill log. The source database is never touched. Exit 3 when a drill fails.",
+    )
+    add_store(p)
+    p.add_argument("--database", metavar="NAME", help="drill only this database (default: every one in the store)")
+    p.add_argument(
+        "--max-age",
+        metavar="AGE",
+        help=f"pick among backups younger than this: 26h, 7d, 2w (config [drill] max_age; default {DEFAULT_MAX_AGE})",
+    )
+    p.add_argument(
+        "--smoke",
+        metavar="FILE",
+        help="SQL to run in the restored database; '-- expect: rows >= 1000' above a statement checks its result"
+        " (config [drill] smoke; docs/DRILLS.md)",
+    )
+    p.add_argument(
+        "--log",
+        metavar="FILE",
+        help=f"the Markdown drill log to append to (config [drill] log; default {drill_log.DEFAULT_PATH})",
+    )
+    p.add_argument(
+        "--target",
+        metavar="URL",
+        help="where to restore: postgresql://user@host:port (its database part is replaced) or a directory for"
+        " SQLite (config [drill] target; default: the backup's own server, a temporary directory for SQLite)",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the scratch database afterwards (to look around)")
+    p.add_argument("--seed", type=int, metavar="N", help="seed the random choice, to repeat a drill exactly")
+    p.add_argument("--pg-bin", metavar="DIR", help="directory of psql (config pg_bin)")
+    add_identity(p)
+    add_metrics_file(p)
+    add_json(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    conf = cfg.drill
+    max_age = parse_duration(args.max_age or conf.get("max_age") or DEFAULT_MAX_AGE, "--max-age")
+    smoke_file = args.smoke or conf.get("smoke")
+    options = DrillOptions(
+        max_age=max_age,
+        smoke=tuple(smoke.load(smoke_file)) if smoke_file else (),
+        target=args.target or conf.get("target"),
+        keep=args.keep,
+        pg_bin=args.pg_bin or cfg.pg_bin,
+        identities=tuple(identities(args, cfg) or ()),
+    )
+    store = open_store(store_url(args, cfg))
+    log = args.log or conf.get("log") or drill_log.DEFAULT_PATH
+    result = run_drills(store, options, log=log, database=args.database, seed=args.seed)
+    metrics_ok = update_metrics(args, cfg, store, log)
+    if args.json:
+        emit_json(result.to_json())
+    else:
+        _render(result)
+    if not result.ok:
+        return EXIT_CHECK
+    return 0 if metrics_ok else EXIT_FAILED
+
+
+def _render(run: DrillRun) -> None:
+    for drill in run.drills:
+        _render_one(drill)
+    passed = sum(d.ok for d in run.drills)
+    print(
+        f"{passed} of {len(run.drills)} drill(s) passed (max-age {compact_duration(run.max_age)},"
+        f" seed {run.seed}); logged to {run.log}"
+    )
+
+
+def _render_one(drill: DrillResult) -> None:
+    restore = f", restore {format_seconds(drill.restore_seconds)}" if drill.restore_seconds is not None else ""
+    print(f"{'PASS' if drill.ok else 'FAIL'} {drill.database} in {format_seconds(drill.total_seconds)}{restore}")
+    width = max(len(c.name) for c in drill.checks)
+    for c in drill.checks:
+        print(f"  {'OK    ' if c.ok else 'FAILED'}  {c.name:<{width}}  {c.detail}")
+        if c.hint and not c.ok:
+            print(f"  {'':6}  {'':<{width}}  Try: {c.hint}")
+    for warning in drill.warnings:
+        print(f"  anomaly: {warning}")

@@ -1,0 +1,361 @@
+"""DR drills: the runbook's restore test, automated and logged.
+
+For each database in the store: pick a random good backup younger than ``max_age`` (random, so that over many
+drills every backup in the window gets restored, not only the newest), restore it with ``run_restore`` into a
+new database ``<db>_drill_<UTC stamp>`` (verify first, row counts against the manifest, never anything but
+that new database), run the smoke queries in it, time it, drop it, and append one row to the drill log.
+
+The source database is never connected to: the target is the server recorded in the manifest (or ``target``),
+and the restore only creates, loads and renames databases of its own. The scratch database is dropped on every
+path out, failure included, unless ``keep`` says otherwise; it is dropped only if this drill created it.
+
+Each step is a named check, OK or FAILED with what was found. A drill fails when a check fails. Anomalies are
+the failed checks plus warnings that do not fail it: a restore more than twice as slow as the previous passing
+drill of the same database (and at least a second slower), and a newest backup close to ``max_age`` (the
+backups may have stopped).
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from dbkeeper import catalog, drill_log, manifest, smoke
+from dbkeeper.engines import Engine, RestoreOptions, engine_for, is_sqlite, redact, sqlite_path
+from dbkeeper.errors import DbkeeperError, NotFound
+from dbkeeper.manifest import Manifest
+from dbkeeper.restore import run_restore
+from dbkeeper.storage import Store
+from dbkeeper.units import compact_duration, format_duration, format_seconds, human_size
+
+SLOW_FACTOR = 2.0  # a restore this many times slower than the previous drill's is an anomaly …
+SLOW_MARGIN_S = 1.0  # … when it is also at least this much slower (sub-second restores jitter)
+AGE_WARNING = 0.8  # the newest backup older than this share of max_age is an anomaly
+
+
+@dataclass(frozen=True)
+class DrillOptions:
+    max_age: timedelta = timedelta(days=7)
+    smoke: tuple[smoke.Statement, ...] = ()
+    target: str | None = None
+    keep: bool = False
+    pg_bin: str | None = None
+    identities: tuple[Any, ...] = ()
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+    hint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "hint": self.hint}
+
+
+@dataclass
+class DrillResult:
+    database: str
+    started: datetime
+    backup: str | None = None
+    backup_age: timedelta | None = None
+    size_bytes: int | None = None
+    target: str | None = None
+    restore_seconds: float | None = None
+    total_seconds: float = 0.0
+    rows: int | None = None
+    checks: list[Check] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    kept: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def anomalies(self) -> list[str]:
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.ok] + self.warnings
+
+    def add(self, name: str, ok: bool, detail: str, hint: str | None = None) -> bool:
+        self.checks.append(Check(name, ok, detail, hint))
+        return ok
+
+    def log_row(self) -> drill_log.Row:
+        passed = sum(c.ok for c in self.checks)
+        return drill_log.Row(
+            date=self.started,
+            database=self.database,
+            result=drill_log.PASS if self.ok else drill_log.FAIL,
+            backup=self.backup or "",
+            backup_age=format_duration(self.backup_age) if self.backup_age is not None else "",
+            size=human_size(self.size_bytes) if self.size_bytes is not None else "",
+            restore_seconds=self.restore_seconds,
+            total_seconds=self.total_seconds,
+            checks=f"{passed}/{len(self.checks)} OK",
+            anomalies="; ".join(self.anomalies),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "ok": self.ok,
+            "result": drill_log.PASS if self.ok else drill_log.FAIL,
+            "started_at": manifest.iso(self.started),
+            "backup": self.backup,
+            "backup_age_seconds": int(self.backup_age.total_seconds()) if self.backup_age is not None else None,
+            "size_bytes": self.size_bytes,
+            "target": self.target,
+            "kept": self.kept,
+            "restore_seconds": _round(self.restore_seconds),
+            "total_seconds": _round(self.total_seconds),
+            "rows": self.rows,
+            "checks": [c.to_json() for c in self.checks],
+            "anomalies": self.anomalies,
+        }
+
+
+@dataclass
+class DrillRun:
+    store: str
+    seed: int
+    max_age: timedelta
+    log: str
+    drills: list[DrillResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(d.ok for d in self.drills)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "store": self.store,
+            "seed": self.seed,
+            "max_age": compact_duration(self.max_age),
+            "log": self.log,
+            "drills": [d.to_json() for d in self.drills],
+        }
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def run_drills(
+    store: Store,
+    options: DrillOptions,
+    *,
+    log: str | Path,
+    database: str | None = None,
+    seed: int | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> DrillRun:
+    """Drill every database in the store (or ``database``), logging each drill as it finishes.
+
+    ``seed`` makes the random choices repeatable; without one a seed is drawn and reported, so that any drill
+    can be repeated exactly (given the same store).
+    """
+    entries = catalog.scan(store, database)
+    names = sorted({e.database for e in entries}) or ([database] if database else [])
+    if not names:
+        raise NotFound(f"no backups in {store.url}", "check --store, or run `dbkeeper backup` first")
+    history = drill_log.read(log)
+    seed = secrets.randbelow(2**32) if seed is None else seed
+    rng = random.Random(seed)  # noqa: S311 - a repeatable choice, not a secret
+    results = []
+    for name in names:
+        previous = drill_log.last(history, name, passed=True)
+        result = drill_one(store, name, [e for e in entries if e.database == name], options, rng, previous, clock)
+        drill_log.append(log, result.log_row())
+        results.append(result)
+    return DrillRun(store.url, seed, options.max_age, str(log), results)
+
+
+def drill_one(
+    store: Store,
+    database: str,
+    entries: Sequence[catalog.Entry],
+    options: DrillOptions,
+    rng: random.Random,
+    previous: drill_log.Row | None,
+    clock: Callable[[], datetime] = utcnow,
+) -> DrillResult:
+    t0 = time.monotonic()
+    result = DrillResult(database, clock())
+    try:
+        chosen = _choose(result, entries, options.max_age, rng)
+        if chosen is not None:
+            _restore_and_check(result, store, chosen, options, previous)
+    finally:
+        result.total_seconds = time.monotonic() - t0
+    return result
+
+
+def _choose(
+    result: DrillResult, entries: Sequence[catalog.Entry], max_age: timedelta, rng: random.Random
+) -> catalog.Entry | None:
+    now = result.started
+    good = [e for e in entries if e.good and e.manifest is not None]
+    young = [e for e in good if now - e.created < max_age]
+    limit = format_duration(max_age)
+    if good and now - good[-1].created >= max_age * AGE_WARNING:
+        result.warnings.append(
+            f"the newest backup is {format_duration(now - good[-1].created)} old, close to max-age {limit}:"
+            " are backups still running?"
+        )
+    if not young:
+        newest = (
+            f"the newest good one, {good[-1].name}, is {format_duration(now - good[-1].created)} old"
+            if good
+            else "there is no good backup at all"
+        )
+        result.warnings.clear()
+        result.add(
+            "backup",
+            False,
+            f"no backup younger than {limit} ({newest})",
+            "check the backup job (`dbkeeper list` shows what the store holds)",
+        )
+        return None
+    chosen = rng.choice(young)
+    assert chosen.manifest is not None
+    result.backup, result.backup_age = chosen.name, now - chosen.created
+    result.size_bytes = chosen.manifest.size_bytes
+    result.add(
+        "backup",
+        True,
+        f"{chosen.name}, {format_duration(result.backup_age)} old, picked at random"
+        f" from {len(young)} younger than {limit}",
+    )
+    return chosen
+
+
+def _restore_and_check(
+    result: DrillResult,
+    store: Store,
+    chosen: catalog.Entry,
+    options: DrillOptions,
+    previous: drill_log.Row | None,
+) -> None:
+    doc = chosen.manifest
+    assert doc is not None
+    scratch = _Scratch(doc, result.database, result.started, options.target)
+    created = False
+    try:
+        url = scratch.url()
+        result.target = redact(url)
+        engine = engine_for(url, pg_bin=options.pg_bin)
+        restored = run_restore(
+            store,
+            chosen.name,
+            url,
+            RestoreOptions(),
+            pg_bin=options.pg_bin,
+            identities=list(options.identities) or None,
+        )
+        created = True
+        result.restore_seconds = restored.seconds
+        result.rows = sum(restored.row_counts.values())
+        result.add(
+            "restore",
+            True,
+            f"verified, restored into {restored.target} in {format_seconds(restored.seconds)}:"
+            f" {len(restored.row_counts)} tables, {result.rows} rows match the manifest",
+        )
+        _slow_warning(result, previous)
+        for number, statement in enumerate(options.smoke, 1):
+            _smoke(result, engine, number, statement)
+    except DbkeeperError as exc:
+        if created:
+            raise
+        result.add("restore", False, exc.message, exc.hint)
+    finally:
+        if created and options.keep:
+            result.kept = True
+            result.add("cleanup", True, f"kept {result.target} (--keep): drop it when done")
+        elif created:
+            _cleanup(result, engine)
+        scratch.close(keep=result.kept)
+
+
+def _smoke(result: DrillResult, engine: Engine, number: int, statement: smoke.Statement) -> None:
+    name = f"smoke {number}"
+    try:
+        rows = [list(r) for r in engine.query(statement.sql)]
+    except DbkeeperError as exc:
+        result.add(name, False, f"{statement.label} -> {exc.message}", exc.hint)
+        return
+    outcome = smoke.evaluate(statement, rows)
+    result.add(name, outcome.ok, outcome.detail)
+
+
+def _cleanup(result: DrillResult, engine: Engine) -> None:
+    try:
+        engine.drop()
+    except DbkeeperError as exc:
+        result.add("cleanup", False, f"could not drop {result.target}: {exc.message}", "drop it by hand")
+        return
+    result.add("cleanup", True, f"dropped {result.target}")
+
+
+def _slow_warning(result: DrillResult, previous: drill_log.Row | None) -> None:
+    now, before = result.restore_seconds, previous.restore_seconds if previous else None
+    if previous is None or now is None or before is None:
+        return
+    if now > before * SLOW_FACTOR and now - before >= SLOW_MARGIN_S:
+        result.warnings.append(
+            f"slow restore: {format_seconds(now)}, {now / max(before, 0.01):.1f}x the {format_seconds(before)} of"
+            f" the drill on {previous.date:%Y-%m-%d}"
+        )
+
+
+class _Scratch:
+    """Where the drill restores: a new database named ``<db>_drill_<stamp>`` on the target server.
+
+    PostgreSQL: ``target``'s server with its database part replaced, else the manifest's ``source`` server.
+    SQLite: a file of that name in ``target`` (a directory, or a path whose directory is used), else in a
+    private temporary directory removed afterwards. A target of the other engine's kind is not used.
+    """
+
+    def __init__(self, doc: Manifest, database: str, started: datetime, target: str | None) -> None:
+        self.doc = doc
+        self.name = f"{database[:40]}_drill_{manifest.stamp(started)}"
+        self.target = target
+        self._tempdir: str | None = None
+
+    def url(self) -> str:
+        target = self.target
+        postgres = bool(target and target.startswith(("postgresql://", "postgres://")))
+        if self.doc.engine == "sqlite":
+            if target and not postgres:
+                path = Path(sqlite_path(target))
+                folder = path.parent if is_sqlite(target) and not path.is_dir() else path
+            else:
+                self._tempdir = tempfile.mkdtemp(prefix="dbkeeper-drill-")
+                folder = Path(self._tempdir)
+            return str(folder / f"{self.name}.db")
+        if target and postgres:
+            parts = urlsplit(target)
+            return urlunsplit((parts.scheme, parts.netloc, "/" + quote(self.name, safe=""), parts.query, ""))
+        source = self.doc.source
+        user = f"{quote(str(source['user']), safe='')}@" if source.get("user") else ""
+        port = f":{source['port']}" if source.get("port") else ""
+        return f"postgresql://{user}{source.get('host') or ''}{port}/{quote(self.name, safe='')}"
+
+    def close(self, keep: bool) -> None:
+        if self._tempdir and not keep:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

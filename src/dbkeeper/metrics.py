@@ -1,0 +1,164 @@
+"""Prometheus metrics for node_exporter's textfile collector, derived from the store and the drill log.
+
+``write`` renders the text exposition format (``# HELP``/``# TYPE``, escaped labels) and replaces the file
+atomically: temporary file in the same directory, fsync, rename, fsync the directory, so the collector never
+reads half a file. The temporary name does not end ``.prom`` and is never collected.
+
+Everything comes from the catalog (the newest good backup's manifest per database) and the drill log, so the
+numbers are the same whichever host writes them and whenever. A timestamp of a thing that never happened is 0,
+so that ``time() - dbkeeper_backup_last_success_timestamp_seconds > 26 * 3600`` fires for a database whose
+backups all failed. There is no ``last_failure`` metric: a failed backup leaves nothing in the store by design,
+so it cannot be derived honestly; alert on the age of the last success instead (it covers every failure), and
+on ``dbkeeper_backup_broken_since_last_success`` for failures that did leave a broken entry behind.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dbkeeper import catalog, drill_log
+from dbkeeper.errors import DbkeeperError
+from dbkeeper.manifest import parse_iso
+from dbkeeper.storage import Store
+
+Labels = dict[str, str]
+
+
+@dataclass
+class Family:
+    name: str
+    help: str
+    type: str = "gauge"
+    samples: list[tuple[Labels, float]] = field(default_factory=list)
+
+
+def collect(store: Store, drill_log_path: str | Path) -> list[Family]:
+    entries = catalog.scan(store)
+    drills = drill_log.read(drill_log_path)
+    fam = {
+        f.name: f
+        for f in [
+            Family(
+                "dbkeeper_backup_last_success_timestamp_seconds",
+                "Completion time of the newest good backup (Unix time; 0: none).",
+            ),
+            Family("dbkeeper_backup_duration_seconds", "How long the newest good backup took."),
+            Family("dbkeeper_backup_size_bytes", "Stored size of the newest good backup."),
+            Family("dbkeeper_backup_rows", "Rows in the newest good backup (sum over its tables)."),
+            Family(
+                "dbkeeper_backup_broken_since_last_success",
+                "Broken or incomplete backups newer than the newest good one.",
+            ),
+            Family(
+                "dbkeeper_drill_last_success_timestamp_seconds",
+                "Start time of the last drill that passed (Unix time; 0: none).",
+            ),
+            Family("dbkeeper_drill_duration_seconds", "Whole duration of the last drill that passed."),
+            Family(
+                "dbkeeper_drill_restore_seconds",
+                "Restore time (verify, load, row counts) of the last drill that passed.",
+            ),
+            Family("dbkeeper_drill_last_passed", "1 if the last drill passed, 0 if it failed; absent: never drilled."),
+        ]
+    }
+
+    def put(name: str, database: str, value: float | None) -> None:
+        if value is not None:
+            fam[name].samples.append(({"database": database}, float(value)))
+
+    for db in sorted({e.database for e in entries}):
+        mine = [e for e in entries if e.database == db]
+        entry = catalog.newest_good(mine)
+        newest = entry.manifest if entry else None
+        put(
+            "dbkeeper_backup_last_success_timestamp_seconds",
+            db,
+            parse_iso(newest.completed_at).timestamp() if newest else 0,
+        )
+        if newest is not None:
+            put("dbkeeper_backup_duration_seconds", db, newest.duration_s)
+            put("dbkeeper_backup_size_bytes", db, newest.size_bytes)
+            put("dbkeeper_backup_rows", db, sum(newest.row_counts.values()))
+        put("dbkeeper_backup_broken_since_last_success", db, len(catalog.broken_since_good(mine)))
+        passed = drill_log.last(drills, db, passed=True)
+        latest = drill_log.last(drills, db)
+        put("dbkeeper_drill_last_success_timestamp_seconds", db, passed.date.timestamp() if passed else 0)
+        if passed is not None:
+            put("dbkeeper_drill_duration_seconds", db, passed.total_seconds)
+            put("dbkeeper_drill_restore_seconds", db, passed.restore_seconds)
+        if latest is not None:
+            put("dbkeeper_drill_last_passed", db, 1 if latest.passed else 0)
+    return [f for f in fam.values() if f.samples]
+
+
+def render(families: Iterable[Family]) -> str:
+    lines = []
+    for f in families:
+        lines.append(f"# HELP {f.name} {_escape_help(f.help)}")
+        lines.append(f"# TYPE {f.name} {f.type}")
+        for labels, value in f.samples:
+            inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
+            lines.append(f"{f.name}{{{inner}}} {_value(value)}" if inner else f"{f.name} {_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def write(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically; readable by others (node_exporter runs as its own user)."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, text.encode())
+            os.fchmod(fd, 0o644)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DbkeeperError(
+            f"cannot write the metrics file {path}: {exc.strerror or exc}",
+            "point --metrics-file (config metrics_file) into a writable directory, e.g. node_exporter's"
+            " --collector.textfile.directory",
+        ) from exc
+
+
+def update(path: str | Path, store: Store, drill_log_path: str | Path) -> None:
+    """Collect, render and write in one go: what ``backup`` and ``drill`` call after a run."""
+    write(path, render(collect(store, drill_log_path)))
+
+
+def _value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
