@@ -118,3 +118,34 @@ def test_pg15_backup_restores_into_pg17(
     pg17.psql("DROP DATABASE IF EXISTS upgraded")
     code, doc = cli_json(capsys, "restore", "latest", pg17.url("upgraded"), "--pg-bin", str(pg17.bindir))
     assert code == 0 and doc["rows"] == 500
+
+
+def test_sigterm_mid_restore_cleans_up(pgdb: PgDb, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import os
+    import signal
+    import sys
+    import time
+
+    cluster, name = pgdb
+    cluster.psql(
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1500000) g;"
+        "CREATE INDEX ON big (v)",
+        db=name,
+    )
+    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    target = f"{name}_term"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dbkeeper", "restore", "latest", cluster.url(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not [d for d in databases(cluster) if "dbkeeper_tmp" in d]:
+        time.sleep(0.05)
+    time.sleep(0.5)  # mid-load
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert b"terminated; nothing partial was kept" in err and b"Traceback" not in err
+    assert not [d for d in databases(cluster) if "dbkeeper_" in d or d == target]

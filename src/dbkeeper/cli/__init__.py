@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from dbkeeper import __version__
@@ -39,9 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM (a cron timeout, systemd stopping the job, Kubernetes): unwind like Ctrl-C, cleaning up."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code: int = args.run(args)
         return code
@@ -50,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("dbkeeper: interrupted; nothing partial was kept\n")
         return 130
+    except Terminated:
+        sys.stderr.write("dbkeeper: terminated; nothing partial was kept\n")
+        return 143
     except BrokenPipeError:
         return EXIT_FAILED
 
