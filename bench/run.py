@@ -27,6 +27,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the test harness's throwaway c
 
 import dataset  # noqa: E402
 
+GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
+
 
 @dataclass
 class Sample:
@@ -42,8 +44,12 @@ def timed(stages: Sequence[Sequence[str]], env: dict[str, str], stdin_file: str 
     stdin = open(stdin_file, "rb") if stdin_file else subprocess.DEVNULL  # noqa: SIM115
     stdout = open(stdout_file, "wb") if stdout_file else subprocess.DEVNULL  # noqa: SIM115
     prev = stdin
+    rss_files = []
     for i, argv in enumerate(stages):
         last = i == len(stages) - 1
+        if GNU_TIME:  # a small parent: wait4's maxrss would otherwise include our own pages, forked before exec
+            rss_files.append(tempfile.NamedTemporaryFile(prefix="rss-", delete=False).name)  # noqa: SIM115
+            argv = [GNU_TIME, "-f", "%M", "-o", rss_files[-1], *argv]
         p = subprocess.Popen(argv, stdin=prev, stdout=stdout if last else subprocess.PIPE, env=env)
         if i > 0 and procs[-1].stdout:
             procs[-1].stdout.close()
@@ -53,10 +59,14 @@ def timed(stages: Sequence[Sequence[str]], env: dict[str, str], stdin_file: str 
     for p in procs:
         _, status, usage = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
-        peak = max(peak, usage.ru_maxrss)
+        if not GNU_TIME:
+            peak = max(peak, usage.ru_maxrss)
         if p.returncode != 0:
             raise SystemExit(f"benchmark command failed ({p.returncode}): {' '.join(p.args)}")  # type: ignore[arg-type]
     wall = time.perf_counter() - start
+    for name in rss_files:
+        peak = max(peak, int(Path(name).read_text().split()[-1]))
+        os.unlink(name)
     for f in (stdin, stdout):
         if hasattr(f, "close"):
             f.close()  # type: ignore[union-attr]
@@ -149,7 +159,7 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
                            check=True)
             t0 = time.perf_counter()
             subprocess.run([psql, "-Xq", "-d", "postgres", "-c", f"CREATE DATABASE {target}"], env=env, check=True)
-            wall, rss = timed([["zcat", gz], [psql, "-Xq", "-v", "ON_ERROR_STOP=1", "-d", target]],
+            _, rss = timed([["zcat", gz], [psql, "-Xq", "-v", "ON_ERROR_STOP=1", "-d", target]],
                               {**env, "PGOPTIONS": "-c client_min_messages=warning"})
             return time.perf_counter() - t0, rss
 
