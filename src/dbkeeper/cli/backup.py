@@ -20,6 +20,7 @@ from dbkeeper.codec import COMPRESSIONS
 from dbkeeper.config import Config
 from dbkeeper.engines import engine_for, redact
 from dbkeeper.errors import EXIT_FAILED, DbkeeperError, UsageError
+from dbkeeper.lock import SourceLock
 from dbkeeper.pipeline import BackupOptions, run_backup
 from dbkeeper.storage import open_store
 
@@ -31,7 +32,8 @@ def register(sub: Any) -> None:
         help="back up databases into the store",
         description="Back up each SOURCE (postgresql://user@host:port/db, sqlite:///app.db, a path ending .db, or"
         " a source name from the config). With no SOURCE: -h/-p/-U/-d as in pg_dump, else the config's"
-        " sources, else the PG* environment.",
+        " sources, else the PG* environment. Each source is locked while it is backed up: a second run of the"
+        " same source (cron and a manual run) fails at once and writes nothing.",
     )
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("sources", nargs="*", metavar="SOURCE")
@@ -95,9 +97,10 @@ def run(args: argparse.Namespace) -> int:
     for label, url in sources:
         try:
             engine = engine_for(url, pg_bin=args.pg_bin or cfg.pg_bin, name=args.name)
-            bar = ProgressLine(f"backup {label}", enabled=not args.json)
-            doc = run_backup(engine, store, options, progress=bar.update)
-            bar.done()
+            with SourceLock(url, label):
+                bar = ProgressLine(f"backup {label}", enabled=not args.json)
+                doc = run_backup(engine, store, options, progress=bar.update)
+                bar.done()
         except DbkeeperError as exc:
             failures += 1
             results.append({"source": label, "ok": False, "error": exc.message, "hint": exc.hint})
