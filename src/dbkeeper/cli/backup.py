@@ -21,8 +21,9 @@ from dbkeeper.config import Config
 from dbkeeper.engines import engine_for, redact
 from dbkeeper.errors import EXIT_FAILED, DbkeeperError, UsageError
 from dbkeeper.lock import SourceLock
+from dbkeeper.notify import Notifier, Run
 from dbkeeper.pipeline import BackupOptions, run_backup
-from dbkeeper.storage import open_store
+from dbkeeper.storage import Store, open_store
 
 
 def register(sub: Any) -> None:
@@ -33,7 +34,8 @@ def register(sub: Any) -> None:
         description="Back up each SOURCE (postgresql://user@host:port/db, sqlite:///app.db, a path ending .db, or"
         " a source name from the config). With no SOURCE: -h/-p/-U/-d as in pg_dump, else the config's"
         " sources, else the PG* environment. Each source is locked while it is backed up: a second run of the"
-        " same source (cron and a manual run) fails at once and writes nothing.",
+        " same source (cron and a manual run) fails at once and writes nothing. [notify] in the config (or"
+        " DBKEEPER_WEBHOOK_URL, DBKEEPER_PING_URL) reports the run to a webhook and a dead-man's switch.",
     )
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("sources", nargs="*", metavar="SOURCE")
@@ -86,14 +88,25 @@ def _pg_url(host: str | None, port: str | None, user: str | None, db: str | None
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    sources = resolve_sources(args, cfg)
-    store = open_store(store_url(args, cfg))
+    with Notifier.from_config(cfg).run("backup") as report:
+        sources = resolve_sources(args, cfg)
+        store = open_store(store_url(args, cfg))
+        report.details.update(databases=[label for label, _ in sources], store=store.url)
+        results = _back_up_each(args, cfg, sources, store, report)
+    if args.json:
+        emit_json({"ok": report.ok, "backups": results})
+    return EXIT_FAILED if not report.ok else 0
+
+
+def _back_up_each(
+    args: argparse.Namespace, cfg: Config, sources: list[tuple[str, str]], store: Store, report: Run
+) -> list[dict[str, Any]]:
+    """Back up each source under its lock; a failure is reported and the next source still runs."""
     options = BackupOptions(
         compression=args.compress,
         recipients=tuple(args.encrypt_to or cfg.encryption_recipients),
     )
     results: list[dict[str, Any]] = []
-    failures = 0
     for label, url in sources:
         try:
             engine = engine_for(url, pg_bin=args.pg_bin or cfg.pg_bin, name=args.name)
@@ -102,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                 doc = run_backup(engine, store, options, progress=bar.update)
                 bar.done()
         except DbkeeperError as exc:
-            failures += 1
+            report.fail(exc.message, exc.hint, source=label)
             results.append({"source": label, "ok": False, "error": exc.message, "hint": exc.hint})
             if len(sources) == 1:
                 raise
@@ -111,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
             )
             continue
         results.append({"source": label, "ok": True, "location": store.describe(doc.file), "manifest": doc.__dict__})
+        report.details.setdefault("backups", []).append(
+            {"source": label, "file": doc.file, "size_bytes": doc.size_bytes, "duration_s": doc.duration_s}
+        )
         if not args.json:
             rows = sum(doc.row_counts.values())
             print(
@@ -118,6 +134,6 @@ def run(args: argparse.Namespace) -> int:
                 f" (from {human_size(doc.raw_size_bytes or 0)}, {len(doc.row_counts)} tables, {rows} rows)"
                 f" in {doc.duration_s:.1f}s"
             )
-    if args.json:
-        emit_json({"ok": failures == 0, "backups": results})
-    return EXIT_FAILED if failures else 0
+    done = [r["source"] for r in results if r["ok"]]
+    report.summary = f"{len(done)} of {len(results)} backed up" + (f" ({', '.join(done)})" if done else "")
+    return results
