@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from dbkeeper import __version__
-from dbkeeper.cli import backup, list_, restore, verify
+from dbkeeper.cli import backup, list_, restore, schedule, verify
 from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, DbkeeperError
 
-COMMANDS = [backup, list_, verify, restore]
+COMMANDS = [backup, list_, verify, restore, schedule]
 
 
 class _Parser(argparse.ArgumentParser):
