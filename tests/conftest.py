@@ -57,6 +57,22 @@ def _start(bindir: Path | None, major: int) -> Iterator[Cluster]:
         shutil.rmtree(basedir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_environment() -> Iterator[None]:
+    """Locks in a private directory, and no notifications to whatever URLs the developer's shell names."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(("DBKEEPER_WEBHOOK", "DBKEEPER_PING"))}
+    saved["DBKEEPER_LOCK_DIR"] = os.environ.get("DBKEEPER_LOCK_DIR", "")
+    locks = tempfile.mkdtemp(prefix="dbkeeper-locks-")
+    os.environ["DBKEEPER_LOCK_DIR"] = locks
+    try:
+        yield
+    finally:
+        os.environ.update({k: v for k, v in saved.items() if v})
+        if not saved["DBKEEPER_LOCK_DIR"]:
+            os.environ.pop("DBKEEPER_LOCK_DIR", None)
+        shutil.rmtree(locks, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg15() -> Iterator[Cluster]:
     """PostgreSQL 15 (Debian's), running for the whole session. Create your own databases on it."""

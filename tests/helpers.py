@@ -41,6 +41,47 @@ def run_dbkeeper(
     )
 
 
+_HOLD_LOCK = """
+import sys, time
+from dbkeeper.lock import SourceLock
+with SourceLock(sys.argv[1], "the holder"):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def hold_lock(url: str) -> subprocess.Popen[str]:
+    """Another process holding ``url``'s backup lock until it is killed (the caller kills it)."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, url], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def wait_for_lock(pid: int | None = None, timeout: float = 30) -> int:
+    """Wait until a dbkeeper backup (``pid``, or any) holds a source lock in $DBKEEPER_LOCK_DIR; its pid.
+
+    A lock file is only a note: a holder killed by SIGKILL leaves its pid behind, so the lock itself is tried.
+    """
+    import fcntl
+    import time
+
+    locks = Path(os.environ["DBKEEPER_LOCK_DIR"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in locks.glob("*.lock"):
+            with path.open("r") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    text = f.read()
+                    holder = json.loads(text).get("pid") if text else None
+                    if holder and (pid is None or holder == pid):
+                        return int(holder)
+        time.sleep(0.05)
+    pytest.fail(f"no dbkeeper backup{f' (pid {pid})' if pid else ''} took a source lock within {timeout:g}s")
+
+
 def make_sqlite_app(path: Path, users: int = 3000, sessions: int = 2500) -> Path:
     with sqlite3.connect(path) as conn:
         conn.executescript(

@@ -11,7 +11,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from dbkeeper import cron
 from dbkeeper.errors import ConfigError, UsageError
 from dbkeeper.units import parse_duration
 
@@ -85,7 +87,25 @@ def _with_env(cfg: Config) -> Config:
     from dataclasses import replace
 
     store = os.environ.get("DBKEEPER_STORE")
-    return replace(cfg, store=store) if store else cfg
+    if store:
+        cfg = replace(cfg, store=store)
+    notify = dict(cfg.notify)
+    for key, var in (("webhook_url", "DBKEEPER_WEBHOOK_URL"), ("ping_url", "DBKEEPER_PING_URL")):
+        if os.environ.get(var):
+            notify[key] = _http_url(os.environ[var], var)
+    return replace(cfg, notify=notify) if notify != cfg.notify else cfg
+
+
+def _http_url(value: Any, where: str) -> str:
+    """A notification URL; the error never quotes it (it may hold a token)."""
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{where}: must be an http:// or https:// URL")
+    return str(value)
 
 
 def _parse(doc: dict[str, Any], where: str) -> Config:
@@ -155,10 +175,39 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
         identity=identity,
         s3={k: str(v) for k, v in _table(doc, "s3", _S3, where).items()},
         drill=drill,
-        schedule=_table(doc, "schedule", _SCHEDULE, where),
-        notify=_table(doc, "notify", _NOTIFY, where),
+        schedule=_schedule(doc, where, bool(copy_to)),
+        notify=_notify(doc, where),
         metrics_file=metrics,
     )
+
+
+def _schedule(doc: dict[str, Any], where: str, copy_to: bool) -> dict[str, str]:
+    table = _table(doc, "schedule", _SCHEDULE, where)
+    if table.get("copy", "off") != "off" and not copy_to:
+        raise ConfigError(
+            f"{where}: schedule.copy is set but copy_to names no store",
+            'add copy_to = ["s3://bucket/prefix"] or remove schedule.copy',
+        )
+    for key, value in table.items():
+        allowed = 'a cron expression in UTC such as "0 2 * * *", or "off"'
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: schedule.{key}: must be {allowed}")
+        if value != "off":
+            try:
+                cron.parse(value)
+            except cron.CronError as exc:
+                raise ConfigError(f"{where}: schedule.{key}: {exc}", f"write {allowed}") from None
+    return table
+
+
+def _notify(doc: dict[str, Any], where: str) -> dict[str, Any]:
+    table = _table(doc, "notify", _NOTIFY, where)
+    for key in ("webhook_url", "ping_url"):
+        if key in table:
+            _http_url(table[key], f"{where}: notify.{key}")
+    if not isinstance(table.get("on_success", False), bool):
+        raise ConfigError(f"{where}: notify.on_success: must be true or false")
+    return table
 
 
 def _table(doc: dict[str, Any], key: str, allowed: set[str], where: str) -> dict[str, Any]:

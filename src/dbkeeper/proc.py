@@ -75,7 +75,9 @@ class Process:
         stdin: int | IO[bytes] | None = subprocess.DEVNULL,
         stdout: int | IO[bytes] | None = subprocess.PIPE,
         cwd: str | None = None,
+        new_session: bool = False,
     ) -> None:
+        """``new_session``: the child gets its own session, so a Ctrl-C on our terminal does not reach it."""
         self.argv = [str(a) for a in argv]
         self.name = os.path.basename(self.argv[0])
         try:
@@ -86,6 +88,7 @@ class Process:
                 stderr=subprocess.PIPE,
                 env=dict(env) if env is not None else child_env(),
                 cwd=cwd,
+                start_new_session=new_session,
             )
         except OSError as exc:
             raise ToolError(f"cannot run {self.name}: {exc.strerror}", "check that it is installed") from exc

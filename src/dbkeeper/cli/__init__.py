@@ -14,10 +14,10 @@ import threading
 from collections.abc import Sequence
 
 from dbkeeper import __version__
-from dbkeeper.cli import backup, copy, drill, list_, prune, restore, status, verify
+from dbkeeper.cli import backup, copy, drill, list_, prune, restore, schedule, status, verify
 from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, DbkeeperError
 
-COMMANDS = [backup, list_, verify, restore, copy, prune, drill, status]
+COMMANDS = [backup, list_, verify, restore, copy, prune, drill, status, schedule]
 
 
 class _Parser(argparse.ArgumentParser):

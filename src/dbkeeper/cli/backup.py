@@ -31,7 +31,9 @@ from dbkeeper.config import Config
 from dbkeeper.copy import copy_backup
 from dbkeeper.engines import engine_for, redact
 from dbkeeper.errors import EXIT_FAILED, DbkeeperError, UsageError
+from dbkeeper.lock import SourceLock
 from dbkeeper.manifest import Manifest
+from dbkeeper.notify import Notifier, Run
 from dbkeeper.pipeline import BackupOptions, run_backup
 from dbkeeper.prune import policy_from, prune_after_backup
 from dbkeeper.retention import Policy
@@ -45,7 +47,9 @@ def register(sub: Any) -> None:
         help="back up databases into the store",
         description="Back up each SOURCE (postgresql://user@host:port/db, sqlite:///app.db, a path ending .db, or"
         " a source name from the config). With no SOURCE: -h/-p/-U/-d as in pg_dump, else the config's"
-        " sources, else the PG* environment.",
+        " sources, else the PG* environment. Each source is locked while it is backed up: a second run of the"
+        " same source (cron and a manual run) fails at once and writes nothing. [notify] in the config (or"
+        " DBKEEPER_WEBHOOK_URL, DBKEEPER_PING_URL) reports the run to a webhook and a dead-man's switch.",
     )
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("sources", nargs="*", metavar="SOURCE")
@@ -70,6 +74,7 @@ def register(sub: Any) -> None:
         metavar="STORE",
         help="then copy the backup to this store (repeatable; default: copy_to in the config)",
     )
+    p.add_argument("--no-copy", action="store_true", help="do not copy to the config's copy_to stores this time")
     p.add_argument(
         "--prune",
         action="store_true",
@@ -119,36 +124,46 @@ def _pg_url(host: str | None, port: str | None, user: str | None, db: str | None
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    sources = resolve_sources(args, cfg)
-    store = open_store_for(store_url(args, cfg), cfg, args)
-    try:
-        code = _back_up(args, cfg, sources, store)
-    except DbkeeperError:
-        update_metrics(args, cfg, store)  # after a failed run too: the last success stays visible
-        raise
-    return code if update_metrics(args, cfg, store) else code or EXIT_FAILED
+    with Notifier.from_config(cfg).run("backup") as report:
+        sources = resolve_sources(args, cfg)
+        store = open_store_for(store_url(args, cfg), cfg, args)
+        report.details.update(databases=[label for label, _ in sources], store=store.url)
+        try:
+            results = _back_up_each(args, cfg, sources, store, report)
+        except DbkeeperError:
+            update_metrics(args, cfg, store)  # after a failed run too: the last success stays visible
+            raise
+        metrics_ok = update_metrics(args, cfg, store)
+    if args.json:
+        emit_json({"ok": report.ok, "backups": results})
+    return EXIT_FAILED if not (report.ok and metrics_ok) else 0
 
 
-def _back_up(args: argparse.Namespace, cfg: Config, sources: list[tuple[str, str]], store: Store) -> int:
+def _back_up_each(
+    args: argparse.Namespace, cfg: Config, sources: list[tuple[str, str]], store: Store, report: Run
+) -> list[dict[str, Any]]:
+    """Back up each source under its lock, then copy and prune it; a failure is reported and the next source
+    still runs."""
     options = BackupOptions(
         compression=args.compress,
         recipients=tuple(args.encrypt_to or cfg.encryption_recipients),
         stall_timeout=args.stall_timeout or None,
     )
-    destinations = [open_store_for(url, cfg, args) for url in args.copy_to or cfg.copy_to]
+    copy_to = args.copy_to or ([] if args.no_copy else cfg.copy_to)
+    destinations = [open_store_for(url, cfg, args) for url in copy_to]
     policy = policy_from({}, cfg.retention) if args.prune else None
     if policy is not None:
         policy.check()  # a policy that cannot decide fails before any backup is made
     results: list[dict[str, Any]] = []
-    failures = 0
     for label, url in sources:
         try:
             engine = engine_for(url, pg_bin=args.pg_bin or cfg.pg_bin, name=args.name)
-            bar = ProgressLine(f"backup {label}", enabled=not args.json)
-            doc = run_backup(engine, store, options, progress=bar.update)
-            bar.done()
+            with SourceLock(url, label):
+                bar = ProgressLine(f"backup {label}", enabled=not args.json)
+                doc = run_backup(engine, store, options, progress=bar.update)
+                bar.done()
         except DbkeeperError as exc:
-            failures += 1
+            report.fail(exc.message, exc.hint, source=label)
             results.append({"source": label, "ok": False, "error": exc.message, "hint": exc.hint})
             if len(sources) == 1:
                 raise
@@ -158,6 +173,9 @@ def _back_up(args: argparse.Namespace, cfg: Config, sources: list[tuple[str, str
             continue
         entry: dict[str, Any] = {"source": label, "ok": True, "location": store.describe(doc.file)}
         results.append({**entry, "manifest": doc.__dict__})
+        report.details.setdefault("backups", []).append(
+            {"source": label, "file": doc.file, "size_bytes": doc.size_bytes, "duration_s": doc.duration_s}
+        )
         if not args.json:
             rows = sum(doc.row_counts.values())
             print(
@@ -166,10 +184,10 @@ def _back_up(args: argparse.Namespace, cfg: Config, sources: list[tuple[str, str
                 f" in {doc.duration_s:.1f}s"
             )
         if not _after_backup(store, doc, destinations, policy, args, cfg, results[-1]):
-            failures += 1
-    if args.json:
-        emit_json({"ok": failures == 0, "backups": results})
-    return EXIT_FAILED if failures else 0
+            report.fail(f"the copy or prune after backing up {label} failed", source=label)
+    done = [r["source"] for r in results if r["ok"]]
+    report.summary = f"{len(done)} of {len(results)} backed up" + (f" ({', '.join(done)})" if done else "")
+    return results
 
 
 def _after_backup(

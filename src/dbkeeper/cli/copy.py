@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("backup", metavar="BACKUP")
     add_store(p)
-    p.add_argument("--database", metavar="NAME", help="with latest: the database")
+    p.add_argument("--database", metavar="NAME", help="with latest: only this database (default: every database)")
     p.add_argument(
         "--to",
         action="append",
@@ -41,15 +41,27 @@ def run(args: argparse.Namespace) -> int:
     targets = args.to or list(cfg.copy_to)
     if not targets:
         raise UsageError("no destination to copy to", "pass --to STORE, or set copy_to in dbkeeper.toml")
-    source, name = catalog.resolve(
-        args.backup, store_url(args, cfg), args.database, lambda url: open_store_for(url, cfg, args)
-    )
-    result = copy_backup(source, name, [open_store_for(url, cfg, args) for url in targets])
-    if args.json:
-        emit_json(result.to_json())
+    destinations = [open_store_for(url, cfg, args) for url in targets]
+    if args.backup == "latest" and not args.database:
+        # The newest backup of every database in the store: what a scheduled off-host copy wants.
+        source = open_store_for(store_url(args, cfg), cfg, args)
+        entries = catalog.scan(source)
+        names = [catalog.latest(entries, db).name for db in sorted({e.database for e in entries if e.good})]
+        if not names:
+            catalog.latest(entries)  # raises: no complete backup
     else:
-        print("\n".join(render(result)))
-    return report_failures(result)
+        source, name = catalog.resolve(
+            args.backup, store_url(args, cfg), args.database, lambda url: open_store_for(url, cfg, args)
+        )
+        names = [name]
+    results = [copy_backup(source, name, destinations) for name in names]
+    if args.json:
+        docs = [r.to_json() for r in results]
+        emit_json(docs[0] if len(docs) == 1 else {"copies": docs})
+    else:
+        print("\n".join(line for r in results for line in render(r)))
+    codes = [report_failures(r) for r in results]
+    return next((c for c in codes if c), 0)
 
 
 def render(result: CopyResult) -> list[str]:

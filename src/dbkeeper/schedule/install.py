@@ -1,0 +1,169 @@
+"""``schedule install``: render the jobs for cron or systemd and write them, atomically, where they belong.
+
+System: ``/etc/cron.d/dbkeeper``, or ``/etc/systemd/system/dbkeeper-<job>.{service,timer}``. With ``user``:
+the dbkeeper block of the user's crontab (through ``crontab -l`` / ``crontab -``, other lines kept), or
+``~/.config/systemd/user``. ``dest`` writes the files into another directory (packaging, tests). Nothing is
+enabled: the plan says which command does that.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dbkeeper import proc
+from dbkeeper.config import Config
+from dbkeeper.errors import DbkeeperError, ToolError, UsageError
+from dbkeeper.schedule import jobs
+from dbkeeper.schedule.render import Setup, cron_file, crontab_block, merge_crontab, systemctl_enable, systemd_units
+
+SYSTEM_CRON_DIR = Path("/etc/cron.d")
+SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
+
+
+@dataclass(frozen=True)
+class Request:
+    kind: str  # "cron" | "systemd"
+    user: bool = False
+    dbkeeper: str | None = None  # the dbkeeper to run (default: the one running now)
+    dest: Path | None = None  # write here instead of the system's place
+    log: str | None = None  # cron: append output to this file instead of syslog
+    dry_run: bool = False
+
+
+@dataclass
+class Plan:
+    files: dict[Path, str] = field(default_factory=dict)  # what was (or, dry run, would be) written
+    crontab: str | None = None  # the block for the user's crontab
+    enable: str | None = None  # the command that turns the schedule on
+    notes: list[str] = field(default_factory=list)
+
+
+def install(cfg: Config, req: Request) -> Plan:
+    """Render the schedule and, unless it is a dry run, write it. Returns what it wrote (or would write)."""
+    if not cfg.path:
+        raise UsageError(
+            "schedule install needs a config file: the jobs read their sources and store from it",
+            "pass --config FILE or create dbkeeper.toml with [[sources]]",
+        )
+    if not cfg.sources:
+        raise UsageError(f"{cfg.path} has no [[sources]]: a scheduled backup would have nothing to back up")
+    if req.kind == "cron" and req.user and req.dest:
+        raise UsageError("--dest does not apply to a user's crontab", "use --dry-run to see the lines")
+    if req.log and req.kind != "cron":
+        raise UsageError("--log applies to --cron only", "systemd keeps the output in the journal")
+    found = jobs(cfg)
+    if not found:
+        raise UsageError("every job in [schedule] is off: nothing to install")
+    setup = Setup(_dbkeeper_argv(req.dbkeeper), Path(cfg.path).resolve(), req.user, _login(), req.log)
+    plan = Plan()
+    if req.kind == "cron" and req.user:
+        plan.crontab = crontab_block(found, setup)
+    elif req.kind == "cron":
+        plan.files[(req.dest or SYSTEM_CRON_DIR) / "dbkeeper"] = cron_file(found, setup)
+    else:
+        directory = req.dest or (_user_unit_dir() if req.user else SYSTEM_UNIT_DIR)
+        plan.files = {directory / name: text for name, text in systemd_units(found, setup).items()}
+        plan.enable = systemctl_enable(found, req.user)
+        plan.notes += _stale_units(directory, set(plan.files), req.user)
+        if req.user:
+            plan.notes.append(f"user timers run only while {_login()} is logged in, unless: loginctl enable-linger")
+    if req.kind == "cron":
+        plan.notes += _timezone_note()
+    if not req.dry_run:
+        for path, text in plan.files.items():
+            write_atomic(path, text)
+        if plan.crontab:
+            _update_crontab(plan.crontab)
+    return plan
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Temporary name in the same directory, fsync, rename, fsync the directory; nothing half-written."""
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"  # the dot: cron and systemd skip it
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, mode)  # whatever the umask
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DbkeeperError(
+            f"cannot write {path}: {exc.strerror}", "run as root to install into /etc, or pass --user"
+        ) from exc
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # no directory fds (Windows)
+
+
+def _update_crontab(block: str) -> None:
+    try:
+        current = proc.run(["crontab", "-l"], timeout=30)
+    except ToolError as exc:
+        if "no crontab" not in exc.stderr:
+            raise ToolError(
+                f"cannot read your crontab: {exc.message}", "install cron, or use --systemd --user"
+            ) from exc
+        current = ""
+    proc.run(["crontab", "-"], input=merge_crontab(current, block).encode(), timeout=30)
+
+
+def _dbkeeper_argv(explicit: str | None) -> tuple[str, ...]:
+    """The dbkeeper a job runs: ``--dbkeeper``, else the script beside this interpreter, else ``python -m``."""
+    if explicit:
+        return (str(Path(explicit).expanduser().absolute()),)
+    beside = Path(sys.executable).parent / "dbkeeper"
+    if beside.is_file():
+        return (str(beside),)
+    found = shutil.which("dbkeeper")
+    return (str(Path(found).absolute()),) if found else (sys.executable, "-m", "dbkeeper")
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "root"
+
+
+def _user_unit_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "systemd" / "user"
+
+
+def _stale_units(directory: Path, keep: set[Path], user: bool) -> list[str]:
+    if not directory.is_dir():
+        return []
+    stale = sorted(p for p in directory.glob("dbkeeper-*.timer") if p not in keep)
+    systemctl = "systemctl --user" if user else "systemctl"
+    return [
+        f"{p} is from an earlier install and no longer scheduled; left alone."
+        f" Remove it with: {systemctl} disable --now {p.name} && rm {p} {p.with_suffix('.service')}"
+        for p in stale
+    ]
+
+
+def _timezone_note() -> list[str]:
+    offset = time.localtime().tm_gmtoff
+    if not offset:
+        return []
+    return [
+        f"this host's time zone is {time.strftime('%Z')} (UTC{offset / 3600:+g}), not UTC: a cron that ignores"
+        " CRON_TZ (Debian's, Ubuntu's) will run these at local time; set the host to UTC or use --systemd"
+    ]

@@ -1,0 +1,144 @@
+"""The scheduled jobs as a cron file, a block of a user's crontab, or systemd service and timer units.
+
+Pure text, no I/O. Every job runs ``cd <the config's directory> && dbkeeper --config <config> <command>``, so
+relative paths in the config (a ``backups`` store, ``sqlite:///app.db``) mean what they mean there. No flock
+around the commands: ``dbkeeper backup`` holds a lock per source itself.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbkeeper.cron import to_oncalendar
+from dbkeeper.schedule import Job, Step
+
+CRON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BEGIN = "# BEGIN dbkeeper"
+END = "# END dbkeeper"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where and how the jobs run."""
+
+    dbkeeper: tuple[str, ...]  # the argv that starts dbkeeper, absolute: ("/usr/local/bin/dbkeeper",)
+    config: Path  # absolute
+    user: bool  # a user's crontab or systemd --user units, instead of the system's
+    run_as: str  # the user column of /etc/cron.d
+    log: str | None = None  # cron: append the output to this file instead of sending it to syslog
+
+    def argv(self, step: Step) -> list[str]:
+        return [*self.dbkeeper, "--config", str(self.config), *step]
+
+    def origin(self, kind: str) -> str:
+        user = " --user" if self.user else ""
+        return f"written by `dbkeeper schedule install --{kind}{user}` from {self.config}"
+
+
+def title(job: Job) -> str:
+    """``backup, then prune`` or ``copy to s3://b/p``."""
+    return ", then ".join(f"copy to {step[-1]}" if step[0] == "copy" else step[0] for step in job.steps)
+
+
+# -- cron ---------------------------------------------------------------------------------------------------
+
+
+def cron_file(jobs: list[Job], setup: Setup) -> str:
+    """/etc/cron.d/dbkeeper: environment lines, then one line per job with the user column."""
+    head = [
+        f"# /etc/cron.d/dbkeeper: {setup.origin('cron')}.",
+        "# Change [schedule] in the config and install again rather than editing this file.",
+        "# Times are UTC. cronie (RHEL, Fedora, Arch) honours CRON_TZ; Debian's and Ubuntu's cron ignore it and",
+        "# use the host's time zone: keep such a host on UTC.",
+        "CRON_TZ=UTC",
+        "SHELL=/bin/sh",
+        f"PATH={CRON_PATH}",
+    ]
+    body = [line for job in jobs for line in ("", _comment(job), _cron_line(job, setup, setup.run_as))]
+    return "\n".join(head + body) + "\n"
+
+
+def crontab_block(jobs: list[Job], setup: Setup) -> str:
+    """The lines for a user's crontab between BEGIN and END markers. No CRON_TZ or PATH lines: in a crontab
+    they would also change the user's own lines below them."""
+    head = [f"{BEGIN}: {setup.origin('cron')}; times are UTC, so this cron must run in UTC"]
+    body = [line for job in jobs for line in (_comment(job), _cron_line(job, setup, None))]
+    return "\n".join([*head, *body, END]) + "\n"
+
+
+def merge_crontab(existing: str, block: str) -> str:
+    """``existing`` with its dbkeeper block replaced by ``block`` (or ``block`` appended)."""
+    pattern = re.compile(rf"^{re.escape(BEGIN)}.*?^{re.escape(END)}[^\n]*\n?", re.S | re.M)
+    if pattern.search(existing):
+        return pattern.sub(lambda _m: block, existing, count=1)
+    return existing + ("" if not existing or existing.endswith("\n") else "\n") + block
+
+
+def _comment(job: Job) -> str:
+    return f'# {title(job)} ({job.origin} "{job.cron.expr}")'
+
+
+def _cron_line(job: Job, setup: Setup, user: str | None) -> str:
+    chain = " && ".join(shlex.join(setup.argv(step)) for step in job.steps)
+    command = f"(cd {shlex.quote(str(setup.config.parent))} && {chain})"
+    command += f" >> {shlex.quote(setup.log)} 2>&1" if setup.log else " 2>&1 | logger -t dbkeeper"
+    command = command.replace("%", "\\%")  # cron turns a bare % into a newline
+    return " ".join([job.cron.fields(), *([user] if user else []), command])
+
+
+# -- systemd ------------------------------------------------------------------------------------------------
+
+
+def systemd_units(jobs: list[Job], setup: Setup) -> dict[str, str]:
+    """File name -> text: ``dbkeeper-<job>.service`` and ``dbkeeper-<job>.timer`` for each job."""
+    units: dict[str, str] = {}
+    for job in jobs:
+        name = f"dbkeeper-{job.name}"
+        network = [] if setup.user else ["Wants=network-online.target", "After=network-online.target"]
+        units[f"{name}.service"] = _unit(
+            f"# {name}.service: {setup.origin('systemd')}",
+            ("Unit", [f"Description=dbkeeper {title(job)}", *network]),
+            (
+                "Service",
+                [
+                    "Type=oneshot",
+                    f"WorkingDirectory={str(setup.config.parent).replace('%', '%%')}",
+                    *(f"ExecStart={' '.join(_systemd_word(a) for a in setup.argv(step))}" for step in job.steps),
+                    "SyslogIdentifier=dbkeeper",
+                ],
+            ),
+        )
+        units[f"{name}.timer"] = _unit(
+            f"# {name}.timer: {setup.origin('systemd')}",
+            ("Unit", [f'Description=dbkeeper {job.name} at "{job.cron.expr}" UTC ({job.origin})']),
+            (
+                "Timer",
+                [f"OnCalendar={to_oncalendar(job.cron)}", "Persistent=true", "RandomizedDelaySec=0"],
+            ),
+            ("Install", ["WantedBy=timers.target"]),
+        )
+    return units
+
+
+def systemctl_enable(jobs: list[Job], user: bool) -> str:
+    systemctl = "systemctl --user" if user else "systemctl"
+    timers = " ".join(f"dbkeeper-{job.name}.timer" for job in jobs)
+    return f"{systemctl} daemon-reload && {systemctl} enable --now {timers}"
+
+
+def _unit(comment: str, *sections: tuple[str, list[str]]) -> str:
+    parts = [comment]
+    for name, lines in sections:
+        parts.append(f"\n[{name}]\n" + "\n".join(lines))
+    return "\n".join(parts) + "\n"
+
+
+def _systemd_word(arg: str) -> str:
+    """One argument as systemd reads it: % and $ doubled, quoted when it holds anything unusual."""
+    arg = arg.replace("%", "%%").replace("$", "$$")
+    if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,154 @@
+"""``schedule run``: a foreground scheduler, for a container where there is no cron or systemd.
+
+It sleeps until the next job falls due (croniter, UTC), runs the job's steps one after another as
+``python -m dbkeeper [--config FILE] <step>`` (a failing step ends the job, like ``&&``) and logs one line
+when a job starts and one when it finishes, with its exit code and duration. Jobs run one at a time, so a job
+never overlaps itself (nor another: a drill does not compete with a backup); a job that falls due meanwhile
+starts once the running one is done, once, however many of its runs were missed. A failing job is logged and
+the loop goes on.
+
+``stop()`` (the CLI calls it on SIGTERM and SIGINT) ends the loop. A running step is sent SIGINT, which makes
+dbkeeper stop cleanly and keep nothing partial, and is killed if it is still running after ``grace`` seconds.
+Steps run in their own session, so a Ctrl-C on the terminal reaches them only through us, once.
+
+The children get our whole environment (proc.child_env would strip the AWS_, age and notification variables
+that dbkeeper itself needs). The clock and the sleep are injectable, for tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from dbkeeper import proc
+from dbkeeper.schedule import JOB_NAMES, Job, Step, due, next_runs
+
+Clock = Callable[[], datetime]
+MAX_SLEEP_S = 60.0  # wake at least this often, so a wall clock that jumps (suspend, NTP) is noticed
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Runner:
+    def __init__(
+        self,
+        jobs: list[Job],
+        *,
+        config: str | None,
+        cwd: str | None,
+        log: Callable[[str], None],
+        clock: Clock = utcnow,
+        sleep: Callable[[float], object] | None = None,
+        grace: float = 30.0,
+        dbkeeper: Sequence[str] = (sys.executable, "-m", "dbkeeper"),
+    ) -> None:
+        self.jobs = jobs
+        self.config = config
+        self.cwd = cwd
+        self.clock = clock
+        self.grace = grace
+        self.dbkeeper = tuple(dbkeeper)
+        self._log = log
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+
+    def log(self, message: str) -> None:
+        self._log(f"{iso(self.clock())} dbkeeper schedule: {message}")
+
+    def stop(self) -> None:
+        """Ask the loop to end; safe to call from a signal handler."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def serve(self) -> None:
+        """Run the jobs as they fall due until ``stop()``."""
+        planned: dict[str, datetime] = {}
+        for when, job in next_runs(self.jobs, self.clock()):
+            planned[job.name] = when
+            self.log(f'{job.name} ({job.origin} "{job.cron.expr}") next at {iso(when)}: {job.describe()}')
+        by_name = {job.name: job for job in self.jobs}
+        while planned and not self.stopping:
+            name, when = min(planned.items(), key=lambda item: (item[1], JOB_NAMES.index(item[0])))
+            delay = (when - self.clock()).total_seconds()
+            if delay > 0:
+                self._sleep(min(delay, MAX_SLEEP_S))
+                continue
+            self.run(by_name[name])
+            planned[name] = by_name[name].cron.next_after(self.clock())
+            if not self.stopping:
+                self.log(f"{name} next at {iso(planned[name])}")
+        self.log("stopped")
+
+    def run_due(self) -> int:
+        """Run every job due this minute, then return the first non-zero exit code (or 0)."""
+        now = self.clock()
+        jobs = due(self.jobs, now)
+        if not jobs:
+            self.log(f"nothing due at {iso(now)[:16]}Z")
+        codes = [self.run(job) for job in jobs if not self.stopping]
+        return next((code for code in codes if code), 0)
+
+    def run(self, job: Job) -> int:
+        """Run one job's steps now; return the exit code of the last step that ran."""
+        self.log(f"start {job.name}: {job.describe()}")
+        t0 = time.monotonic()
+        code, error, step = 0, "", job.steps[0]
+        for step in job.steps:
+            code, error = self._step(step)
+            if code or self.stopping:
+                break
+        how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+        why = f" ({step[0]}: {error})" if code and error else ""
+        stopped = ", interrupted by stop" if self.stopping else ""
+        self.log(f"finish {job.name}: {how} in {time.monotonic() - t0:.1f}s{stopped}{why}")
+        return 1 if code < 0 else code
+
+    def _step(self, step: Step) -> tuple[int, str]:
+        argv = [*self.dbkeeper, *(["--config", self.config] if self.config else []), *step]
+        with proc.Process(argv, env=dict(os.environ), stdout=None, cwd=self.cwd, new_session=True) as child:
+            code = self._wait(child)
+            stderr = child.stderr_text()
+        if stderr:
+            sys.stderr.write(stderr + "\n")
+            sys.stderr.flush()
+        return code, _error_line(stderr)
+
+    def _wait(self, child: proc.Process) -> int:
+        deadline: float | None = None
+        while True:
+            try:
+                return child.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+            if not self.stopping:
+                continue
+            if deadline is None:
+                deadline = time.monotonic() + self.grace
+                self.log(f"stopping: interrupting pid {child.pid}, killing it if still running in {self.grace:g}s")
+                with contextlib.suppress(ProcessLookupError):  # it may have ended just now
+                    os.kill(child.pid, signal.SIGINT)
+            elif time.monotonic() > deadline:
+                child.kill()
+
+
+def _error_line(stderr: str) -> str:
+    """The line that says what failed: dbkeeper's ``error:`` line, else the last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line]
+    return (errors or lines or [""])[0 if errors else -1]

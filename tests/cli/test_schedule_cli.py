@@ -1,0 +1,269 @@
+"""dbkeeper schedule install | run | show through the CLI: files systemd and sh accept, a foreground
+scheduler that survives failures and stops cleanly on SIGTERM. Nothing is written outside tmp_path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import backup_files, cli, cli_json, make_sqlite_app, run_dbkeeper, wait_for_lock
+from pg import PgDb
+from pgutil import TableLock
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    """An app directory whose name needs quoting, with a SQLite database and a config naming it."""
+    app = tmp_path / "my app"
+    app.mkdir()
+    make_sqlite_app(app / "app.db", users=10, sessions=10)
+    write_config(app, "")
+    return app
+
+
+def write_config(app: Path, schedule: str, source: str = "sqlite:///app.db") -> Path:
+    path = app / "dbkeeper.toml"
+    path.write_text(f'[[sources]]\nname = "app"\nurl = "{source}"\n[schedule]\n{schedule}')
+    return path
+
+
+@pytest.fixture
+def wrapper(tmp_path: Path) -> Path:
+    """An installed ``dbkeeper`` as a job would find it: this interpreter, this checkout."""
+    path = tmp_path / "bin" / "dbkeeper"
+    path.parent.mkdir()
+    path.write_text(f'#!/bin/sh\nexec {sys.executable} -m dbkeeper "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def install(capsys: pytest.CaptureFixture[str], app: Path, *argv: str) -> tuple[int, str, str]:
+    return cli(capsys, "schedule", "install", *argv, "--config", str(app / "dbkeeper.toml"))
+
+
+# -- install ------------------------------------------------------------------------------------------------
+
+
+def test_systemd_dry_run_prints_units_and_writes_nothing(
+    app: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "units"
+    code, out, err = install(
+        capsys, app, "--systemd", "--dry-run", "--dbkeeper", "/usr/local/bin/dbkeeper", "--dest", str(dest)
+    )
+    assert code == 0 and err == ""
+    assert not dest.exists()
+    assert f"# --- {dest}/dbkeeper-backup.service (dry run: not written) ---" in out
+    assert f"# --- {dest}/dbkeeper-drill.timer (dry run: not written) ---" in out
+    config = app / "dbkeeper.toml"
+    assert f'ExecStart=/usr/local/bin/dbkeeper --config "{config}" backup\n' in out
+    assert f'ExecStart=/usr/local/bin/dbkeeper --config "{config}" prune\n' in out
+    assert f"WorkingDirectory={app}\n" in out
+    assert "OnCalendar=*-*-* 02:00:00 UTC\n" in out and "OnCalendar=Sun *-*-* 04:00:00 UTC\n" in out
+    assert out.count("Persistent=true\nRandomizedDelaySec=0\n") == 2
+    assert (
+        "# then turn the timers on: systemctl daemon-reload && systemctl enable --now dbkeeper-backup.timer"
+        " dbkeeper-drill.timer" in out
+    )
+
+
+def test_systemd_install_writes_units_that_systemd_accepts(
+    app: Path, tmp_path: Path, wrapper: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.fail("systemd-analyze not found: install systemd (scripts/install-test-deps does)", pytrace=False)
+    write_config(app, 'backup = "*/15 9-17 * * mon-fri"\ndrill = "@monthly"\n')
+    dest = tmp_path / "units"
+    code, out, _ = install(capsys, app, "--systemd", "--dbkeeper", str(wrapper), "--dest", str(dest))
+    assert code == 0
+    names = ["dbkeeper-backup.service", "dbkeeper-backup.timer", "dbkeeper-drill.service", "dbkeeper-drill.timer"]
+    assert sorted(os.listdir(dest)) == names  # no temporary files left
+    assert all(oct((dest / n).stat().st_mode & 0o777) == "0o644" for n in names)
+    assert out.splitlines()[:4] == [f"wrote {dest / n}" for n in names]
+    assert "OnCalendar=Mon..Fri *-*-* 09..17:00,15,30,45:00 UTC" in (dest / "dbkeeper-backup.timer").read_text()
+    assert "systemctl daemon-reload && systemctl enable --now dbkeeper-backup.timer dbkeeper-drill.timer" in out
+    check = subprocess.run([analyze, "verify", *(str(dest / n) for n in names)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_reinstall_leaves_units_of_a_job_no_longer_scheduled_with_a_note(
+    app: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "units"
+    write_config(app, 'prune = "0 3 * * *"\n')
+    assert install(capsys, app, "--systemd", "--dest", str(dest))[0] == 0
+    assert (dest / "dbkeeper-prune.timer").exists()
+    write_config(app, "")  # prune chained after backup again
+    code, out, _ = install(capsys, app, "--systemd", "--dest", str(dest))
+    assert code == 0 and (dest / "dbkeeper-prune.timer").exists()
+    assert f"# note: {dest / 'dbkeeper-prune.timer'} is from an earlier install and no longer scheduled" in out
+
+
+def test_cron_install_writes_a_file_whose_lines_run_for_real(
+    app: Path, tmp_path: Path, wrapper: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_config(app, 'prune = "off"\ndrill = "off"\n')
+    dest, log = tmp_path / "cron.d", tmp_path / "dbkeeper.log"
+    code, out, _ = install(capsys, app, "--cron", "--dbkeeper", str(wrapper), "--dest", str(dest), "--log", str(log))
+    assert code == 0 and out.startswith(f"wrote {dest / 'dbkeeper'}\n")
+    assert "# cron reads /etc/cron.d/dbkeeper by itself: nothing to enable" in out
+    cron = (dest / "dbkeeper").read_text()
+    assert oct((dest / "dbkeeper").stat().st_mode & 0o777) == "0o644"
+    assert "CRON_TZ=UTC\n" in cron and "SHELL=/bin/sh\n" in cron and "\nPATH=" in cron
+    line = cron.splitlines()[-1]
+    minute, hour, dom, month, dow, user, command = line.split(" ", 6)
+    assert (minute, hour, dom, month, dow) == ("0", "2", "*", "*", "*") and user
+    done = subprocess.run(["sh", "-c", command.replace("\\%", "%")], cwd="/", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(backup_files(app / "backups")) == 3  # run in the config's directory
+    assert str(app / "backups") not in log.read_text() and "backups/app_" in log.read_text()
+
+
+def test_cron_user_dry_run_prints_the_crontab_block(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = install(capsys, app, "--cron", "--user", "--dry-run", "--dbkeeper", "/usr/bin/dbkeeper")
+    assert code == 0
+    assert "# --- your crontab (dry run: not changed) ---\n# BEGIN dbkeeper" in out
+    assert "\n# END dbkeeper\n" in out and "CRON_TZ" not in out
+    code, _, err = install(capsys, app, "--cron", "--user", "--dest", "/tmp/x")
+    assert code == 2 and "--dest does not apply to a user's crontab" in err
+
+
+def test_install_json(app: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = cli_json(
+        capsys, "schedule", "install", "--systemd", "--dry-run", "--user", "--config", str(app / "dbkeeper.toml")
+    )
+    assert code == 0 and doc["dry_run"]
+    assert [Path(f["path"]).name for f in doc["files"]][:2] == ["dbkeeper-backup.service", "dbkeeper-backup.timer"]
+    assert all("/systemd/user/" in f["path"] for f in doc["files"])
+    assert doc["enable"].startswith("systemctl --user daemon-reload && systemctl --user enable --now")
+    assert any("loginctl enable-linger" in note for note in doc["notes"])
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (None, "schedule install needs a config file"),
+        ("store = 'b'\n", "has no [[sources]]"),
+        (
+            '[[sources]]\nurl = "sqlite:///a.db"\n[schedule]\nbackup = "0 2 1 * 1"\n',
+            "dbkeeper.toml: schedule.backup: '0 2 1 * 1' sets both a day of month and a day of week",
+        ),
+        (
+            '[[sources]]\nurl = "sqlite:///a.db"\n[schedule]\nbackup = "0 2 * * * 2026"\n',
+            "dbkeeper.toml: schedule.backup: '0 2 * * * 2026' has 6 fields",
+        ),
+        (
+            '[[sources]]\nurl = "sqlite:///a.db"\n[schedule]\ncopy = "0 5 * * *"\n',
+            "schedule.copy is set but copy_to names no store",
+        ),
+        (
+            '[[sources]]\nurl = "sqlite:///a.db"\n[schedule]\nbackup = "off"\ndrill = "off"\n',
+            "every job in [schedule] is off",
+        ),
+    ],
+)
+def test_install_refuses_what_it_cannot_schedule(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    config: str | None,
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DBKEEPER_CONFIG", raising=False)
+    if config is not None:
+        (tmp_path / "dbkeeper.toml").write_text(config)
+    code, out, err = cli(capsys, "schedule", "install", "--cron", "--dry-run")
+    assert code == 2 and message in err and "Traceback" not in err
+    assert out == ""
+
+
+# -- show and run -------------------------------------------------------------------------------------------
+
+
+def test_show(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "--config", str(app / "dbkeeper.toml"), "schedule", "show")
+    assert code == 0
+    backup, drill = out.splitlines()
+    assert backup.startswith("backup  0 2 * * *        default          next 20")
+    assert backup.endswith("dbkeeper backup && dbkeeper prune") and drill.endswith("dbkeeper drill")
+
+
+def test_run_now_runs_one_job_in_the_configs_directory(app: Path, tmp_path: Path) -> None:
+    write_config(app, 'prune = "off"\n')
+    result = run_dbkeeper(
+        "--config", str(app / "dbkeeper.toml"), "schedule", "run", "--now", "backup", cwd=tmp_path, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("dbkeeper schedule: start backup: dbkeeper backup")
+    assert lines[1].startswith("backups/app_")  # the job's own output, from the config's directory
+    assert " dbkeeper schedule: finish backup: exit 0 in " in lines[2]
+    assert len(backup_files(app / "backups")) == 3 and not (tmp_path / "backups").exists()
+
+
+def test_run_now_names_a_job_that_is_not_scheduled(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "schedule", "run", "--now", "prune", "--config", str(app / "dbkeeper.toml"))
+    assert code == 2 and "no scheduled job named prune" in err and "use backup" in err
+
+
+def test_run_now_reports_a_failing_job_with_its_exit_code(app: Path) -> None:
+    write_config(app, 'prune = "off"\n', source="sqlite:///missing.db")
+    result = run_dbkeeper("schedule", "run", "--now", "backup", cwd=app, timeout=60)
+    assert result.returncode == 1
+    assert "finish backup: exit 1 in " in result.stdout
+    assert "(backup: dbkeeper: error: SQLite database missing.db does not exist)" in result.stdout
+    assert "dbkeeper: error: SQLite database missing.db does not exist" in result.stderr  # the job's own stderr
+
+
+def test_sigterm_stops_an_idle_scheduler_with_exit_0(app: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dbkeeper", "schedule", "run"], cwd=app, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert ' dbkeeper schedule: backup (default "0 2 * * *") next at ' in first
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert out.splitlines()[-1].endswith("dbkeeper schedule: stopped")
+
+
+def test_sigterm_interrupts_a_running_backup_cleanly_and_exits_0(pgdb: PgDb, tmp_path: Path) -> None:
+    """A backup waiting on a locked table (a slow source) is running when the container stops: the scheduler
+    interrupts it (SIGINT: dbkeeper cleans up), exits 0, and no backup or temporary file is left."""
+    cluster, name = pgdb
+    cluster.psql("CREATE TABLE t AS SELECT 1 AS id", db=name)
+    write_config(tmp_path, 'prune = "off"\n', source=pgdb.url)
+    with TableLock(cluster, name, "t"):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dbkeeper", "schedule", "run", "--now", "backup"],
+            cwd=tmp_path,
+            env=cluster.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for_lock()
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    # Under the 30 s grace, so stopped by SIGINT, not killed. Not under 1 s: when pg_dump has not yet written a
+    # byte, streams.threaded waits up to 10 s for its reader thread before the dump is killed.
+    assert time.monotonic() - t0 < 25
+    assert "stopping: interrupting pid " in out
+    assert "finish backup: exit 130 in " in out and ", interrupted by stop" in out
+    assert "dbkeeper: interrupted; nothing partial was kept" in err
+    assert backup_files(tmp_path / "backups") == []

@@ -1,0 +1,152 @@
+"""The foreground scheduler with an injected clock, running real dbkeeper commands as its jobs."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dbkeeper.cron import parse
+from dbkeeper.schedule import Job
+from dbkeeper.schedule.runner import Runner
+from helpers import backup_files, make_sqlite_app
+
+
+class FakeClock:
+    """UTC time that moves only when the runner sleeps (or a test moves it)."""
+
+    def __init__(self, start: str) -> None:
+        self.now = datetime.fromisoformat(start).replace(tzinfo=UTC)
+        self.slept: list[float] = []
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    make_sqlite_app(tmp_path / "app.db", users=10, sessions=10)
+    return tmp_path
+
+
+def job(name: str, expr: str, *steps: tuple[str, ...]) -> Job:
+    return Job(name, parse(expr), steps, "test")
+
+
+def runner(app: Path, jobs: list[Job], clock: FakeClock, lines: list[str], grace: float = 30.0) -> Runner:
+    return Runner(jobs, config=None, cwd=str(app), log=lines.append, clock=clock, sleep=clock.sleep, grace=grace)
+
+
+def messages(lines: list[str]) -> list[str]:
+    """Log lines without their durations, which vary."""
+    return [re.sub(r" in \d+\.\ds", " in Ns", line) for line in lines]
+
+
+def finishes(lines: list[str]) -> int:
+    return sum(" finish " in line for line in lines)
+
+
+def test_jobs_run_when_due_in_order_and_the_loop_stops_cleanly(app: Path) -> None:
+    clock, lines = FakeClock("2026-11-27T01:59:30"), list[str]()
+    jobs = [
+        job("backup", "0 2 * * *", ("backup", "sqlite:///app.db")),
+        job("drill", "30 2 * * *", ("verify", "latest")),
+    ]
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if finishes(lines) == 2:
+            r.stop()
+
+    r = Runner(jobs, config=None, cwd=str(app), log=log, clock=clock, sleep=clock.sleep)
+    r.serve()
+    assert messages(lines) == [
+        '2026-11-27T01:59:30Z dbkeeper schedule: backup (test "0 2 * * *") next at 2026-11-27T02:00:00Z:'
+        " dbkeeper backup sqlite:///app.db",
+        '2026-11-27T01:59:30Z dbkeeper schedule: drill (test "30 2 * * *") next at 2026-11-27T02:30:00Z:'
+        " dbkeeper verify latest",
+        "2026-11-27T02:00:00Z dbkeeper schedule: start backup: dbkeeper backup sqlite:///app.db",
+        "2026-11-27T02:00:00Z dbkeeper schedule: finish backup: exit 0 in Ns",
+        "2026-11-27T02:00:00Z dbkeeper schedule: backup next at 2026-11-28T02:00:00Z",
+        "2026-11-27T02:30:00Z dbkeeper schedule: start drill: dbkeeper verify latest",
+        "2026-11-27T02:30:00Z dbkeeper schedule: finish drill: exit 0 in Ns",
+        "2026-11-27T02:30:00Z dbkeeper schedule: stopped",
+    ]
+    assert clock.slept == [30.0] + [60.0] * 30  # never more than a minute at a time
+    assert len(backup_files(app / "backups")) == 3
+
+
+def test_a_failing_job_is_logged_and_the_loop_goes_on_without_overlap_or_replays(app: Path) -> None:
+    """Every minute, a job that fails and takes 150 s: it never overlaps itself, the runs it missed are not
+    replayed (02:03, not 02:01 and 02:02), and each failure is logged with its error."""
+    clock, lines = FakeClock("2026-11-27T01:59:59"), list[str]()
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if " start " in line:
+            clock.now += timedelta(seconds=150)
+        if finishes(lines) == 3:
+            r.stop()
+
+    r = Runner(
+        [job("backup", "* * * * *", ("backup", "sqlite:///missing.db"))],
+        config=None,
+        cwd=str(app),
+        log=log,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    r.serve()
+    starts = [line[:20] for line in lines if " start " in line]
+    assert starts == ["2026-11-27T02:00:00Z", "2026-11-27T02:03:00Z", "2026-11-27T02:06:00Z"]
+    ends = [line.split(": ", 1)[1] for line in messages(lines) if " finish " in line]
+    assert (
+        ends == ["finish backup: exit 1 in Ns (backup: dbkeeper: error: SQLite database missing.db does not exist)"] * 3
+    )
+    assert "backup next at 2026-11-27T02:03:00Z" in lines[3]
+
+
+def test_run_due_runs_what_is_due_this_minute(app: Path) -> None:
+    jobs = [job("backup", "0 2 * * *", ("backup", "sqlite:///app.db")), job("drill", "0 2 * * *", ("list",))]
+    lines: list[str] = []
+    assert runner(app, jobs, FakeClock("2026-11-27T02:00:40"), lines).run_due() == 0
+    assert [line.split(": ", 1)[1] for line in messages(lines)] == [
+        "start backup: dbkeeper backup sqlite:///app.db",
+        "finish backup: exit 0 in Ns",
+        "start drill: dbkeeper list",
+        "finish drill: exit 0 in Ns",
+    ]
+    lines.clear()
+    assert runner(app, jobs, FakeClock("2026-11-27T02:01:00"), lines).run_due() == 0
+    assert lines == ["2026-11-27T02:01:00Z dbkeeper schedule: nothing due at 2026-11-27T02:01Z"]
+    failing = [job("backup", "0 2 * * *", ("backup", "sqlite:///missing.db")), job("drill", "0 2 * * *", ("list",))]
+    assert runner(app, failing, FakeClock("2026-11-27T02:00:00"), lines).run_due() == 1
+
+
+def test_stop_interrupts_a_running_job_and_kills_it_after_the_grace_period(app: Path) -> None:
+    """A SQLite source locked by another connection: the backup waits inside SQLite, where SIGINT cannot reach
+    it, so the grace period ends with a kill."""
+    conn = sqlite3.connect(app / "app.db", isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    clock, lines = FakeClock("2026-11-27T02:00:00"), list[str]()
+    r = runner(app, [job("backup", "0 2 * * *", ("backup", "sqlite:///app.db"))], clock, lines, grace=1.0)
+    threading.Timer(1.0, r.stop).start()
+    t0 = time.monotonic()
+    try:
+        assert r.run(r.jobs[0]) == 1
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+    assert time.monotonic() - t0 < 10
+    assert "stopping: interrupting pid " in lines[1]
+    assert lines[2].endswith(", interrupted by stop") and "killed by signal 9" in lines[2]
+    assert [f for f in backup_files(app / "backups") if not f.startswith(".")] == []
