@@ -23,6 +23,11 @@ pytest_plugins = ["fixtures_s3"]  # s3_server (one moto_server per session), s3_
 
 REPO = Path(__file__).resolve().parent.parent
 
+# `python -m dbkeeper` in a test's subprocess runs this checkout's code, whatever an editable install points at.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+)
+
 PG15_BIN_DEFAULT = Path("/usr/lib/postgresql/15/bin")
 PG17_CACHE = REPO / ".cache" / "pg17"
 PG17_SHARED = Path("/opt/dbkeeper-test/pg17")  # where install-test-deps puts it when run as root

@@ -251,3 +251,18 @@ def test_watchdog_stops_a_dump_blocked_on_a_lock(pgdb: PgDb, tmp_path: Path) -> 
     assert "made no progress for 2 s and was stopped" in result.stderr and "pg_stat_activity" in result.stderr
     assert elapsed < 20
     assert backup_files(tmp_path / "backups") == []
+
+
+def test_many_sources_at_once_keep_their_order(pg15: Cluster, capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Path) -> None:
+    names = [f"many_{i:02d}" for i in range(12)]
+    for i, name in enumerate(names):
+        pg15.psql(f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")
+        pg15.psql(f"CREATE TABLE t AS SELECT g FROM generate_series(1, {i + 1}) g", db=name)
+    code, doc = cli_json(capsys, "backup", *(pg15.url(n) for n in names), "--jobs", "4")
+    assert code == 0 and doc["ok"]
+    assert [b["manifest"]["database"] for b in doc["backups"]] == names
+    assert [b["manifest"]["row_counts"]["public.t"] for b in doc["backups"]] == list(range(1, 13))
+    assert len(backup_files(tmp_path / "backups")) == 36
+    code, _, err = cli(capsys, "backup", pg15.url(names[0]), "--jobs", "0")
+    assert code == 2 and "--jobs" in err

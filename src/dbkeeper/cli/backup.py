@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dbkeeper.cli import copy, prune
@@ -74,6 +75,7 @@ def register(sub: Any) -> None:
         metavar="STORE",
         help="then copy the backup to this store (repeatable; default: copy_to in the config)",
     )
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="back up N sources at once (default 1)")
     p.add_argument("--no-copy", action="store_true", help="do not copy to the config's copy_to stores this time")
     p.add_argument(
         "--prune",
@@ -124,6 +126,8 @@ def _pg_url(host: str | None, port: str | None, user: str | None, db: str | None
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
     with Notifier.from_config(cfg).run("backup") as report:
         sources = resolve_sources(args, cfg)
         store = open_store_for(store_url(args, cfg), cfg, args)
@@ -154,25 +158,24 @@ def _back_up_each(
     policy = policy_from({}, cfg.retention) if args.prune else None
     if policy is not None:
         policy.check()  # a policy that cannot decide fails before any backup is made
-    results: list[dict[str, Any]] = []
-    for label, url in sources:
+
+    def one(label: str, url: str) -> dict[str, Any]:
         try:
             engine = engine_for(url, pg_bin=args.pg_bin or cfg.pg_bin, name=args.name)
             with SourceLock(url, label):
-                bar = ProgressLine(f"backup {label}", enabled=not args.json)
+                bar = ProgressLine(f"backup {label}", enabled=not args.json and args.jobs == 1)
                 doc = run_backup(engine, store, options, progress=bar.update)
                 bar.done()
         except DbkeeperError as exc:
             report.fail(exc.message, exc.hint, source=label)
-            results.append({"source": label, "ok": False, "error": exc.message, "hint": exc.hint})
             if len(sources) == 1:
                 raise
             sys.stderr.write(
                 f"dbkeeper: error: {label}: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else "")
             )
-            continue
-        entry: dict[str, Any] = {"source": label, "ok": True, "location": store.describe(doc.file)}
-        results.append({**entry, "manifest": doc.__dict__})
+            return {"source": label, "ok": False, "error": exc.message, "hint": exc.hint}
+        result: dict[str, Any] = {"source": label, "ok": True, "location": store.describe(doc.file)}
+        result["manifest"] = doc.__dict__
         report.details.setdefault("backups", []).append(
             {"source": label, "file": doc.file, "size_bytes": doc.size_bytes, "duration_s": doc.duration_s}
         )
@@ -181,10 +184,20 @@ def _back_up_each(
             print(
                 f"{store.describe(doc.file)}  {human_size(doc.size_bytes)}"
                 f" (from {human_size(doc.raw_size_bytes or 0)}, {len(doc.row_counts)} tables, {rows} rows)"
-                f" in {doc.duration_s:.1f}s"
+                f" in {doc.duration_s:.1f}s",
+                flush=True,
             )
-        if not _after_backup(store, doc, destinations, policy, args, cfg, results[-1]):
+        if not _after_backup(store, doc, destinations, policy, args, cfg, result):
             report.fail(f"the copy or prune after backing up {label} failed", source=label)
+        return result
+
+    if args.jobs > 1 and len(sources) > 1:
+        # Many sources at once: each dump is one client process and one server backend, mostly waiting on
+        # each other, so a few in flight keep both cores busy. Results stay in the sources' order.
+        with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="dbkeeper-backup") as pool:
+            results = list(pool.map(lambda source: one(*source), sources))
+    else:
+        results = [one(label, url) for label, url in sources]
     done = [r["source"] for r in results if r["ok"]]
     report.summary = f"{len(done)} of {len(results)} backed up" + (f" ({', '.join(done)})" if done else "")
     return results
