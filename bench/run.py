@@ -36,8 +36,9 @@ class Sample:
     rss_mb: list[float] = field(default_factory=list)
 
 
-def timed(stages: Sequence[Sequence[str]], env: dict[str, str], stdin_file: str | None = None,
-          stdout_file: str | None = None) -> tuple[float, float]:
+def timed(
+    stages: Sequence[Sequence[str]], env: dict[str, str], stdin_file: str | None = None, stdout_file: str | None = None
+) -> tuple[float, float]:
     """Run a pipeline of processes (stdout of each into the next); return (wall seconds, peak RSS MB)."""
     procs: list[subprocess.Popen[bytes]] = []
     start = time.perf_counter()
@@ -113,8 +114,13 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
         print(f"building a ~{args.mb} MB database (deterministic, seed 1) ...", flush=True)
         os.environ.update({k: env[k] for k in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD") if k in env})
         dataset.build(url, args.mb, psql=str(bindir / "psql"))
-    size = subprocess.run([bindir / "psql", "-XAtc", f"SELECT pg_size_pretty(pg_database_size('{db}'))", "-d", db],
-                          env=env, capture_output=True, text=True, check=True).stdout.strip()
+    size = subprocess.run(
+        [bindir / "psql", "-XAtc", f"SELECT pg_size_pretty(pg_database_size('{db}'))", "-d", db],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
     if args.s3:
         from s3server import MotoServer, aws_env
@@ -140,13 +146,14 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
     if "backup" in only:
         commands["pg_dump > /dev/null"] = lambda i: timed([[pg_dump, "-d", db]], env)
         commands["pg_dump | gzip -6"] = lambda i: timed([[pg_dump, "-d", db], ["gzip", "-6"]], env, stdout_file=gz)
-        commands["dbkeeper backup"] = lambda i: timed(
-            [[*dbk, "backup", url, "--store", str(work / f"store{i}")]], env)
+        commands["dbkeeper backup"] = lambda i: timed([[*dbk, "backup", url, "--store", str(work / f"store{i}")]], env)
         commands["dbkeeper backup --compress zstd"] = lambda i: timed(
-            [[*dbk, "backup", url, "--compress", "zstd", "--store", str(work / f"zstore{i}")]], env)
+            [[*dbk, "backup", url, "--compress", "zstd", "--store", str(work / f"zstore{i}")]], env
+        )
         if args.s3:
             commands["dbkeeper backup --store s3://"] = lambda i: timed(
-                [[*dbk, "backup", url, "--store", f"s3://bench/round{i}"]], env)
+                [[*dbk, "backup", url, "--store", f"s3://bench/round{i}"]], env
+            )
     if "restore" in only:
         if not os.path.exists(gz):
             timed([[pg_dump, "-d", db], ["gzip", "-6"]], env, stdout_file=gz)
@@ -155,18 +162,22 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
 
         def zcat_psql(i: int) -> tuple[float, float]:
             target = f"bench_zcat_{i}"
-            subprocess.run([psql, "-Xq", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {target}"], env=env,
-                           check=True)
+            subprocess.run(
+                [psql, "-Xq", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {target}"], env=env, check=True
+            )
             t0 = time.perf_counter()
             subprocess.run([psql, "-Xq", "-d", "postgres", "-c", f"CREATE DATABASE {target}"], env=env, check=True)
-            _, rss = timed([["zcat", gz], [psql, "-Xq", "-v", "ON_ERROR_STOP=1", "-d", target]],
-                              {**env, "PGOPTIONS": "-c client_min_messages=warning"})
+            _, rss = timed(
+                [["zcat", gz], [psql, "-Xq", "-v", "ON_ERROR_STOP=1", "-d", target]],
+                {**env, "PGOPTIONS": "-c client_min_messages=warning"},
+            )
             return time.perf_counter() - t0, rss
 
         def dbk_restore(i: int) -> tuple[float, float]:
             target = f"bench_dbk_{i}"
-            subprocess.run([psql, "-Xq", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {target}"], env=env,
-                           check=True)
+            subprocess.run(
+                [psql, "-Xq", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {target}"], env=env, check=True
+            )
             store = str(work / "store0")
             return timed([[*dbk, "restore", "latest", url.rsplit("/", 1)[0] + "/" + target, "--store", store]], env)
 

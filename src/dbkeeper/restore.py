@@ -12,13 +12,14 @@ was.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from dbkeeper import codec, crypto
 from dbkeeper.engines import RestoreOptions, engine_for
 from dbkeeper.errors import CheckFailed, EncryptionError, RestoreError, UsageError
+from dbkeeper.manifest import Manifest
 from dbkeeper.storage import Store
 from dbkeeper.streams import threaded
 from dbkeeper.verify import Check, ContentCheck, Report, add_stored_checks, check_stored, hash_object
@@ -43,6 +44,15 @@ class RestoreResult:
             "rows": sum(self.row_counts.values()),
             "verify": self.verify.to_json(),
         }
+
+
+def _read(store: Store, name: str, doc: Manifest, identities: list[Any] | None) -> Iterator[bytes]:
+    """A second, unchecked reader of the backup's dump (the checked one is the main stream)."""
+    with store.open(name) as f:
+        stream: Iterator[bytes] = codec.read_chunks(f)
+        if doc.encryption:
+            stream = crypto.decrypt(stream, identities or [])
+        yield from threaded(codec.decompress(doc.compression, stream), depth=4)
 
 
 def _refused(name: str, report: Report) -> CheckFailed:
@@ -78,7 +88,8 @@ def run_restore(
     engine = engine_for(target_url, pg_bin=pg_bin)
     if engine.name != doc.engine:
         raise UsageError(f"{name} is a {doc.engine} backup and cannot be restored into a {engine.name} target")
-    target = engine.restore_target({"server_encoding": doc.server_encoding, "extra": doc.extra}, options)
+    info = {"server_encoding": doc.server_encoding, "extra": doc.extra, "row_counts": doc.row_counts}
+    target = engine.restore_target(info, options)
     existed = bool(getattr(target, "existed", False))
     try:
         content = ContentCheck(doc, identities, progress)
@@ -87,7 +98,10 @@ def run_restore(
         try:
             with store.open(name) as f:
                 # Reading, decryption, decompression and the checks run on their own thread, the load on this one.
-                target.load(threaded(content.stream(codec.read_chunks(f)), depth=4))
+                target.load(
+                    threaded(content.stream(codec.read_chunks(f)), depth=4),
+                    reopen=lambda: _read(store, name, doc, identities),
+                )
         except (EncryptionError, CheckFailed) as exc:
             raise _refused(name, content.broken(report, store, exc)) from None
         content.finish(report)

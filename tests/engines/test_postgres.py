@@ -253,8 +253,9 @@ def test_watchdog_stops_a_dump_blocked_on_a_lock(pgdb: PgDb, tmp_path: Path) -> 
     assert backup_files(tmp_path / "backups") == []
 
 
-def test_many_sources_at_once_keep_their_order(pg15: Cluster, capsys: pytest.CaptureFixture[str],
-                                                tmp_path: Path) -> None:
+def test_many_sources_at_once_keep_their_order(
+    pg15: Cluster, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     names = [f"many_{i:02d}" for i in range(12)]
     for i, name in enumerate(names):
         pg15.psql(f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")

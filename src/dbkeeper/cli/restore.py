@@ -9,6 +9,7 @@ from dbkeeper import catalog
 from dbkeeper.cli.common import ProgressLine, add_json, add_store, emit_json, load_config, open_store_for, store_url
 from dbkeeper.cli.verify import add_identity, identities
 from dbkeeper.engines import RestoreOptions
+from dbkeeper.errors import UsageError
 from dbkeeper.restore import run_restore
 
 
@@ -33,17 +34,27 @@ def register(sub: Any) -> None:
     add_store(p)
     p.add_argument("--database", metavar="NAME", help="with latest: the database")
     p.add_argument("--pg-bin", metavar="DIR", help="directory of psql (config pg_bin)")
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=2,
+        metavar="N",
+        help="load a PostgreSQL dump over N sessions: 1 or 2 (default 2: tables and indexes in parallel)",
+    )
     add_identity(p)
     add_json(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.jobs not in (1, 2):
+        raise UsageError(f"--jobs takes 1 or 2, not {args.jobs}", "a plain dump replays over at most two sessions")
     cfg = load_config(args)
     store, name = catalog.resolve(
         args.backup, store_url(args, cfg), args.database, lambda url: open_store_for(url, cfg, args)
     )
-    options = RestoreOptions(args.drop_existing, args.no_owner, args.disable_triggers)
+    options = RestoreOptions(args.drop_existing, args.no_owner, args.disable_triggers, jobs=args.jobs)
     bar = ProgressLine(f"restore {name}", enabled=not args.json)
     result = run_restore(
         store,

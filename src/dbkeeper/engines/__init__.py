@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,6 +36,7 @@ class RestoreOptions:
     drop_existing: bool = False
     no_owner: bool = False
     disable_triggers: bool = False
+    jobs: int = 1  # sessions to load with, where the engine can (PostgreSQL plain dumps: up to 2)
 
 
 class Dump(Protocol):
@@ -61,7 +62,11 @@ class RestoreTarget(Protocol):
 
     description: str
 
-    def load(self, chunks: Iterable[bytes]) -> None: ...
+    def load(self, chunks: Iterable[bytes], reopen: Callable[[], Iterator[bytes]] | None = None) -> None:
+        """Load the dump; ``reopen`` gives a second, independent reader of the same bytes for engines that
+        can load in parallel."""
+        ...
+
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]: ...
     def commit(self) -> None: ...
     def discard(self) -> None: ...

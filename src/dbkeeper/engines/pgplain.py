@@ -179,3 +179,68 @@ def drop_owner_statements(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield b"".join(out)
     if pending:
         yield pending
+
+
+_TOC_RE = re.compile(rb"^-- (?:Data for )?Name: .*; Type: ([A-Z ]+); Schema: ")
+DATA_TYPES = frozenset({"TABLE DATA", "SEQUENCE SET", "BLOBS", "LARGE OBJECTS", "BLOB DATA"})
+PARALLEL_POST_DATA = frozenset({"INDEX", "CONSTRAINT"})  # no dependencies on one another
+
+
+class Piece:
+    """A run of bytes of one TOC entry: ``entry`` counts entries (0 is the header before the first one),
+    ``kind`` is the entry's ``Type:`` ("" for the header), ``table`` the table a COPY block's bytes belong to."""
+
+    __slots__ = ("data", "entry", "kind", "table")
+
+    def __init__(self, entry: int, kind: str, table: str | None, data: bytes) -> None:
+        self.entry, self.kind, self.table, self.data = entry, kind, table, data
+
+
+def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
+    """Cut a plain dump into its TOC entries (pg_dump's ``-- Name: …; Type: …`` comments), streaming.
+
+    SQL is split into lines; COPY data passes through in large slices (only its end marker is searched for),
+    so a table's data costs what a copy of its bytes costs.
+    """
+    entry, kind, table = 0, "", None
+    pending = b""
+    in_copy = False
+    tail = b""  # in COPY data: the last bytes of the previous chunk, to see an end marker split across chunks
+    for chunk in chunks:
+        data = pending + chunk if pending else chunk
+        pending = b""
+        pos, n = 0, len(data)
+        while pos < n:
+            if in_copy:
+                probe = tail + data[: len(_END)]
+                at = probe.find(_END)
+                if pos == 0 and tail and at >= 0 and at + len(_END) > len(tail):
+                    end = at + len(_END) - len(tail)
+                else:
+                    found = data.find(_END, max(pos - 1, 0))
+                    end = found + len(_END) if found >= 0 else -1
+                if end < 0:
+                    yield Piece(entry, kind, table, data[pos:])
+                    tail = data[-(len(_END) - 1) :] if n >= len(_END) - 1 else (tail + data)[-(len(_END) - 1) :]
+                    pos = n
+                    break
+                yield Piece(entry, kind, table, data[pos:end])
+                in_copy, tail, pos = False, b"", end
+                continue
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                pending = data[pos:]
+                break
+            line = data[pos : nl + 1]
+            m = _TOC_RE.match(line) if line.startswith(b"-- ") else None
+            if m:
+                entry, kind, table = entry + 1, m.group(1).decode(), None
+            elif line.startswith(b"COPY ") and line.endswith(b" FROM stdin;\n"):
+                copy = _COPY_RE.match(line[:-1])
+                if copy:
+                    table = copy.group(1).decode("utf-8", "replace")
+                    in_copy, tail = True, b"\n"
+            yield Piece(entry, kind, table, line)
+            pos = nl + 1
+    if pending:
+        yield Piece(entry, kind, table, pending)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 import secrets
-import subprocess
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,7 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dbkeeper import proc
 from dbkeeper.codec import CHUNK
-from dbkeeper.engines import RestoreOptions, SourceInfo, redact
+from dbkeeper.engines import RestoreOptions, SourceInfo, pgparallel, redact
 from dbkeeper.engines.pgplain import PlainDumpScanner, drop_owner_statements
 from dbkeeper.engines.pgtools import Client, pick
 from dbkeeper.errors import (
@@ -467,30 +466,34 @@ class PgRestoreTarget:
         assert last is not None
         raise last
 
-    def load(self, chunks: Iterable[bytes]) -> None:
+    def load(self, chunks: Iterable[bytes], reopen: Callable[[], Iterator[bytes]] | None = None) -> None:
+        """Load the dump into the temporary database: over two sessions when ``reopen`` gives a second reader
+        of the same backup and ``jobs`` > 1 (see pgparallel), else in one."""
         conn = self.engine.conn.with_db(self.temp)
         env = conn.env()
         if self.options.disable_triggers:
             env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c session_replication_role=replica").strip()
-        if self.options.no_owner:
-            chunks = drop_owner_statements(chunks)
         argv = [self.engine._psql().path, "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]
-        with proc.Process(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as child:
-            failure: list[BaseException] = []
-            try:
-                write = child.stdin.write
-                for chunk in chunks:
-                    write(chunk)
-            except BrokenPipeError:
-                pass  # psql stopped reading: its exit status and stderr say why
-            except BaseException as exc:
-                failure.append(exc)
-                child.kill()
-                raise
-            try:
-                child.check()
-            except ToolError as exc:
-                raise classify(exc, conn, f"restoring into {self.target}") from exc
+
+        def on_error(exc: ToolError) -> DbkeeperError:
+            return classify(exc, conn, f"restoring into {self.target}")
+
+        def new_session() -> pgparallel.Session:
+            return pgparallel.Session(argv, env, on_error)
+
+        owner_filter = drop_owner_statements if self.options.no_owner else (lambda c: iter(c))
+        weights = self.info.get("row_counts") or {}
+        if reopen is not None and self.options.jobs > 1 and len(weights) > 1:
+            pgparallel.load(owner_filter(chunks), lambda: owner_filter(reopen()), weights, new_session)
+            return
+        session = new_session()
+        try:
+            for chunk in owner_filter(chunks):
+                session.write(chunk)
+        except BaseException:
+            session.kill()
+            raise
+        session.close()
 
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
         names = list(tables)
