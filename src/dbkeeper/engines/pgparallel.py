@@ -19,6 +19,7 @@ in one session. Any failure kills the other sessions and raises; the caller drop
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -140,7 +141,7 @@ def load(
         if helper:
             helper.finish()
         if post:
-            _post_data(list(post.values()), header.bytes(), new_session, sessions)
+            _post_data(list(post.values()), header.bytes(), new_session, sessions, weights)
     except BaseException:
         if helper:
             helper.stop()
@@ -149,16 +150,33 @@ def load(
         raise
 
 
-def _post_data(entries: list[_Entry], head: bytes, new_session: Callable[[], Session], sessions: list[Session]) -> None:
+_ON_TABLE = re.compile(rb"(?:\bON (?:ONLY )?|^ALTER TABLE (?:ONLY )?)(\S+)", re.MULTILINE)
+
+
+def _post_data(
+    entries: list[_Entry],
+    head: bytes,
+    new_session: Callable[[], Session],
+    sessions: list[Session],
+    weights: dict[str, int],
+) -> None:
     parallel = [e for e in entries if e.kind in PARALLEL_POST_DATA]
     if parallel:
+        # Each index costs about what its table weighs: the heaviest first, onto the less loaded session.
+        def weight(entry: _Entry) -> int:
+            m = _ON_TABLE.search(b"".join(entry.body))
+            return weights.get(m.group(1).decode("utf-8", "replace"), 1) if m else 1
+
         pair = [new_session(), new_session()]
         sessions.extend(pair)
+        loads = [0, 0]
         for s in pair:
             s.write(head)
-        for i, entry in enumerate(parallel):
+        for entry in sorted(parallel, key=weight, reverse=True):
+            i = loads.index(min(loads))
+            loads[i] += weight(entry)
             for data in entry.body:
-                pair[i % 2].write(data)
+                pair[i].write(data)
         for s in pair:
             s.close()
     last = new_session()
