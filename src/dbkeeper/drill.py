@@ -165,7 +165,8 @@ def run_drills(
     ``seed`` makes the random choices repeatable; without one a seed is drawn and reported, so that any drill
     can be repeated exactly (given the same store).
     """
-    entries = catalog.scan(store, database)
+    # A server's roles and tablespaces (backup --globals) are not a database to restore and query.
+    entries = [e for e in catalog.scan(store, database) if not (e.manifest and e.manifest.dump_format == "globals")]
     names = sorted({e.database for e in entries}) or ([database] if database else [])
     if not names:
         raise NotFound(f"no backups in {store.url}", "check --store, or run `dbkeeper backup` first")

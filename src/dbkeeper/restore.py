@@ -85,6 +85,11 @@ def run_restore(
         add_stored_checks(report, doc, hash_object(store, name))
     if doc is None or not report.ok:
         raise _refused(name, report)
+    if doc.dump_format == "globals":
+        raise UsageError(
+            f"{name} holds a server's roles and tablespaces, not a database",
+            f"apply it by hand before restoring the databases that need them: zcat {name} | psql -X -d postgres",
+        )
     engine = engine_for(target_url, pg_bin=pg_bin)
     if engine.name != doc.engine:
         raise UsageError(f"{name} is a {doc.engine} backup and cannot be restored into a {engine.name} target")

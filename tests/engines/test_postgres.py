@@ -267,3 +267,21 @@ def test_many_sources_at_once_keep_their_order(
     assert len(backup_files(tmp_path / "backups")) == 36
     code, _, err = cli(capsys, "backup", pg15.url(names[0]), "--jobs", "0")
     assert code == 2 and "--jobs" in err
+
+
+def test_globals_kept_beside_the_database(pgdb: PgDb, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cluster, name = pgdb
+    cluster.psql("DO $$ BEGIN CREATE ROLE casino_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    cluster.psql("CREATE TABLE t AS SELECT 1 AS x", db=name)
+    code, doc = cli_json(capsys, "backup", pgdb.url, "--globals")
+    assert code == 0, doc
+    kinds = [(b["manifest"]["database"], b["manifest"]["dump_format"]) for b in doc["backups"]]
+    assert kinds == [(name, "plain"), (f"{name}.globals", "globals")]
+    globals_file = doc["backups"][1]["manifest"]["file"]
+    assert globals_file.startswith(f"{name}.globals_") and globals_file.endswith(".sql.gz")
+    text = subprocess.run(["zcat", str(tmp_path / "backups" / globals_file)], capture_output=True, text=True).stdout
+    assert "CREATE ROLE casino_reader;" in text and "cluster dump complete" in text
+    code, out, _ = cli(capsys, "verify", str(tmp_path / "backups" / globals_file))
+    assert code == 0 and "verified" in out
+    code, _, err = cli(capsys, "restore", str(tmp_path / "backups" / globals_file), cluster.url("x"))
+    assert code == 2 and "roles and tablespaces, not a database" in err and "psql -X -d postgres" in err

@@ -30,7 +30,7 @@ from dbkeeper.cli.verify import identities
 from dbkeeper.codec import COMPRESSIONS
 from dbkeeper.config import Config
 from dbkeeper.copy import copy_backup
-from dbkeeper.engines import engine_for, redact
+from dbkeeper.engines import engine_for, is_sqlite, redact
 from dbkeeper.errors import EXIT_FAILED, DbkeeperError, UsageError
 from dbkeeper.lock import SourceLock
 from dbkeeper.manifest import Manifest
@@ -76,6 +76,11 @@ def register(sub: Any) -> None:
         help="then copy the backup to this store (repeatable; default: copy_to in the config)",
     )
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="back up N sources at once (default 1)")
+    p.add_argument(
+        "--globals",
+        action="store_true",
+        help="also keep the server's roles and tablespaces (pg_dumpall --globals-only) as <db>.globals_<stamp>",
+    )
     p.add_argument("--no-copy", action="store_true", help="do not copy to the config's copy_to stores this time")
     p.add_argument(
         "--prune",
@@ -159,16 +164,16 @@ def _back_up_each(
     if policy is not None:
         policy.check()  # a policy that cannot decide fails before any backup is made
 
-    def one(label: str, url: str) -> dict[str, Any]:
+    def one(label: str, url: str, globals_only: bool = False) -> dict[str, Any]:
         try:
-            engine = engine_for(url, pg_bin=args.pg_bin or cfg.pg_bin, name=args.name)
-            with SourceLock(url, label):
+            engine = engine_for(url, pg_bin=args.pg_bin or cfg.pg_bin, name=args.name, globals_only=globals_only)
+            with SourceLock(url + ("#globals" if globals_only else ""), label):
                 bar = ProgressLine(f"backup {label}", enabled=not args.json and args.jobs == 1)
                 doc = run_backup(engine, store, options, progress=bar.update)
                 bar.done()
         except DbkeeperError as exc:
             report.fail(exc.message, exc.hint, source=label)
-            if len(sources) == 1:
+            if len(sources) == 1 and not args.globals:
                 raise
             sys.stderr.write(
                 f"dbkeeper: error: {label}: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else "")
@@ -191,13 +196,16 @@ def _back_up_each(
             report.fail(f"the copy or prune after backing up {label} failed", source=label)
         return result
 
-    if args.jobs > 1 and len(sources) > 1:
+    jobs = [(label, url, False) for label, url in sources]
+    if args.globals:
+        jobs += [(f"{label} (roles and tablespaces)", url, True) for label, url in sources if not is_sqlite(url)]
+    if args.jobs > 1 and len(jobs) > 1:
         # Many sources at once: each dump is one client process and one server backend, mostly waiting on
         # each other, so a few in flight keep both cores busy. Results stay in the sources' order.
         with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="dbkeeper-backup") as pool:
-            results = list(pool.map(lambda source: one(*source), sources))
+            results = list(pool.map(lambda job: one(*job), jobs))
     else:
-        results = [one(label, url) for label, url in sources]
+        results = [one(*job) for job in jobs]
     done = [r["source"] for r in results if r["ok"]]
     report.summary = f"{len(done)} of {len(results)} backed up" + (f" ({', '.join(done)})" if done else "")
     return results

@@ -94,12 +94,14 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite:") or url.lower().endswith((".db", ".sqlite", ".sqlite3"))
 
 
-def engine_for(url: str, *, pg_bin: str | None = None, name: str | None = None) -> Engine:
-    """The engine for a source or target URL (see DESIGN.md "Words")."""
+def engine_for(url: str, *, pg_bin: str | None = None, name: str | None = None, globals_only: bool = False) -> Engine:
+    """The engine for a source or target URL (see DESIGN.md "Words"); ``globals_only``: the PostgreSQL server's
+    roles and tablespaces instead of the database."""
     if url.startswith(("postgresql://", "postgres://")):
-        from dbkeeper.engines.postgres import PgConn, PostgresEngine
+        from dbkeeper.engines.postgres import PgConn, PostgresEngine, PostgresGlobals
 
-        return PostgresEngine(PgConn.from_url(url), pg_bin=pg_bin)
+        kind = PostgresGlobals if globals_only else PostgresEngine
+        return kind(PgConn.from_url(url), pg_bin=pg_bin)
     if is_sqlite(url):
         from dbkeeper.engines.sqlite import SqliteEngine
 
@@ -112,7 +114,7 @@ def engine_for(url: str, *, pg_bin: str | None = None, name: str | None = None) 
 
 def check_for(engine: str, dump_format: str) -> DumpCheck:
     """A streaming checker for the raw (decompressed) bytes of a backup made by ``engine``."""
-    if engine == "postgresql" and dump_format == "plain":
+    if engine == "postgresql" and dump_format in ("plain", "globals"):
         from dbkeeper.engines.postgres import PlainCheck
 
         return PlainCheck()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 TRAILER = b"-- PostgreSQL database dump complete"
+CLUSTER_TRAILER = b"-- PostgreSQL database cluster dump complete"  # pg_dumpall
 _IDENT = rb'(?:"(?:[^"]|"")*"|[^\s".(]+)'
 _COPY_RE = re.compile(rb"^COPY (" + _IDENT + rb"(?:\." + _IDENT + rb")*)(?: \(.*\))? FROM stdin;$", re.DOTALL)
 _OWNER_RE = re.compile(rb"^ALTER [A-Z ]+ .+ OWNER TO .+;$")
@@ -95,7 +96,7 @@ class PlainDumpScanner:
             if m:
                 self._table = m.group(1).decode("utf-8", "replace")
                 self._rows = 0
-        elif line.startswith(TRAILER):
+        elif line.startswith((TRAILER, CLUSTER_TRAILER)):
             self.complete = True
 
     def problems(self) -> list[str]:

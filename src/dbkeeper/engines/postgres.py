@@ -323,15 +323,6 @@ class PostgresEngine:
                 doing="ending the stopped dump's session",
             )
 
-    def dump_globals(self) -> bytes:
-        """Roles and tablespaces (``pg_dumpall --globals-only``), for a server-level restore."""
-        argv = [self.client("pg_dumpall").path, "-w", "--globals-only"]
-        conn = self.conn
-        try:
-            return proc.run(argv, env=conn.env(), timeout=600).encode()
-        except ToolError as exc:
-            raise classify(exc, conn, "dumping roles and tablespaces") from exc
-
     # -- restore --------------------------------------------------------------------------------------
     def restore_target(self, manifest_info: dict[str, Any], options: RestoreOptions) -> PgRestoreTarget:
         return PgRestoreTarget(self, manifest_info, options)
@@ -364,10 +355,32 @@ class PostgresEngine:
                     threading.Event().wait(0.1)
 
 
+class PostgresGlobals(PostgresEngine):
+    """The server's roles and tablespaces (``pg_dumpall --globals-only``), kept beside a database's backups as
+    ``<db>.globals_<stamp>.sql.gz``: what a restore onto a new server needs first, and what pg_dump leaves out."""
+
+    def inspect(self) -> SourceInfo:
+        base = super().inspect()
+        return replace(
+            base,
+            database=f"{self.conn.dbname}.globals",
+            dump_format="globals",
+            dump_tool_version=self.client("pg_dumpall").version,
+            extra={},
+        )
+
+    @contextmanager
+    def dump(self) -> Iterator[PgDump]:
+        argv = [self.client("pg_dumpall").path, "-w", "--globals-only", "-l", self.conn.dbname]
+        with proc.Process(argv, env=self.conn.env()) as child:
+            yield PgDump(child, self.conn, "pg_dumpall")
+
+
 class PgDump:
-    def __init__(self, child: proc.Process, conn: PgConn) -> None:
+    def __init__(self, child: proc.Process, conn: PgConn, tool: str = "pg_dump") -> None:
         self._child = child
         self._conn = conn
+        self._tool = tool
         self.scanner = PlainDumpScanner()
 
     def chunks(self) -> Iterator[bytes]:
@@ -381,10 +394,10 @@ class PgDump:
         try:
             self._child.check()
         except ToolError as exc:
-            raise classify(exc, self._conn, f"pg_dump of {self._conn.dbname}") from exc
+            raise classify(exc, self._conn, f"{self._tool} of {self._conn.dbname}") from exc
         problems = self.scanner.problems()
         if problems:
-            raise ToolError(f"pg_dump of {self._conn.dbname} exited 0 but {problems[0]}")
+            raise ToolError(f"{self._tool} of {self._conn.dbname} exited 0 but {problems[0]}")
         return dict(self.scanner.row_counts)
 
 
