@@ -18,7 +18,7 @@ from typing import Any
 
 from dbkeeper import codec, crypto
 from dbkeeper.engines import RestoreOptions, engine_for
-from dbkeeper.errors import CheckFailed, EncryptionError, RestoreError, UsageError
+from dbkeeper.errors import CheckFailed, DbkeeperError, EncryptionError, RestoreError, UsageError
 from dbkeeper.manifest import Manifest
 from dbkeeper.storage import Store
 from dbkeeper.streams import threaded
@@ -93,7 +93,12 @@ def run_restore(
     engine = engine_for(target_url, pg_bin=pg_bin)
     if engine.name != doc.engine:
         raise UsageError(f"{name} is a {doc.engine} backup and cannot be restored into a {engine.name} target")
-    info = {"server_encoding": doc.server_encoding, "extra": doc.extra, "row_counts": doc.row_counts}
+    info = {
+        "server_encoding": doc.server_encoding,
+        "extra": doc.extra,
+        "row_counts": doc.row_counts,
+        "dump_format": doc.dump_format,
+    }
     target = engine.restore_target(info, options)
     existed = bool(getattr(target, "existed", False))
     try:
@@ -109,6 +114,12 @@ def run_restore(
                 )
         except (EncryptionError, CheckFailed) as exc:
             raise _refused(name, content.broken(report, store, exc)) from None
+        except DbkeeperError as exc:
+            # The loader failed after the whole backup went past (a spooled archive): if the backup itself is
+            # damaged, say that rather than what the loader made of it.
+            if content.complete and not content.finish(report).ok:
+                raise _refused(name, report) from exc
+            raise
         content.finish(report)
         if not report.ok:
             raise _refused(name, report)

@@ -101,6 +101,7 @@ class ContentCheck:
         self.identities = identities
         self.stored = Tap(progress)
         self.checker = check_for(doc.engine, doc.dump_format)
+        self.complete = False  # the whole stream went past
 
     def stream(self, raw: Iterable[bytes]) -> Iterator[bytes]:
         stream: Iterator[bytes] = self.stored.tap(raw)
@@ -110,6 +111,7 @@ class ContentCheck:
         for chunk in codec.decompress(self.doc.compression, stream):
             feed(chunk)
             yield chunk
+        self.complete = True
 
     def finish(self, report: Report) -> Report:
         try:

@@ -77,6 +77,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="back up N sources at once (default 1)")
     p.add_argument(
+        "--format",
+        choices=["plain", "custom"],
+        default="plain",
+        help="PostgreSQL: plain SQL (default; zcat | psql restores it) or pg_dump's custom archive"
+        " (.dump.gz; restores with pg_restore --jobs)",
+    )
+    p.add_argument(
         "--globals",
         action="store_true",
         help="also keep the server's roles and tablespaces (pg_dumpall --globals-only) as <db>.globals_<stamp>",
@@ -166,7 +173,13 @@ def _back_up_each(
 
     def one(label: str, url: str, globals_only: bool = False) -> dict[str, Any]:
         try:
-            engine = engine_for(url, pg_bin=args.pg_bin or cfg.pg_bin, name=args.name, globals_only=globals_only)
+            engine = engine_for(
+                url,
+                pg_bin=args.pg_bin or cfg.pg_bin,
+                name=args.name,
+                globals_only=globals_only,
+                dump_format="plain" if globals_only else args.format,
+            )
             with SourceLock(url + ("#globals" if globals_only else ""), label):
                 bar = ProgressLine(f"backup {label}", enabled=not args.json and args.jobs == 1)
                 doc = run_backup(engine, store, options, progress=bar.update)

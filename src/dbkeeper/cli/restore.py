@@ -40,7 +40,8 @@ def register(sub: Any) -> None:
         type=int,
         default=2,
         metavar="N",
-        help="load a PostgreSQL dump over N sessions: 1 or 2 (default 2: tables and indexes in parallel)",
+        help="load over N sessions (default 2): a plain dump over at most 2 (tables, then indexes, in parallel),"
+        " a custom archive with pg_restore --jobs N",
     )
     add_identity(p)
     add_json(p)
@@ -48,8 +49,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.jobs not in (1, 2):
-        raise UsageError(f"--jobs takes 1 or 2, not {args.jobs}", "a plain dump replays over at most two sessions")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
     cfg = load_config(args)
     store, name = catalog.resolve(
         args.backup, store_url(args, cfg), args.database, lambda url: open_store_for(url, cfg, args)

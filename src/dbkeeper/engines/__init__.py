@@ -94,17 +94,27 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite:") or url.lower().endswith((".db", ".sqlite", ".sqlite3"))
 
 
-def engine_for(url: str, *, pg_bin: str | None = None, name: str | None = None, globals_only: bool = False) -> Engine:
+def engine_for(
+    url: str,
+    *,
+    pg_bin: str | None = None,
+    name: str | None = None,
+    globals_only: bool = False,
+    dump_format: str = "plain",
+) -> Engine:
     """The engine for a source or target URL (see DESIGN.md "Words"); ``globals_only``: the PostgreSQL server's
     roles and tablespaces instead of the database."""
     if url.startswith(("postgresql://", "postgres://")):
         from dbkeeper.engines.postgres import PgConn, PostgresEngine, PostgresGlobals
 
-        kind = PostgresGlobals if globals_only else PostgresEngine
-        return kind(PgConn.from_url(url), pg_bin=pg_bin)
+        if globals_only:
+            return PostgresGlobals(PgConn.from_url(url), pg_bin=pg_bin)
+        return PostgresEngine(PgConn.from_url(url), pg_bin=pg_bin, dump_format=dump_format)
     if is_sqlite(url):
         from dbkeeper.engines.sqlite import SqliteEngine
 
+        if dump_format != "plain":
+            raise UsageError(f"--format {dump_format} is for PostgreSQL; a SQLite backup is the database file")
         return SqliteEngine(sqlite_path(url), name=name)
     raise UsageError(
         f"cannot tell what kind of database {url!r} is",
@@ -118,6 +128,11 @@ def check_for(engine: str, dump_format: str) -> DumpCheck:
         from dbkeeper.engines.postgres import PlainCheck
 
         return PlainCheck()
+    if engine == "postgresql" and dump_format == "custom":
+        from dbkeeper.engines.pgarchive import ArchiveText
+        from dbkeeper.engines.pgtools import pick
+
+        return ArchiveText(pick("pg_restore", None).path)
     if engine == "sqlite":
         from dbkeeper.engines.sqlite import SqliteCheck
 

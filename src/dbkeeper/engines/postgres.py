@@ -7,8 +7,10 @@ with ``-w``: a missing password is an error that says where to put one, never a 
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -18,7 +20,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dbkeeper import proc
 from dbkeeper.codec import CHUNK
-from dbkeeper.engines import RestoreOptions, SourceInfo, pgparallel, redact
+from dbkeeper.engines import DumpCheck, RestoreOptions, SourceInfo, pgparallel, redact
+from dbkeeper.engines.pgarchive import ArchiveText
 from dbkeeper.engines.pgplain import PlainDumpScanner, drop_owner_statements
 from dbkeeper.engines.pgtools import Client, pick
 from dbkeeper.errors import (
@@ -240,9 +243,12 @@ class ServerInfo:
 class PostgresEngine:
     name = "postgresql"
 
-    def __init__(self, conn: PgConn, pg_bin: str | None = None) -> None:
+    def __init__(self, conn: PgConn, pg_bin: str | None = None, dump_format: str = "plain") -> None:
+        if dump_format not in ("plain", "custom"):
+            raise UsageError(f"unknown dump format {dump_format!r}", "use plain (the default) or custom")
         self.conn = conn
         self.pg_bin = pg_bin
+        self.dump_format = dump_format
         self._server: ServerInfo | None = None
 
     # -- talking to the server ---------------------------------------------------------------------------
@@ -293,8 +299,8 @@ class PostgresEngine:
         return SourceInfo(
             engine=self.name,
             database=self.conn.dbname,
-            kind="sql",
-            dump_format="plain",
+            kind="dump" if self.dump_format == "custom" else "sql",
+            dump_format=self.dump_format,
             server_version=server.version,
             dump_tool_version=dump_tool.version,
             server_encoding=server.encoding,
@@ -304,12 +310,20 @@ class PostgresEngine:
 
     @contextmanager
     def dump(self) -> Iterator[PgDump]:
-        argv = [self.client("pg_dump").path, "-w", "--format=plain"]
+        argv = [self.client("pg_dump").path, "-w"]
+        argv += ["--format=custom", "-Z", "0"] if self.dump_format == "custom" else ["--format=plain"]
         tag = f"dbkeeper-dump-{secrets.token_hex(4)}"
         env = {**self.conn.env(), "PGAPPNAME": tag}
         try:
             with proc.Process(argv, env=env) as child:
-                yield PgDump(child, self.conn)
+                check = (
+                    ArchiveText(pick("pg_restore", None, self.pg_bin).path) if self.dump_format == "custom" else None
+                )
+                try:
+                    yield PgDump(child, self.conn, check=check)
+                finally:
+                    if check:
+                        check.close()
         except BaseException:
             self._end_sessions(tag)
             raise
@@ -377,15 +391,18 @@ class PostgresGlobals(PostgresEngine):
 
 
 class PgDump:
-    def __init__(self, child: proc.Process, conn: PgConn, tool: str = "pg_dump") -> None:
+    """A running pg_dump (or pg_dumpall) whose output is checked as it streams: the plain text directly, a
+    custom archive through pg_restore's text (pgarchive.ArchiveText)."""
+
+    def __init__(self, child: proc.Process, conn: PgConn, tool: str = "pg_dump", check: DumpCheck | None = None):
         self._child = child
         self._conn = conn
         self._tool = tool
-        self.scanner = PlainDumpScanner()
+        self._check = check or PlainCheck()
 
     def chunks(self) -> Iterator[bytes]:
         read = self._child.stdout.read
-        feed = self.scanner.feed
+        feed = self._check.feed
         while chunk := read(CHUNK):
             feed(chunk)
             yield chunk
@@ -394,11 +411,12 @@ class PgDump:
         try:
             self._child.check()
         except ToolError as exc:
+            self._check.close()
             raise classify(exc, self._conn, f"{self._tool} of {self._conn.dbname}") from exc
-        problems = self.scanner.problems()
+        counts, problems = self._check.result()
         if problems:
             raise ToolError(f"{self._tool} of {self._conn.dbname} exited 0 but {problems[0]}")
-        return dict(self.scanner.row_counts)
+        return counts
 
 
 class PlainCheck:
@@ -494,6 +512,9 @@ class PgRestoreTarget:
         def new_session() -> pgparallel.Session:
             return pgparallel.Session(argv, env, on_error)
 
+        if self.info.get("dump_format") == "custom":
+            self._pg_restore(chunks, env, on_error)
+            return
         owner_filter = drop_owner_statements if self.options.no_owner else (lambda c: iter(c))
         weights = self.info.get("row_counts") or {}
         if reopen is not None and self.options.jobs > 1 and len(weights) > 1:
@@ -507,6 +528,31 @@ class PgRestoreTarget:
             session.kill()
             raise
         session.close()
+
+    def _pg_restore(
+        self, chunks: Iterable[bytes], env: dict[str, str], on_error: Callable[[ToolError], DbkeeperError]
+    ) -> None:
+        """A custom archive: spooled to a private temporary file (pg_restore seeks to work in parallel), then
+        ``pg_restore --jobs N --exit-on-error`` into the temporary database."""
+        with tempfile.TemporaryDirectory(prefix="dbkeeper-archive-") as workdir:
+            archive = os.path.join(workdir, "archive.dump")
+            try:
+                with open(archive, "wb") as f:
+                    for chunk in chunks:
+                        f.write(chunk)
+            except OSError as exc:
+                raise NoSpace(
+                    f"cannot spool the archive to {workdir}: {exc.strerror}",
+                    "free space there or point TMPDIR at a larger disk",
+                ) from exc
+            argv = [pick("pg_restore", None, self.engine.pg_bin).path, "-w", "--exit-on-error"]
+            argv += ["--jobs", str(max(self.options.jobs, 1)), "--dbname", self.temp]
+            if self.options.no_owner:
+                argv.append("--no-owner")
+            try:
+                proc.run([*argv, archive], env=env, timeout=None)
+            except ToolError as exc:
+                raise on_error(exc) from exc
 
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
         names = list(tables)

@@ -1,0 +1,58 @@
+"""pg_dump's custom archive format (``backup --format custom``), for ``pg_restore --jobs`` restores.
+
+The archive is written uncompressed (``-Z 0``) and compressed by dbkeeper's own pipeline like a plain dump, so
+the stored file is ``<db>_<stamp>.dump.gz``. Its content is checked by reading it through ``pg_restore -f -``:
+the SQL text pg_restore makes of it has the same header, ``dump complete`` trailer and ``COPY`` blocks as a
+plain dump, so the same scanner counts its rows, during the backup (a tee into pg_restore) and in ``verify``.
+A restore spools the archive to a private temporary file (pg_restore needs to seek to run in parallel) and
+runs ``pg_restore --jobs N --exit-on-error`` into the temporary database.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from contextlib import suppress
+
+from dbkeeper import proc
+from dbkeeper.codec import CHUNK
+from dbkeeper.engines.pgplain import PlainDumpScanner
+
+
+class ArchiveText:
+    """Feeds archive bytes to ``pg_restore -f -`` and scans the SQL it prints, on a thread."""
+
+    def __init__(self, pg_restore: str) -> None:
+        self.scanner = PlainDumpScanner()
+        self._child = proc.Process([pg_restore, "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._broken = False
+        self._thread = threading.Thread(target=self._read, name="dbkeeper-pg-restore-text", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        read, feed = self._child.stdout.read, self.scanner.feed
+        while chunk := read(CHUNK):
+            feed(chunk)
+
+    def feed(self, chunk: bytes) -> None:
+        if self._broken:
+            return
+        try:
+            self._child.stdin.write(chunk)
+        except BrokenPipeError:
+            self._broken = True  # pg_restore gave up on the archive: result() says why
+
+    def result(self) -> tuple[dict[str, int], list[str]]:
+        with suppress(BrokenPipeError):
+            self._child.stdin.close()
+        self._thread.join()
+        code = self._child.wait()
+        problems = []
+        if code != 0:
+            last = (self._child.stderr_text().splitlines() or ["no message"])[-1]
+            problems.append(f"pg_restore cannot read the archive ({last})")
+        problems += [p for p in self.scanner.problems() if not problems or "empty" not in p]
+        return dict(self.scanner.row_counts), problems
+
+    def close(self) -> None:
+        self._child.kill()
