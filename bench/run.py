@@ -154,11 +154,16 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
             commands["dbkeeper backup --store s3://"] = lambda i: timed(
                 [[*dbk, "backup", url, "--store", f"s3://bench/round{i}"]], env
             )
+        commands["dbkeeper backup --format custom"] = lambda i: timed(
+            [[*dbk, "backup", url, "--format", "custom", "--store", str(work / f"cstore{i}")]], env
+        )
     if "restore" in only:
         if not os.path.exists(gz):
             timed([[pg_dump, "-d", db], ["gzip", "-6"]], env, stdout_file=gz)
         if not (work / "store0").exists():
             timed([[*dbk, "backup", url, "--store", str(work / "store0")]], env)
+        if not (work / "custom0").exists():
+            timed([[*dbk, "backup", url, "--format", "custom", "--store", str(work / "custom0")]], env)
 
         def zcat_psql(i: int) -> tuple[float, float]:
             target = f"bench_zcat_{i}"
@@ -173,16 +178,21 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
             )
             return time.perf_counter() - t0, rss
 
-        def dbk_restore(i: int) -> tuple[float, float]:
-            target = f"bench_dbk_{i}"
-            subprocess.run(
-                [psql, "-Xq", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {target}"], env=env, check=True
-            )
-            store = str(work / "store0")
-            return timed([[*dbk, "restore", "latest", url.rsplit("/", 1)[0] + "/" + target, "--store", store]], env)
+        def dbk_restore(store: str, *extra: str) -> Callable[[int], tuple[float, float]]:
+            def run_one(i: int) -> tuple[float, float]:
+                target = f"bench_dbk_{i}"
+                subprocess.run(
+                    [psql, "-Xq", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {target}"], env=env, check=True
+                )
+                argv = [*dbk, "restore", "latest", url.rsplit("/", 1)[0] + "/" + target, "--store", store, *extra]
+                return timed([argv], env)
+
+            return run_one
 
         commands["zcat | psql"] = zcat_psql
-        commands["dbkeeper restore"] = dbk_restore
+        commands["dbkeeper restore"] = dbk_restore(str(work / "store0"))
+        commands["dbkeeper restore --jobs 1"] = dbk_restore(str(work / "store0"), "--jobs", "1")
+        commands["dbkeeper restore (custom) --jobs 2"] = dbk_restore(str(work / "custom0"), "--jobs", "2")
 
     samples = {name: Sample() for name in commands}
     for i in range(args.rounds):
@@ -192,7 +202,7 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
             samples[name].rss_mb.append(rss)
             print(f"  round {i + 1}: {name:<34} {wall:7.2f} s  {rss:6.1f} MB", flush=True)
         for d in work.glob("*store*"):
-            shutil.rmtree(d, ignore_errors=True) if d.name != "store0" else None
+            shutil.rmtree(d, ignore_errors=True) if d.name not in ("store0", "custom0") else None
 
     med = {name: statistics.median(s.wall) for name, s in samples.items()}
     print(f"\ndatabase {size}, {args.rounds} rounds, {os.cpu_count()} cores; medians:")
@@ -209,7 +219,10 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
     ratio("dbkeeper backup", "pg_dump | gzip -6", "<= 0.15")
     ratio("dbkeeper backup --compress zstd", "pg_dump > /dev/null", "zstd, for comparison")
     ratio("dbkeeper backup --store s3://", "dbkeeper backup", "<= 1.1")
+    ratio("dbkeeper backup --format custom", "pg_dump > /dev/null", "custom archive, for comparison")
     ratio("dbkeeper restore", "zcat | psql", "<= 1.0, aim 0.8")
+    ratio("dbkeeper restore --jobs 1", "zcat | psql", "one session, for comparison")
+    ratio("dbkeeper restore (custom) --jobs 2", "zcat | psql", "pg_restore -j 2 against the plain baseline")
 
 
 if __name__ == "__main__":
