@@ -25,6 +25,7 @@ from dbkeeper import catalog, drill_log
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.manifest import parse_iso
 from dbkeeper.storage import Store
+from dbkeeper.storage.local import fsync_dir
 
 Labels = dict[str, str]
 
@@ -120,7 +121,7 @@ def write(path: str | Path, text: str) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DbkeeperError(
@@ -149,16 +150,3 @@ def _escape_label(value: str) -> str:
 
 def _escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

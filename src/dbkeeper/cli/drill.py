@@ -12,13 +12,13 @@ from dbkeeper.cli.common import (
     add_store,
     emit_json,
     load_config,
+    open_store_for,
     store_url,
     update_metrics,
 )
 from dbkeeper.cli.verify import add_identity, identities
 from dbkeeper.drill import DrillOptions, DrillResult, DrillRun, run_drills
 from dbkeeper.errors import EXIT_CHECK, EXIT_FAILED
-from dbkeeper.storage import open_store
 from dbkeeper.units import compact_duration, format_seconds, parse_duration
 
 DEFAULT_MAX_AGE = "7d"
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         pg_bin=args.pg_bin or cfg.pg_bin,
         identities=tuple(identities(args, cfg) or ()),
     )
-    store = open_store(store_url(args, cfg))
+    store = open_store_for(store_url(args, cfg), cfg)
     log = args.log or conf.get("log") or drill_log.DEFAULT_PATH
     result = run_drills(store, options, log=log, database=args.database, seed=args.seed)
     metrics_ok = update_metrics(args, cfg, store, log)

@@ -6,10 +6,9 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from dbkeeper.cli.common import add_json, add_store, drill_log_path, emit_json, load_config, store_url
+from dbkeeper.cli.common import add_json, add_store, drill_log_path, emit_json, load_config, open_store_for, store_url
 from dbkeeper.errors import EXIT_CHECK
 from dbkeeper.status import check
-from dbkeeper.storage import open_store
 from dbkeeper.units import parse_duration
 
 DEFAULT_MAX_AGE = "26h"
@@ -41,7 +40,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     max_age = parse_duration(args.max_age or DEFAULT_MAX_AGE, "--max-age")
-    store = open_store(store_url(args, cfg))
+    store = open_store_for(store_url(args, cfg), cfg)
     report = check(
         store,
         max_age=max_age,

@@ -32,7 +32,8 @@ def _map_os_error(exc: OSError, what: str) -> StoreError:
     return StoreError(f"{what}: {exc.strerror or exc}")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (best effort: some platforms have no directory fds)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -92,7 +93,7 @@ class LocalStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return written
 
     def open(self, name: str) -> BinaryIO:
@@ -121,7 +122,7 @@ class LocalStore:
             self._path(name).unlink(missing_ok=True)
         except OSError as exc:
             raise _map_os_error(exc, f"deleting {self._path(name)}") from exc
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def local_path(self, name: str) -> Path:
         """The file behind an object (local stores only)."""
