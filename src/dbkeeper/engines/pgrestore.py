@@ -1,0 +1,199 @@
+"""Restoring into PostgreSQL: a temporary database on the target server, renamed into place when whole."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from dbkeeper import proc
+from dbkeeper.engines import RestoreOptions, pgparallel
+from dbkeeper.engines.pgerrors import classify
+from dbkeeper.engines.pgplain import drop_owner_statements
+from dbkeeper.engines.pgtools import pick
+from dbkeeper.engines.postgres import PostgresEngine, quote_ident, quote_literal
+from dbkeeper.errors import DbkeeperError, NoSpace, RestoreError, SourceError, ToolError
+
+
+class PgRestoreTarget:
+    """Restore into a temporary database on the target server, then rename it into place.
+
+    The target name is never absent for longer than two renames, and never half-restored: the old database is
+    renamed aside, the new one renamed in, and only then is the old one dropped. Any failure before that
+    drops the temporary database and leaves the target as it was.
+    """
+
+    def __init__(self, engine: PostgresEngine, info: dict[str, Any], options: RestoreOptions) -> None:
+        self.engine = engine
+        self.options = options
+        self.info = info
+        self.target = engine.conn.dbname
+        self.description = engine.conn.display()
+        self._admin_db = "postgres"
+        token = secrets.token_hex(4)
+        self.temp = f"{self.target[:40]}_dbkeeper_tmp_{token}"
+        self._aside = f"{self.target[:40]}_dbkeeper_old_{token}"
+        self._created = False
+        self.existed = self._exists(self.target)
+        if self.existed and not options.drop_existing:
+            raise RestoreError(
+                f"database {self.target} already exists at {engine.conn.where}",
+                "restore to a new name, or pass --drop-existing to replace it",
+            )
+        self._create_temp()
+
+    def _q(self, sql: str, doing: str) -> list[list[str]]:
+        return self.engine.query(sql, db=self._admin_db, doing=doing)
+
+    def _exists(self, name: str) -> bool:
+        try:
+            rows = self._q(f"SELECT 1 FROM pg_database WHERE datname = {quote_literal(name)}", "checking the target")
+        except SourceError as exc:
+            if "does not exist" not in exc.message:
+                raise
+            self._admin_db = "template1"
+            rows = self._q(f"SELECT 1 FROM pg_database WHERE datname = {quote_literal(name)}", "checking the target")
+        return bool(rows)
+
+    def _create_temp(self) -> None:
+        encoding = self.info.get("server_encoding") or "UTF8"
+        extra = self.info.get("extra") or {}
+        base = f"CREATE DATABASE {quote_ident(self.temp)} TEMPLATE template0 ENCODING {quote_literal(encoding)}"
+        attempts = []
+        if extra.get("lc_collate") and extra.get("lc_ctype"):
+            attempts.append(
+                f"{base} LC_COLLATE {quote_literal(extra['lc_collate'])} LC_CTYPE {quote_literal(extra['lc_ctype'])}"
+            )
+        attempts += [base, f"{base} LC_COLLATE 'C' LC_CTYPE 'C'"]
+        last: DbkeeperError | None = None
+        for sql in attempts:
+            try:
+                self._q(sql, f"creating the temporary database {self.temp}")
+            except DbkeeperError as exc:
+                if "permission denied" in exc.message.lower() or "permission" in (exc.hint or ""):
+                    raise
+                last = exc
+                continue
+            self._created = True
+            return
+        assert last is not None
+        raise last
+
+    def load(self, chunks: Iterable[bytes], reopen: Callable[[], Iterator[bytes]] | None = None) -> None:
+        """Load the dump into the temporary database: over two sessions when ``reopen`` gives a second reader
+        of the same backup and ``jobs`` > 1 (see pgparallel), else in one."""
+        conn = self.engine.conn.with_db(self.temp)
+        env = conn.env()
+        if self.options.disable_triggers:
+            env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c session_replication_role=replica").strip()
+        argv = [self.engine._psql().path, "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]
+
+        def on_error(exc: ToolError) -> DbkeeperError:
+            return classify(exc, conn, f"restoring into {self.target}")
+
+        def new_session() -> pgparallel.Session:
+            return pgparallel.Session(argv, env, on_error)
+
+        if self.info.get("dump_format") == "custom":
+            self._pg_restore(chunks, env, on_error)
+            return
+        owner_filter = drop_owner_statements if self.options.no_owner else (lambda c: iter(c))
+        weights = self.info.get("row_counts") or {}
+        if reopen is not None and self.options.jobs > 1 and len(weights) > 1:
+            pgparallel.load(owner_filter(chunks), lambda: owner_filter(reopen()), weights, new_session)
+            return
+        session = new_session()
+        try:
+            for chunk in owner_filter(chunks):
+                session.write(chunk)
+        except BaseException:
+            session.kill()
+            raise
+        session.close()
+
+    def _pg_restore(
+        self, chunks: Iterable[bytes], env: dict[str, str], on_error: Callable[[ToolError], DbkeeperError]
+    ) -> None:
+        """A custom archive: spooled to a private temporary file (pg_restore seeks to work in parallel), then
+        ``pg_restore --jobs N --exit-on-error`` into the temporary database."""
+        with tempfile.TemporaryDirectory(prefix="dbkeeper-archive-") as workdir:
+            archive = os.path.join(workdir, "archive.dump")
+            try:
+                with open(archive, "wb") as f:
+                    for chunk in chunks:
+                        f.write(chunk)
+            except OSError as exc:
+                raise NoSpace(
+                    f"cannot spool the archive to {workdir}: {exc.strerror}",
+                    "free space there or point TMPDIR at a larger disk",
+                ) from exc
+            argv = [pick("pg_restore", None, self.engine.pg_bin).path, "-w", "--exit-on-error"]
+            argv += ["--jobs", str(max(self.options.jobs, 1)), "--dbname", self.temp]
+            if self.options.no_owner:
+                argv.append("--no-owner")
+            try:
+                proc.run([*argv, archive], env=env, timeout=None)
+            except ToolError as exc:
+                raise on_error(exc) from exc
+
+    def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
+        names = list(tables)
+        counts: dict[str, int] = {}
+        for start in range(0, len(names), 200):
+            batch = names[start : start + 200]
+            sql = " UNION ALL ".join(f"SELECT {quote_literal(name)}, count(*) FROM ONLY {name}" for name in batch)
+            for row in self.engine.query(sql, db=self.temp, doing="counting restored rows"):
+                counts[row[0]] = int(row[1])
+        return counts
+
+    def commit(self) -> None:
+        t, tmp, aside = quote_ident(self.target), quote_ident(self.temp), quote_ident(self.aside)
+        if self.existed:
+            self._q(f"ALTER DATABASE {t} WITH ALLOW_CONNECTIONS false", f"locking {self.target}")
+            try:
+                self._q(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    f" WHERE datname = {quote_literal(self.target)} AND pid <> pg_backend_pid()",
+                    f"ending sessions on {self.target}",
+                )
+                self._rename_when_free(t, aside)
+            except BaseException:
+                self._q(f"ALTER DATABASE {t} WITH ALLOW_CONNECTIONS true", f"unlocking {self.target}")
+                raise
+        try:
+            self._q(f"ALTER DATABASE {tmp} RENAME TO {t}", f"renaming the restored database to {self.target}")
+        except BaseException:
+            if self.existed:
+                self._q(f"ALTER DATABASE {aside} RENAME TO {t}", f"putting {self.target} back")
+                self._q(f"ALTER DATABASE {t} WITH ALLOW_CONNECTIONS true", f"unlocking {self.target}")
+            raise
+        self._created = False
+        if self.existed:
+            self._q(f"DROP DATABASE {aside}", f"dropping the replaced database (now {self.aside})")
+
+    @property
+    def aside(self) -> str:
+        return self._aside
+
+    def _rename_when_free(self, t: str, aside: str) -> None:
+        """Rename the target aside; a session that was just ended may take a moment to go."""
+        for attempt in range(50):
+            try:
+                self._q(f"ALTER DATABASE {t} RENAME TO {aside}", f"moving {self.target} aside")
+                return
+            except DbkeeperError as exc:
+                if "being accessed by other users" not in (exc.message + str(getattr(exc, "stderr", ""))):
+                    raise
+                if attempt == 49:
+                    raise
+                threading.Event().wait(0.1)
+
+    def discard(self) -> None:
+        if self._created:
+            try:
+                self._q(f"DROP DATABASE IF EXISTS {quote_ident(self.temp)}", f"dropping {self.temp}")
+            finally:
+                self._created = False
