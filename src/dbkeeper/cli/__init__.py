@@ -7,6 +7,7 @@ render the result as text or, with ``--json``, as one JSON document.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import signal
 import sys
@@ -14,10 +15,21 @@ import threading
 from collections.abc import Sequence
 
 from dbkeeper import __version__
-from dbkeeper.cli import backup, copy, drill, list_, prune, restore, schedule, status, verify
 from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, DbkeeperError
 
-COMMANDS = [backup, list_, verify, restore, copy, prune, drill, status, schedule]
+# Command name -> its module. Only the command being run is imported (with what it needs), so a cron job or a
+# restore does not pay for every other command's imports at start-up; --help imports them all.
+COMMANDS = {
+    "backup": "backup",
+    "list": "list_",
+    "verify": "verify",
+    "restore": "restore",
+    "copy": "copy",
+    "prune": "prune",
+    "drill": "drill",
+    "status": "status",
+    "schedule": "schedule",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,7 +39,8 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``only`` just that command's (what ``main`` uses to run one)."""
     parser = _Parser(
         prog="dbkeeper",
         description="Database backups that are boringly reliable; restores that are fast and proven.",
@@ -36,9 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="config file (default: $DBKEEPER_CONFIG or ./dbkeeper.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in COMMANDS:
-        module.register(sub)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(f"dbkeeper.cli.{module}").register(sub)
     return parser
+
+
+def _command(words: list[str]) -> str | None:
+    """The command named on the command line (after the global options), if it is one of ours."""
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--config":
+            skip = True
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
 
 
 class Terminated(BaseException):
@@ -50,8 +77,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command(words))
+    args = parser.parse_args(words)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
