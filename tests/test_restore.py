@@ -149,3 +149,31 @@ def test_sigterm_mid_restore_cleans_up(pgdb: PgDb, capsys: pytest.CaptureFixture
     assert proc.returncode == 143, err
     assert b"terminated; nothing partial was kept" in err and b"Traceback" not in err
     assert not [d for d in databases(cluster) if "dbkeeper_" in d or d == target]
+
+
+def test_drop_existing_keeps_the_databases_owner_and_settings(pgdb: PgDb, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster, name = pgdb
+    _seed(cluster, name, 10)
+    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    target = f"{name}_props"
+    cluster.psql("DO $$ BEGIN CREATE ROLE props_owner; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    cluster.create_db(target)
+    cluster.psql(
+        f"ALTER DATABASE {target} OWNER TO props_owner;"
+        f'ALTER DATABASE {target} SET search_path TO "$user", public, "Odd Schema";'
+        f"ALTER DATABASE {target} SET work_mem = '64MB';"
+        f"ALTER ROLE props_owner IN DATABASE {target} SET statement_timeout = '5s';"
+    )
+    settings = (
+        "SELECT coalesce(r.rolname, '-') || ':' || array_to_string(s.setconfig, '|') FROM pg_db_role_setting s"
+        " JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole"
+        f" WHERE d.datname = '{target}' ORDER BY 1"
+    )
+    before = cluster.psql(settings)
+    code, _ = cli_json(capsys, "restore", "latest", cluster.url(target), "--drop-existing")
+    assert code == 0
+    owner = cluster.psql(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{target}'")
+    assert owner == "props_owner"
+    assert cluster.psql(settings) == before
+    assert "work_mem=64MB" in before and '"Odd Schema"' in before
+    cluster.drop_db(target)

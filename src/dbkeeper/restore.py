@@ -60,7 +60,9 @@ def _refused(name: str, report: Report) -> CheckFailed:
     wrong_key = first is not None and first.name == "decrypt" and first.detail.startswith(crypto.WRONG_KEY)
     return CheckFailed(
         f"{name} failed verification ({report.first_problem()}); nothing was restored",
-        crypto.IDENTITY_HINT if wrong_key else "restore an older backup: `dbkeeper list` shows them",
+        crypto.IDENTITY_HINT
+        if wrong_key
+        else "restore an older backup (`dbkeeper list` names them; `dbkeeper verify` checks one)",
     )
 
 

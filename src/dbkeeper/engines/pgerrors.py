@@ -67,8 +67,9 @@ _CAUSES: list[tuple[str, type[DbkeeperError], str, str]] = [
     (
         r"violates foreign key constraint",
         RestoreError,
-        "a row refers to one that is not there yet (foreign key order)",
-        "restore a full dump (constraints come after the data), or pass --disable-triggers (needs superuser)",
+        "a foreign key does not hold for the data in the backup",
+        "pg_dump adds foreign keys after all the data, so the source itself holds rows that break this key:"
+        " fix them there and back up again (a data-only load may use --disable-triggers, as superuser)",
     ),
     (
         r"invalid byte sequence for encoding|has no equivalent in encoding|character with byte sequence",

@@ -152,6 +152,7 @@ class PgRestoreTarget:
     def commit(self) -> None:
         t, tmp, aside = quote_ident(self.target), quote_ident(self.temp), quote_ident(self.aside)
         if self.existed:
+            self._carry_over(tmp)
             self._q(f"ALTER DATABASE {t} WITH ALLOW_CONNECTIONS false", f"locking {self.target}")
             try:
                 self._q(
@@ -173,6 +174,24 @@ class PgRestoreTarget:
         self._created = False
         if self.existed:
             self._q(f"DROP DATABASE {aside}", f"dropping the replaced database (now {self.aside})")
+
+    def _carry_over(self, tmp: str) -> None:
+        """A replaced database keeps what belongs to the database rather than to the dump: its owner and its
+        ``ALTER DATABASE … SET`` settings (pg_dump writes neither without --create)."""
+        target = quote_literal(self.target)
+        rows = self._q(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {target}", "reading the owner")
+        if rows and rows[0][0]:
+            self._q(f"ALTER DATABASE {tmp} OWNER TO {quote_ident(rows[0][0])}", f"giving {self.temp} its owner")
+        settings = self._q(
+            "SELECT coalesce(r.rolname, ''), unnest(s.setconfig) FROM pg_db_role_setting s"
+            " JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole"
+            f" WHERE d.datname = {target}",
+            "reading the database's settings",
+        )
+        for role, setting in settings:
+            name, _, value = setting.partition("=")
+            what = f"ALTER ROLE {quote_ident(role)} IN DATABASE {tmp}" if role else f"ALTER DATABASE {tmp}"
+            self._q(f"{what} SET {quote_ident(name)} TO {_setting_value(name, value)}", f"carrying over {name}")
 
     @property
     def aside(self) -> str:
@@ -197,3 +216,19 @@ class PgRestoreTarget:
                 self._q(f"DROP DATABASE IF EXISTS {quote_ident(self.temp)}", f"dropping {self.temp}")
             finally:
                 self._created = False
+
+
+_LIST_SETTINGS = {"search_path", "temp_tablespaces", "local_preload_libraries", "session_preload_libraries"}
+
+
+def _setting_value(name: str, value: str) -> str:
+    """A stored setting as SQL: list settings element by element (as pg_dump does), others as one literal."""
+    if name.lower() not in _LIST_SETTINGS:
+        return quote_literal(value)
+    items = []
+    for item in value.split(","):
+        item = item.strip()
+        if len(item) >= 2 and item.startswith('"') and item.endswith('"'):
+            item = item[1:-1].replace('""', '"')
+        items.append(quote_literal(item))
+    return ", ".join(items)
