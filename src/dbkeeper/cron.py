@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from croniter import croniter
-
 MACROS = {
     "@hourly": "0 * * * *",
     "@daily": "0 0 * * *",
@@ -50,6 +48,8 @@ class Cron:
 
     def next_after(self, when: datetime) -> datetime:
         """The first run strictly after ``when`` (a timezone-aware datetime; the result is in UTC)."""
+        from croniter import croniter
+
         result: datetime = croniter(self.normalized, when).get_next(datetime)
         return result
 
@@ -96,6 +96,8 @@ def parse(expr: str) -> Cron:
         raise CronError(
             f"{expr!r} sets both a day of month and a day of week, which cron reads as either one; set one of them to *"
         )
+    from croniter import croniter  # only configs with a [schedule] pay for it
+
     if not croniter.is_valid(text):
         raise CronError(f"{expr!r} is not a valid cron expression")
     weekdays = frozenset(d % 7 for d in sets[4])

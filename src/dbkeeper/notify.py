@@ -13,13 +13,10 @@ tokens, so messages name only their scheme and host.
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -68,6 +65,10 @@ class Notifier:
 
     def post(self, url: str, body: bytes, content_type: str) -> None:
         """POST ``body``; on failure warn (never raise)."""
+        import http.client  # here, not at start-up: most runs send nothing
+        import urllib.error
+        import urllib.request
+
         headers = {"Content-Type": content_type, "User-Agent": f"dbkeeper/{__version__}"}
         # The scheme is http(s): config.py refuses any other.
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
@@ -90,6 +91,8 @@ class Notifier:
 
 def _describe(exc: BaseException, timeout: float) -> tuple[str, bool]:
     """(what went wrong, whether to try again) for a failed request."""
+    import urllib.error
+
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     if isinstance(reason, TimeoutError):
         return f"no answer within {timeout:g}s", False

@@ -10,9 +10,8 @@ import argparse
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dbkeeper.cli import copy, prune
 from dbkeeper.cli.common import (
     ProgressLine,
     add_json,
@@ -29,16 +28,16 @@ from dbkeeper.cli.common import (
 from dbkeeper.cli.verify import identities
 from dbkeeper.codec import COMPRESSIONS
 from dbkeeper.config import Config
-from dbkeeper.copy import copy_backup
 from dbkeeper.engines import engine_for, is_sqlite, redact
 from dbkeeper.errors import EXIT_FAILED, DbkeeperError, UsageError
 from dbkeeper.lock import SourceLock
-from dbkeeper.manifest import Manifest
 from dbkeeper.notify import Notifier, Run
 from dbkeeper.pipeline import BackupOptions, run_backup
-from dbkeeper.prune import policy_from, prune_after_backup
-from dbkeeper.retention import Policy
 from dbkeeper.storage import Store
+
+if TYPE_CHECKING:
+    from dbkeeper.manifest import Manifest
+    from dbkeeper.retention import Policy
 
 
 def register(sub: Any) -> None:
@@ -167,7 +166,11 @@ def _back_up_each(
     )
     copy_to = args.copy_to or ([] if args.no_copy else cfg.copy_to)
     destinations = [open_store_for(url, cfg, args) for url in copy_to]
-    policy = policy_from({}, cfg.retention) if args.prune else None
+    policy = None
+    if args.prune:
+        from dbkeeper.prune import policy_from  # only runs that prune pay for importing it
+
+        policy = policy_from({}, cfg.retention)
     if policy is not None:
         policy.check()  # a policy that cannot decide fails before any backup is made
 
@@ -234,6 +237,10 @@ def _after_backup(
     result: dict[str, Any],
 ) -> bool:
     """--copy-to, then --prune, for one committed backup; False when either failed (reported on stderr)."""
+    from dbkeeper.cli import copy, prune
+    from dbkeeper.copy import copy_backup
+    from dbkeeper.prune import prune_after_backup
+
     ok = True
     if destinations:
         try:

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from dbkeeper import config, drill_log, metrics
+from dbkeeper import config
 from dbkeeper.config import Config
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.storage import Store, open_store
@@ -87,6 +87,8 @@ def add_metrics_file(parser: argparse.ArgumentParser) -> None:
 
 
 def drill_log_path(cfg: Config) -> str:
+    from dbkeeper import drill_log
+
     return str(cfg.drill.get("log") or drill_log.DEFAULT_PATH)
 
 
@@ -96,6 +98,8 @@ def update_metrics(args: argparse.Namespace, cfg: Config, store: Store, log: str
     if not path:
         return True
     try:
+        from dbkeeper import metrics
+
         metrics.update(path, store, log or drill_log_path(cfg))
     except DbkeeperError as exc:
         sys.stderr.write(f"dbkeeper: error: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else ""))

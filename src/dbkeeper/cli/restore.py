@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from dbkeeper import catalog
@@ -38,10 +39,11 @@ def register(sub: Any) -> None:
         "--jobs",
         "-j",
         type=int,
-        default=2,
+        default=None,
         metavar="N",
-        help="load over N sessions (default 2): a plain dump over at most 2 (tables, then indexes, in parallel),"
-        " a custom archive with pg_restore --jobs N",
+        help="load over N sessions: a plain dump over at most 2 (tables, then indexes, in parallel), a custom"
+        " archive with pg_restore --jobs N (default: 2 when the machine has more than 2 cores, else 1: each"
+        " session's server process needs a core of its own)",
     )
     add_identity(p)
     add_json(p)
@@ -49,6 +51,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.jobs is None:
+        args.jobs = 2 if (os.cpu_count() or 1) > 2 else 1
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
     cfg = load_config(args)

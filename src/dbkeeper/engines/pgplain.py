@@ -16,9 +16,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     import numpy.typing as npt
 
 TRAILER = b"-- PostgreSQL database dump complete"
@@ -127,16 +126,22 @@ class _Newlines:
 
     def _positions(self) -> npt.NDArray[np.intp]:
         if self._at is None:
+            import numpy as np  # on first use, by which time the dump is already running
+
             self._at = np.flatnonzero(np.frombuffer(self._chunk, dtype=np.uint8) == 10)
         return self._at
 
     def count(self, start: int, stop: int) -> int:
         """Newlines in chunk[start:stop]."""
+        import numpy as np
+
         at = self._positions()
         return int(np.searchsorted(at, stop) - np.searchsorted(at, start))
 
     def marker_from(self, start: int) -> int:
         """Offset of the first complete end marker ``\\n\\.\\n`` at or after ``start``, or -1."""
+        import numpy as np
+
         if self._markers is None:
             at = self._positions()
             data = np.frombuffer(self._chunk, dtype=np.uint8)

@@ -67,8 +67,8 @@ def candidates(program: str, pg_bin: str | None = None) -> list[Client]:
         if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
             continue
         real = os.path.realpath(exe)
-        if real in seen:
-            continue
+        if real in seen or (real.endswith("/pg_wrapper") and not pg_bin):
+            continue  # Debian's shim picks one of the /usr/lib/postgresql/*/bin programs we look at anyway
         seen.add(real)
         client = _probe(exe)
         if client:
