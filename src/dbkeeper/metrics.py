@@ -15,17 +15,15 @@ on ``dbkeeper_backup_broken_since_last_success`` for failures that did leave a b
 from __future__ import annotations
 
 import math
-import os
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dbkeeper import catalog, drill_log
 from dbkeeper.errors import DbkeeperError
+from dbkeeper.fsutil import write_atomic
 from dbkeeper.manifest import parse_iso
 from dbkeeper.storage import Store
-from dbkeeper.storage.local import fsync_dir
 
 Labels = dict[str, str]
 
@@ -111,19 +109,9 @@ def render(families: Iterable[Family]) -> str:
 def write(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically; readable by others (node_exporter runs as its own user)."""
     path = Path(path)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            os.write(fd, text.encode())
-            os.fchmod(fd, 0o644)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        write_atomic(path, text.encode(), 0o644)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DbkeeperError(
             f"cannot write the metrics file {path}: {exc.strerror or exc}",
             "point --metrics-file (config metrics_file) into a writable directory, e.g. node_exporter's"

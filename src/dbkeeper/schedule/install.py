@@ -9,7 +9,6 @@ enabled: the plan says which command does that.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from dbkeeper import proc
 from dbkeeper.config import Config
 from dbkeeper.errors import DbkeeperError, ToolError, UsageError
+from dbkeeper.fsutil import write_atomic
 from dbkeeper.schedule import jobs
 from dbkeeper.schedule.render import Setup, cron_file, crontab_block, merge_crontab, systemctl_enable, systemd_units
 
@@ -77,37 +77,20 @@ def install(cfg: Config, req: Request) -> Plan:
         plan.notes += _timezone_note()
     if not req.dry_run:
         for path, text in plan.files.items():
-            write_atomic(path, text)
+            _write(path, text)
         if plan.crontab:
             _update_crontab(plan.crontab)
     return plan
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Temporary name in the same directory, fsync, rename, fsync the directory; nothing half-written."""
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"  # the dot: cron and systemd skip it
+def _write(path: Path, text: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)  # whatever the umask
-        os.replace(tmp, path)
+        write_atomic(path, text.encode(), 0o644)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DbkeeperError(
             f"cannot write {path}: {exc.strerror}", "run as root to install into /etc, or pass --user"
         ) from exc
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass  # no directory fds (Windows)
 
 
 def _update_crontab(block: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dbkeeper.errors import NoSpace, NotFound, PermissionDenied, StoreError
+from dbkeeper.fsutil import fsync_dir
 from dbkeeper.storage import TEMP_MARK, ObjectInfo
 
 
@@ -30,20 +31,6 @@ def _map_os_error(exc: OSError, what: str) -> StoreError:
     if exc.errno == errno.ENOENT:
         return NotFound(f"not found: {what}")
     return StoreError(f"{what}: {exc.strerror or exc}")
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (best effort: some platforms have no directory fds)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # platforms without directory fds (Windows)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class LocalStore:
