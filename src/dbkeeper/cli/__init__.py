@@ -101,7 +101,7 @@ def report_error(exc: DbkeeperError, as_json: bool) -> int:
     if as_json:
         doc = {"ok": False, "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}
         print(json.dumps(doc, indent=2))
-    sys.stderr.write(f"dbkeeper: error: {exc.message}\n")
-    if exc.hint:
-        sys.stderr.write(f"  Try: {exc.hint}\n")
+    from dbkeeper.cli.common import print_error
+
+    print_error(exc)
     return exc.exit_code

@@ -22,6 +22,7 @@ from dbkeeper.cli.common import (
     human_size,
     load_config,
     open_store_for,
+    print_error,
     store_url,
     update_metrics,
 )
@@ -191,9 +192,7 @@ def _back_up_each(
             report.fail(exc.message, exc.hint, source=label)
             if len(sources) == 1 and not args.globals:
                 raise
-            sys.stderr.write(
-                f"dbkeeper: error: {label}: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else "")
-            )
+            print_error(exc, label)
             return {"source": label, "ok": False, "error": exc.message, "hint": exc.hint}
         result: dict[str, Any] = {"source": label, "ok": True, "location": store.describe(doc.file)}
         result["manifest"] = doc.__dict__
@@ -246,7 +245,7 @@ def _after_backup(
         try:
             copies = copy_backup(store, doc.file, destinations)
         except DbkeeperError as exc:
-            _report(exc)
+            print_error(exc)
             result["copies"] = [{"ok": False, "error": exc.message, "hint": exc.hint}]
             ok = False
         else:
@@ -262,7 +261,7 @@ def _after_backup(
             try:
                 pruned = prune_after_backup(store, doc.file, policy, identities=identities(args, cfg))
             except DbkeeperError as exc:
-                _report(exc)
+                print_error(exc)
                 result["prune"] = {"ok": False, "error": exc.message, "hint": exc.hint}
                 ok = False
             else:
@@ -274,11 +273,7 @@ def _after_backup(
                             print(f"  removed {d.name}")
                 for failed in pruned.failures:
                     assert failed.error is not None
-                    _report(failed.error)
+                    print_error(failed.error)
                 ok = not pruned.failures
     result["ok"] = ok
     return ok
-
-
-def _report(exc: DbkeeperError) -> None:
-    sys.stderr.write(f"dbkeeper: error: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else ""))

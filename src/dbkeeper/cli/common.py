@@ -92,6 +92,13 @@ def drill_log_path(cfg: Config) -> str:
     return str(cfg.drill.get("log") or drill_log.DEFAULT_PATH)
 
 
+def print_error(exc: DbkeeperError, context: str = "") -> None:
+    """The two lines every error gets on stderr: what failed (after ``context``, if any) and what to do."""
+    sys.stderr.write(f"dbkeeper: error: {context + ': ' if context else ''}{exc.message}\n")
+    if exc.hint:
+        sys.stderr.write(f"  Try: {exc.hint}\n")
+
+
 def update_metrics(args: argparse.Namespace, cfg: Config, store: Store, log: str | None = None) -> bool:
     """Rewrite the metrics file if one is configured; a failure is reported here and returns False."""
     path = getattr(args, "metrics_file", None) or cfg.metrics_file
@@ -102,6 +109,6 @@ def update_metrics(args: argparse.Namespace, cfg: Config, store: Store, log: str
 
         metrics.update(path, store, log or drill_log_path(cfg))
     except DbkeeperError as exc:
-        sys.stderr.write(f"dbkeeper: error: {exc.message}\n" + (f"  Try: {exc.hint}\n" if exc.hint else ""))
+        print_error(exc)
         return False
     return True

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from dbkeeper import catalog
-from dbkeeper.cli.common import add_json, add_sse, add_store, emit_json, load_config, open_store_for, store_url
+from dbkeeper.cli.common import (
+    add_json,
+    add_sse,
+    add_store,
+    emit_json,
+    load_config,
+    open_store_for,
+    print_error,
+    store_url,
+)
 from dbkeeper.copy import CopyResult, copy_backup
 from dbkeeper.errors import UsageError
 
@@ -78,8 +86,6 @@ def report_failures(result: CopyResult) -> int:
     """Each failed destination as an error on stderr; the exit code is the first failure's (0 when none)."""
     for o in result.failures:
         assert o.error is not None
-        sys.stderr.write(f"dbkeeper: error: copy to {o.destination}: {o.error.message}\n")
-        if o.error.hint:
-            sys.stderr.write(f"  Try: {o.error.hint}\n")
+        print_error(o.error, f"copy to {o.destination}")
     first = next((o.error for o in result.failures), None)
     return first.exit_code if first else 0

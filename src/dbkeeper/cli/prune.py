@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from dbkeeper.cli.common import add_json, add_store, emit_json, load_config, open_store_for, store_url
+from dbkeeper.cli.common import add_json, add_store, emit_json, load_config, open_store_for, print_error, store_url
 from dbkeeper.cli.verify import add_identity, identities
 from dbkeeper.errors import EXIT_FAILED
 from dbkeeper.manifest import iso
@@ -60,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(render(result)))
     for failed in result.failures:
         assert failed.error is not None
-        sys.stderr.write(f"dbkeeper: error: {failed.error.message}\n")
-        if failed.error.hint:
-            sys.stderr.write(f"  Try: {failed.error.hint}\n")
+        print_error(failed.error)
     return EXIT_FAILED if result.failures else 0
 
 
