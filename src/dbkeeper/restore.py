@@ -22,7 +22,7 @@ from dbkeeper.errors import CheckFailed, DbkeeperError, EncryptionError, Restore
 from dbkeeper.manifest import Manifest
 from dbkeeper.storage import Store
 from dbkeeper.streams import threaded
-from dbkeeper.verify import Check, ContentCheck, Report, add_stored_checks, check_stored, hash_object
+from dbkeeper.verify import Check, ContentCheck, Report, add_stored_checks, check_stored, decode, hash_object
 
 
 @dataclass
@@ -49,10 +49,7 @@ class RestoreResult:
 def _read(store: Store, name: str, doc: Manifest, identities: list[Any] | None) -> Iterator[bytes]:
     """A second, unchecked reader of the backup's dump (the checked one is the main stream)."""
     with store.open(name) as f:
-        stream: Iterator[bytes] = codec.read_chunks(f)
-        if doc.encryption:
-            stream = crypto.decrypt(stream, identities or [])
-        yield from threaded(codec.decompress(doc.compression, stream), depth=4)
+        yield from threaded(decode(doc, codec.read_chunks(f), identities), depth=4)
 
 
 def _refused(name: str, report: Report) -> CheckFailed:

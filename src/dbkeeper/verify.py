@@ -87,6 +87,14 @@ def check_stored(store: Store, name: str) -> Report:
     return report
 
 
+def decode(doc: Manifest, stored: Iterable[bytes], identities: list[Any] | None) -> Iterator[bytes]:
+    """The dump inside a backup's stored bytes: decrypted if the manifest says so, then decompressed."""
+    stream: Iterable[bytes] = stored
+    if doc.encryption:
+        stream = crypto.decrypt(stream, identities or [])
+    return codec.decompress(doc.compression, stream)
+
+
 class ContentCheck:
     """Checks a backup's bytes as they stream past: what ``verify`` reads for, and what ``restore`` checks in
     the same pass as it loads, instead of reading the backup twice.
@@ -104,11 +112,8 @@ class ContentCheck:
         self.complete = False  # the whole stream went past
 
     def stream(self, raw: Iterable[bytes]) -> Iterator[bytes]:
-        stream: Iterator[bytes] = self.stored.tap(raw)
-        if self.doc.encryption:
-            stream = crypto.decrypt(stream, self.identities or [])
         feed = self.checker.feed
-        for chunk in codec.decompress(self.doc.compression, stream):
+        for chunk in decode(self.doc, self.stored.tap(raw), self.identities):
             feed(chunk)
             yield chunk
         self.complete = True
