@@ -73,7 +73,7 @@ def run_backup(
         def finish() -> None:
             counts.update(dump.finish())
 
-        raw = then(Tap(on_raw).tap(_watched(dump.chunks(), info.database, options.stall_timeout)), finish)
+        raw = then(Tap(on_raw, digest=False).tap(_watched(dump.chunks(), info.database, options.stall_timeout)), finish)
         stream = codec.compress(options.compression, raw, options.level)
         if recipients:
             stream = crypto.encrypt(stream, recipients)

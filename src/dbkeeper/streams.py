@@ -75,23 +75,27 @@ def threaded(source: Iterable[bytes], depth: int = 8, stall_timeout: float | Non
 
 
 class Tap:
-    """Counts and hashes the bytes flowing through ``tap(chunks)``; calls ``on_chunk`` for progress."""
+    """Counts (and unless ``digest=False``, hashes) the bytes flowing through ``tap(chunks)``; calls ``on_chunk``
+    for progress."""
 
-    def __init__(self, on_chunk: Callable[[int], None] | None = None) -> None:
-        self.sha256 = hashlib.sha256()
+    def __init__(self, on_chunk: Callable[[int], None] | None = None, *, digest: bool = True) -> None:
+        self.sha256 = hashlib.sha256() if digest else None
         self.size = 0
         self._on_chunk = on_chunk
 
     def tap(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        update = self.sha256.update
+        update = self.sha256.update if self.sha256 else None
         for chunk in chunks:
-            update(chunk)
+            if update:
+                update(chunk)
             self.size += len(chunk)
             if self._on_chunk:
                 self._on_chunk(len(chunk))
             yield chunk
 
     def hexdigest(self) -> str:
+        if self.sha256 is None:
+            raise ValueError("this tap counts bytes only")
         return self.sha256.hexdigest()
 
 

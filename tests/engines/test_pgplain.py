@@ -1,7 +1,9 @@
 import random
+import threading
 
 import pytest
 
+from dbkeeper.engines import pgplain
 from dbkeeper.engines.pgplain import PlainDumpScanner, drop_owner_statements
 
 DUMP = b"""--
@@ -50,6 +52,53 @@ def test_counts_rows_whatever_the_chunking(seed: int) -> None:
         scanner.feed(part)
     assert scanner.row_counts == COUNTS
     assert scanner.problems() == []
+
+
+@pytest.fixture
+def vectorized(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every chunk through numpy, as large chunks are once it has loaded."""
+    pgplain._load_numpy()
+    monkeypatch.setattr(pgplain, "VECTOR_MIN", 0)
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_vectorized_scan_counts_the_same(seed: int, vectorized: None) -> None:
+    scanner = PlainDumpScanner()
+    for part in split_randomly(DUMP, random.Random(seed)):
+        scanner.feed(part)
+    assert scanner.row_counts == COUNTS
+    assert scanner.problems() == []
+
+
+@pytest.mark.parametrize("rows", [0, 1, 5000])
+def test_large_chunks_count_the_same_before_and_after_numpy_loads(rows: int, vectorized: None) -> None:
+    body = b"".join(b"%d\tline with a \\\\. and \\N and a dot.\n" % i for i in range(rows))
+    dump = DUMP.replace(b"1\tfoo\n", b"1\tfoo\n" + body)
+    expected = {**COUNTS, "public.a": COUNTS["public.a"] + rows}
+    for size in (7, 4096, len(dump)):
+        scanner = PlainDumpScanner()
+        for i in range(0, len(dump), size):
+            scanner.feed(dump[i : i + size])
+        assert scanner.row_counts == expected, size
+        assert scanner.problems() == []
+
+
+def test_a_large_chunk_starts_loading_numpy_and_is_scanned_meanwhile(monkeypatch: pytest.MonkeyPatch) -> None:
+    started = []
+    monkeypatch.setattr(pgplain, "_numpy", None)
+    monkeypatch.setattr(pgplain, "_numpy_started", False)
+    monkeypatch.setattr(pgplain, "VECTOR_MIN", len(DUMP) // 2)
+    monkeypatch.setattr(pgplain, "_load_numpy", lambda: started.append(True))
+    scanner = PlainDumpScanner()
+    scanner.feed(DUMP[:100])
+    assert not started  # a small chunk does not need numpy
+    scanner.feed(DUMP[100:])
+    assert scanner.row_counts == COUNTS and scanner.problems() == []
+    for _ in range(100):
+        if started:
+            break
+        threading.Event().wait(0.01)
+    assert started == [True]
 
 
 def test_trailer_is_not_the_last_line_since_15_14() -> None:

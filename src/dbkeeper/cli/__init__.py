@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -77,6 +78,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # numpy (it scans dumps for row counts) starts a BLAS thread per core at import, which spin for a while
+    # although nothing here does linear algebra: on two cores that is CPU taken from the dump.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command(words))
     args = parser.parse_args(words)

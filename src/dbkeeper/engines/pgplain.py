@@ -6,19 +6,17 @@ exact row counts for the snapshot the dump holds. The same pass checks the heade
 comment) and the trailer ``-- PostgreSQL database dump complete``; since 15.14/16.10/17.6 pg_dump writes
 ``\\restrict``/``\\unrestrict`` lines around the body, so the trailer is no longer the last line.
 
-Work per byte is ``memchr``-speed inside COPY data (``bytes.find``/``bytes.count``); only the SQL between blocks
+Inside COPY data the work per byte is a vectorized compare and count (``_Newlines``); only the SQL between blocks
 is split into lines.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
+from types import ModuleType
+from typing import Any
 
 TRAILER = b"-- PostgreSQL database dump complete"
 CLUSTER_TRAILER = b"-- PostgreSQL database cluster dump complete"  # pg_dumpall
@@ -113,42 +111,67 @@ class PlainDumpScanner:
 
 
 class _Newlines:
-    """The newlines of one chunk, found once (vectorized) and then queried by range.
+    """The newlines and COPY end markers of one chunk, queried by range.
 
-    Counting lines is the scanner's whole cost on table data, so it runs at memory speed through numpy rather
-    than a byte loop; a chunk holding many small tables is still scanned only once.
+    Counting lines is the scanner's whole cost on table data. A large chunk is scanned through numpy (a compare
+    and a count, at memory speed: 0.07 s of CPU for 363 MB against 0.53 s with ``bytes.count`` and
+    ``bytes.find``, whose search for ``\\n\\.\\n`` stops at every newline); small chunks, and large ones while
+    numpy is still loading, use the bytes methods, which give the same answers.
     """
 
     def __init__(self, chunk: bytes) -> None:
         self._chunk = chunk
-        self._at: npt.NDArray[np.intp] | None = None
-        self._markers: npt.NDArray[np.intp] | None = None
+        self._np = _vectorizer() if len(chunk) >= VECTOR_MIN else None
+        self._data: Any = None
+        self._markers: Any = None
 
-    def _positions(self) -> npt.NDArray[np.intp]:
-        if self._at is None:
-            import numpy as np  # on first use, by which time the dump is already running
-
-            self._at = np.flatnonzero(np.frombuffer(self._chunk, dtype=np.uint8) == 10)
-        return self._at
+    def _array(self) -> Any:
+        if self._data is None:
+            assert self._np is not None
+            self._data = self._np.frombuffer(self._chunk, dtype=self._np.uint8)
+        return self._data
 
     def count(self, start: int, stop: int) -> int:
         """Newlines in chunk[start:stop]."""
-        import numpy as np
-
-        at = self._positions()
-        return int(np.searchsorted(at, stop) - np.searchsorted(at, start))
+        if self._np is None:
+            return self._chunk.count(b"\n", start, stop)
+        return int(self._np.count_nonzero(self._array()[start:stop] == 10))
 
     def marker_from(self, start: int) -> int:
         """Offset of the first complete end marker ``\\n\\.\\n`` at or after ``start``, or -1."""
-        import numpy as np
-
+        if self._np is None:
+            return self._chunk.find(_END, start)
+        np = self._np
         if self._markers is None:
-            at = self._positions()
-            data = np.frombuffer(self._chunk, dtype=np.uint8)
-            at = at[at + 3 < len(data)]
-            self._markers = at[(data[at + 1] == 92) & (data[at + 2] == 46) & (data[at + 3] == 10)]
+            data = self._array()
+            # Backslashes are rarer than newlines (\\N, escapes): find them, then look at their neighbours.
+            slash = np.flatnonzero(data[1:-2] == 92) + 1
+            found = slash[(data[slash - 1] == 10) & (data[slash + 1] == 46) & (data[slash + 2] == 10)]
+            self._markers = found - 1
         i = int(np.searchsorted(self._markers, start))
         return int(self._markers[i]) if i < len(self._markers) else -1
+
+
+VECTOR_MIN = 256 * 1024  # chunks this large go through numpy; a small database's dump never loads it
+_numpy: ModuleType | None = None
+_numpy_started = False
+
+
+def _vectorizer() -> ModuleType | None:
+    """numpy if it is loaded; the first call starts loading it on a thread, so that the dump never waits on the
+    0.1 s import (the bytes methods serve meanwhile)."""
+    global _numpy_started
+    if _numpy is None and not _numpy_started:
+        _numpy_started = True
+        threading.Thread(target=_load_numpy, name="dbkeeper-numpy").start()
+    return _numpy
+
+
+def _load_numpy() -> None:
+    global _numpy
+    import numpy
+
+    _numpy = numpy
 
 
 def scan(chunks: Iterable[bytes], scanner: PlainDumpScanner) -> Iterator[bytes]:
