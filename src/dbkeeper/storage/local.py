@@ -7,6 +7,7 @@ is a copy of the whole database and must be no easier to read than the database 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -31,6 +32,20 @@ def _map_os_error(exc: OSError, what: str) -> StoreError:
     if exc.errno == errno.ENOENT:
         return NotFound(f"not found: {what}")
     return StoreError(f"{what}: {exc.strerror or exc}")
+
+
+WRITE_BEHIND = 8 << 20
+
+
+def _write_behind(fd: int, offset: int, length: int) -> None:
+    """Start writing a range of the file to disk now, without waiting (Linux: POSIX_FADV_DONTNEED starts
+    writeback of dirty pages and drops clean ones). The fsync before the rename then finds little left to do,
+    instead of the whole file: 0.17 s of a 4 s backup of 118 MB spent waiting in fsync otherwise. It also keeps
+    a backup from pushing the database's own pages out of the page cache."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        with contextlib.suppress(OSError):  # only advice
+            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 class LocalStore:
@@ -58,7 +73,7 @@ class LocalStore:
         self._ensure_root()
         final = self._path(name)
         tmp = self.root / f".{name}.{secrets.token_hex(4)}{TEMP_MARK}"
-        written = 0
+        written = flushed = 0
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
             with os.fdopen(fd, "wb", buffering=0) as out:
@@ -69,6 +84,9 @@ class LocalStore:
                         assert n is not None
                         view = view[n:]
                         written += n
+                    if written - flushed >= WRITE_BEHIND:
+                        _write_behind(fd, flushed, written - flushed)
+                        flushed = written
                 out.flush()
                 os.fsync(out.fileno())
             if tmp.stat().st_size != written:
