@@ -74,6 +74,18 @@ def timed(
     return wall, peak / 1024
 
 
+def compile_bytecode() -> None:
+    """Byte-compile dbkeeper as pip does when it installs a package: a source checkout run with
+    PYTHONDONTWRITEBYTECODE would otherwise compile every module on every run (60 ms each time)."""
+    import compileall
+    import importlib.util
+
+    spec = importlib.util.find_spec("dbkeeper")
+    if spec and spec.submodule_search_locations:
+        for where in spec.submodule_search_locations:
+            compileall.compile_dir(where, quiet=1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=int, default=500, help="approximate database size to build")
@@ -140,6 +152,7 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
 
     pg_dump, psql = str(bindir / "pg_dump"), str(bindir / "psql")
     dbk = [sys.executable, "-m", "dbkeeper"]
+    compile_bytecode()
     gz = str(work / "baseline.sql.gz")
     commands: dict[str, Callable[[int], tuple[float, float]]] = {}
     only = set((args.only or "backup,restore").split(","))
