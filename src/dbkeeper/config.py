@@ -7,13 +7,11 @@ An error names the file, the key and what is allowed.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dbkeeper import cron
 from dbkeeper.errors import ConfigError, UsageError
 from dbkeeper.units import parse_duration
 
@@ -74,6 +72,8 @@ def load(path: str | None = None) -> Config:
         if explicit:
             raise ConfigError(f"config file {candidate} does not exist")
         return _with_env(Config())
+    import tomllib  # only when there is a file to read
+
     try:
         doc = tomllib.loads(candidate.read_text())
     except (OSError, UnicodeDecodeError) as exc:
@@ -193,6 +193,8 @@ def _schedule(doc: dict[str, Any], where: str, copy_to: bool) -> dict[str, str]:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: schedule.{key}: must be {allowed}")
         if value != "off":
+            from dbkeeper import cron
+
             try:
                 cron.parse(value)
             except cron.CronError as exc:

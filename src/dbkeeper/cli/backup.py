@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dbkeeper.cli.common import (
@@ -26,7 +25,6 @@ from dbkeeper.cli.common import (
     store_url,
     update_metrics,
 )
-from dbkeeper.cli.verify import identities
 from dbkeeper.codec import COMPRESSIONS
 from dbkeeper.config import Config
 from dbkeeper.engines import engine_for, is_sqlite, redact
@@ -217,6 +215,8 @@ def _back_up_each(
     if args.jobs > 1 and len(jobs) > 1:
         # Many sources at once: each dump is one client process and one server backend, mostly waiting on
         # each other, so a few in flight keep both cores busy. Results stay in the sources' order.
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="dbkeeper-backup") as pool:
             results = list(pool.map(lambda job: one(*job), jobs))
     else:
@@ -236,7 +236,11 @@ def _after_backup(
     result: dict[str, Any],
 ) -> bool:
     """--copy-to, then --prune, for one committed backup; False when either failed (reported on stderr)."""
+    result["ok"] = True
+    if not destinations and policy is None:
+        return True  # and the plain backup does not pay for importing copy and prune
     from dbkeeper.cli import copy, prune
+    from dbkeeper.cli.verify import identities
     from dbkeeper.copy import copy_backup
     from dbkeeper.prune import prune_after_backup
 
