@@ -208,8 +208,16 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
         commands["dbkeeper restore (custom) --jobs 2"] = dbk_restore(str(work / "custom0"), "--jobs", "2")
 
     samples = {name: Sample() for name in commands}
+
+    def settle() -> None:
+        """Start each command from the same state: the previous one's dirty pages written out (a restore leaves
+        hundreds of MB, whose checkpoint would otherwise land on whichever command runs next)."""
+        subprocess.run([psql, "-Xq", "-d", "postgres", "-c", "CHECKPOINT"], env=env, check=True)
+        os.sync()
+
     for i in range(args.rounds):
         for name, command in commands.items():
+            settle()
             wall, rss = command(i)
             samples[name].wall.append(wall)
             samples[name].rss_mb.append(rss)
