@@ -225,7 +225,6 @@ CREATE INDEX orders_customer ON orders (customer_id);
 CREATE INDEX orders_placed ON orders (placed_at);
 CREATE INDEX tickets_order ON tickets (order_id);
 CREATE INDEX customers_email ON customers (lower(email));
-ANALYZE;
 """
 
 
@@ -289,7 +288,9 @@ def rows(seed: int, mb: int) -> Iterator[tuple[str, list[str]]]:
     yield "tickets", batch
 
 
-def build(url: str, mb: int, seed: int = 1, psql: str | None = None) -> None:
+def build(url: str, mb: int, seed: int = 1, psql: str | None = None, tenants: int = 1) -> None:
+    """Build the database; with ``tenants`` > 1, one schema per tenant (t1, t2, ...), each holding its own
+    customers, orders and tickets with their keys and indexes: many tables and indexes of the same total size."""
     parts = urlsplit(url)
     db = parts.path.lstrip("/")
     env = {
@@ -304,17 +305,21 @@ def build(url: str, mb: int, seed: int = 1, psql: str | None = None) -> None:
     subprocess.run([psql, "-X", "-q", "-d", "postgres", "-c", f'CREATE DATABASE "{db}"'], env=env, check=True)
     proc = subprocess.Popen([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db], stdin=subprocess.PIPE, env=env)
     assert proc.stdin is not None
-    proc.stdin.write(SCHEMA.encode())
-    current = None
-    for table, lines in rows(seed, mb):
-        if table != current:
-            if current:
-                proc.stdin.write(b"\\.\n")
-            proc.stdin.write(f"COPY {table} FROM stdin;\n".encode())
-            current = table
-        if lines:
-            proc.stdin.write(("\n".join(lines) + "\n").encode())
-    proc.stdin.write(b"\\.\n" + INDEXES.encode())
+    for tenant in range(1, tenants + 1):
+        if tenants > 1:
+            proc.stdin.write(f"CREATE SCHEMA t{tenant}; SET search_path = t{tenant};\n".encode())
+        proc.stdin.write(SCHEMA.encode())
+        current = None
+        for table, lines in rows(seed + tenant - 1, max(1, mb // tenants)):
+            if table != current:
+                if current:
+                    proc.stdin.write(b"\\.\n")
+                proc.stdin.write(f"COPY {table} FROM stdin;\n".encode())
+                current = table
+            if lines:
+                proc.stdin.write(("\n".join(lines) + "\n").encode())
+        proc.stdin.write(b"\\.\n" + INDEXES.encode())
+    proc.stdin.write(b"ANALYZE;\n")
     proc.stdin.close()
     if proc.wait() != 0:
         sys.exit("building the benchmark database failed")
@@ -325,5 +330,6 @@ if __name__ == "__main__":
     ap.add_argument("url")
     ap.add_argument("--mb", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tenants", type=int, default=1, help="one schema per tenant: many tables and indexes")
     a = ap.parse_args()
-    build(a.url, a.mb, a.seed)
+    build(a.url, a.mb, a.seed, tenants=a.tenants)

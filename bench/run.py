@@ -94,6 +94,9 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="with --url: do not rebuild the database")
     ap.add_argument("--s3", action="store_true", help="also back up to a local moto_server S3 endpoint")
     ap.add_argument("--only", help="comma-separated subset: backup,restore")
+    ap.add_argument(
+        "--tenants", type=int, default=1, help="build one schema per tenant (many tables and indexes, same size)"
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dbkeeper-bench-"))
@@ -123,9 +126,10 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
     env.update({"PGHOST": parts.hostname or "", "PGPORT": str(parts.port or 5432), "PGUSER": parts.username or ""})
     env.pop("PGDATABASE", None)
     if not (args.url and args.reuse):
-        print(f"building a ~{args.mb} MB database (deterministic, seed 1) ...", flush=True)
+        layout = f" in {args.tenants} tenant schemas" if args.tenants > 1 else ""
+        print(f"building a ~{args.mb} MB database{layout} (deterministic, seed 1) ...", flush=True)
         os.environ.update({k: env[k] for k in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD") if k in env})
-        dataset.build(url, args.mb, psql=str(bindir / "psql"))
+        dataset.build(url, args.mb, psql=str(bindir / "psql"), tenants=args.tenants)
     size = subprocess.run(
         [bindir / "psql", "-XAtc", f"SELECT pg_size_pretty(pg_database_size('{db}'))", "-d", db],
         env=env,
