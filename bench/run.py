@@ -209,6 +209,7 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
         commands["zcat | psql"] = zcat_psql
         commands["dbkeeper restore"] = dbk_restore(str(work / "store0"))
         commands["dbkeeper restore --jobs 1"] = dbk_restore(str(work / "store0"), "--jobs", "1")
+        commands["dbkeeper restore --jobs 2"] = dbk_restore(str(work / "store0"), "--jobs", "2")
         commands["dbkeeper restore (custom) --jobs 2"] = dbk_restore(str(work / "custom0"), "--jobs", "2")
 
     samples = {name: Sample() for name in commands}
@@ -247,6 +248,7 @@ def run(args: argparse.Namespace, work: Path, cleanup: list[Callable[[], None]])
     ratio("dbkeeper backup --format custom", "pg_dump > /dev/null", "custom archive, for comparison")
     ratio("dbkeeper restore", "zcat | psql", "<= 1.0, aim 0.8")
     ratio("dbkeeper restore --jobs 1", "zcat | psql", "one session, for comparison")
+    ratio("dbkeeper restore --jobs 2", "zcat | psql", "two sessions, for comparison")
     ratio("dbkeeper restore (custom) --jobs 2", "zcat | psql", "pg_restore -j 2 against the plain baseline")
 
 

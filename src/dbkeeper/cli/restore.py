@@ -42,8 +42,8 @@ def register(sub: Any) -> None:
         default=None,
         metavar="N",
         help="load over N sessions: a plain dump over at most 2 (tables, then indexes, in parallel), a custom"
-        " archive with pg_restore --jobs N (default: 2 when the machine has more than 2 cores, else 1: each"
-        " session's server process needs a core of its own)",
+        " archive with pg_restore --jobs N (default 2, or 1 on a single core: while one session's server process"
+        " waits on its client, the other's works)",
     )
     add_identity(p)
     add_json(p)
@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.jobs is None:
-        args.jobs = 2 if (os.cpu_count() or 1) > 2 else 1
+        args.jobs = 2 if (os.cpu_count() or 1) > 1 else 1
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
     cfg = load_config(args)
