@@ -177,3 +177,13 @@ def test_drop_existing_keeps_the_databases_owner_and_settings(pgdb: PgDb, capsys
     assert cluster.psql(settings) == before
     assert "work_mem=64MB" in before and '"Odd Schema"' in before
     cluster.drop_db(target)
+
+
+@pytest.mark.parametrize(("cores", "jobs"), [(1, 1), (None, 1), (2, 2), (64, 2)])
+def test_restores_load_over_two_sessions_wherever_there_is_a_second_core(
+    monkeypatch: pytest.MonkeyPatch, cores: int | None, jobs: int
+) -> None:
+    from dbkeeper import restore
+
+    monkeypatch.setattr(restore.os, "cpu_count", lambda: cores)
+    assert restore.default_jobs() == jobs

@@ -33,7 +33,7 @@ from dbkeeper import catalog, drill_log, manifest, smoke
 from dbkeeper.engines import Engine, RestoreOptions, engine_for, is_sqlite, redact, sqlite_path
 from dbkeeper.errors import DbkeeperError, NotFound
 from dbkeeper.manifest import Manifest
-from dbkeeper.restore import run_restore
+from dbkeeper.restore import default_jobs, run_restore
 from dbkeeper.storage import Store
 from dbkeeper.units import compact_duration, format_duration, format_seconds, human_size
 
@@ -260,7 +260,7 @@ def _restore_and_check(
             store,
             chosen.name,
             url,
-            RestoreOptions(),
+            RestoreOptions(jobs=default_jobs()),  # the restore a real one would be, timed as such
             pg_bin=options.pg_bin,
             identities=list(options.identities) or None,
         )

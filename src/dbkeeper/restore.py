@@ -11,6 +11,7 @@ was.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,6 +45,13 @@ class RestoreResult:
             "rows": sum(self.row_counts.values()),
             "verify": self.verify.to_json(),
         }
+
+
+def default_jobs() -> int:
+    """Sessions a restore loads with unless told: two wherever there is a second core. Even on two cores that
+    wins (0.90x of ``zcat | psql`` against 1.01x for one session), because each session's server process
+    spends part of its time waiting on its client."""
+    return 2 if (os.cpu_count() or 1) > 1 else 1
 
 
 def _read(store: Store, name: str, doc: Manifest, identities: list[Any] | None) -> Iterator[bytes]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from dbkeeper import catalog
@@ -11,7 +10,7 @@ from dbkeeper.cli.common import ProgressLine, add_json, add_store, emit_json, lo
 from dbkeeper.cli.verify import add_identity, identities
 from dbkeeper.engines import RestoreOptions
 from dbkeeper.errors import UsageError
-from dbkeeper.restore import run_restore
+from dbkeeper.restore import default_jobs, run_restore
 
 
 def register(sub: Any) -> None:
@@ -52,7 +51,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.jobs is None:
-        args.jobs = 2 if (os.cpu_count() or 1) > 1 else 1
+        args.jobs = default_jobs()
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
     cfg = load_config(args)
