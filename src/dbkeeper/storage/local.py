@@ -37,11 +37,15 @@ def _map_os_error(exc: OSError, what: str) -> StoreError:
 WRITE_BEHIND = 8 << 20
 
 
-def _write_behind(fd: int, offset: int, length: int) -> None:
-    """Start writing a range of the file to disk now, without waiting (Linux: POSIX_FADV_DONTNEED starts
-    writeback of dirty pages and drops clean ones). The fsync before the rename then finds little left to do,
-    instead of the whole file: 0.17 s of a 4 s backup of 118 MB spent waiting in fsync otherwise. It also keeps
-    a backup from pushing the database's own pages out of the page cache."""
+def _write_behind(fd: int, offset: int, length: int = 0) -> None:
+    """POSIX_FADV_DONTNEED over a range (``length`` 0: to the end). On Linux it starts writing the range's dirty
+    pages to disk without waiting, and drops the pages already written from the page cache.
+
+    ``put`` calls it for each 8 MiB written (together with the 8 MiB before, which is on disk by then), so the
+    fsync before the rename finds little left to do instead of the whole file (0.08-0.13 s instead of
+    0.19-0.23 s for a 118 MB backup, in paired runs), and once more after the fsync: a backup is not kept in
+    memory at the expense of the database's own pages.
+    """
     advise = getattr(os, "posix_fadvise", None)
     if advise is not None:
         with contextlib.suppress(OSError):  # only advice
@@ -73,7 +77,7 @@ class LocalStore:
         self._ensure_root()
         final = self._path(name)
         tmp = self.root / f".{name}.{secrets.token_hex(4)}{TEMP_MARK}"
-        written = flushed = 0
+        written = flushed = behind = 0
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
             with os.fdopen(fd, "wb", buffering=0) as out:
@@ -85,10 +89,11 @@ class LocalStore:
                         view = view[n:]
                         written += n
                     if written - flushed >= WRITE_BEHIND:
-                        _write_behind(fd, flushed, written - flushed)
-                        flushed = written
+                        _write_behind(fd, behind, written - behind)
+                        behind, flushed = flushed, written
                 out.flush()
                 os.fsync(out.fileno())
+                _write_behind(fd, 0)
             if tmp.stat().st_size != written:
                 raise StoreError(f"short write to {tmp}: expected {written} bytes")
             os.replace(tmp, final)
