@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,7 +90,7 @@ class SourceLock:
             if exc.errno not in _HELD:
                 raise DbkeeperError(f"cannot lock {self.path}: {exc.strerror}") from exc
             raise _held(self.label, holder, self.path) from None
-        holder_doc = {"pid": os.getpid(), "since": _now().isoformat(), "host": _hostname()}
+        holder_doc = {"pid": os.getpid(), "since": _now().isoformat(), "host": socket.gethostname()}
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, json.dumps({**holder_doc, "source": self.label}).encode())
@@ -111,7 +112,7 @@ def _held(label: str, holder: dict[str, object], path: Path) -> LockHeld:
     pid = holder.get("pid")
     since = _since(str(holder.get("since", "")))
     who = f"pid {pid}" if pid else "pid unknown"
-    if holder.get("host") and holder.get("host") != _hostname():
+    if holder.get("host") and holder.get("host") != socket.gethostname():
         who += f" on {holder['host']}"
     look = f"; see it with: ps -fp {pid}" if pid else ""
     return LockHeld(
@@ -126,12 +127,6 @@ def _since(text: str) -> str:
     except ValueError:
         return ""
     return when.strftime("%H:%M:%S UTC" if when.date() == _now().date() else "%Y-%m-%d %H:%M:%S UTC")
-
-
-def _hostname() -> str:
-    import socket  # here, not at start-up: a backup that takes no other network path does not load it
-
-    return socket.gethostname()
 
 
 def _now() -> datetime:

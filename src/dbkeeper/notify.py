@@ -14,6 +14,7 @@ tokens, so messages name only their scheme and host.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -118,7 +119,7 @@ class Run:
         return not self.errors
 
     def text(self) -> str:
-        host = _hostname()
+        host = socket.gethostname()
         if self.ok:
             return f"dbkeeper {self.job} OK on {host}" + (f": {self.summary}" if self.summary else "")
         what = "; ".join((f"{e['source']}: " if e["source"] else "") + e["error"] for e in self.errors)
@@ -130,7 +131,7 @@ class Run:
             "text": self.text(),
             "job": self.job,
             "ok": self.ok,
-            "host": _hostname(),
+            "host": socket.gethostname(),
             "tool": f"dbkeeper {__version__}",
             **self.details,
             "errors": self.errors,
@@ -169,9 +170,3 @@ def with_path_suffix(url: str, suffix: str) -> str:
         return url
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=parts.path.rstrip("/") + suffix))
-
-
-def _hostname() -> str:
-    import socket  # here, not at start-up: only a run that reports pays for it
-
-    return socket.gethostname()

@@ -236,9 +236,8 @@ def _after_backup(
     result: dict[str, Any],
 ) -> bool:
     """--copy-to, then --prune, for one committed backup; False when either failed (reported on stderr)."""
-    result["ok"] = True
     if not destinations and policy is None:
-        return True  # and the plain backup does not pay for importing copy and prune
+        return True  # result["ok"] stays True; the plain backup does not pay for importing copy and prune
     from dbkeeper.cli import copy, prune
     from dbkeeper.cli.verify import identities
     from dbkeeper.copy import copy_backup
