@@ -94,6 +94,7 @@ class Process:
             raise ToolError(f"cannot run {self.name}: {exc.strerror}", "check that it is installed") from exc
         assert self._popen.stderr is not None
         self._stderr = _StderrTail(self._popen.stderr)
+        self._stopped_reading = False
         for pipe in (self._popen.stdout, self._popen.stdin):
             if pipe is not None:
                 _widen_pipe(pipe)
@@ -102,6 +103,16 @@ class Process:
     def stdout(self) -> IO[bytes]:
         assert self._popen.stdout is not None
         return self._popen.stdout
+
+    def write(self, data: bytes) -> None:
+        """Feed the child's stdin. A child that stopped reading gets nothing more: its exit status and stderr,
+        which ``check`` turns into the error, say why."""
+        if self._stopped_reading:
+            return
+        try:
+            self.stdin.write(data)
+        except BrokenPipeError:
+            self._stopped_reading = True
 
     @property
     def stdin(self) -> IO[bytes]:

@@ -25,7 +25,6 @@ class ArchiveText:
     def __init__(self, pg_restore: str) -> None:
         self.scanner = PlainDumpScanner()
         self._child = proc.Process([pg_restore, "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self._broken = False
         self._thread = threading.Thread(target=self._read, name="dbkeeper-pg-restore-text", daemon=True)
         self._thread.start()
 
@@ -35,12 +34,8 @@ class ArchiveText:
             feed(chunk)
 
     def feed(self, chunk: bytes) -> None:
-        if self._broken:
-            return
-        try:
-            self._child.stdin.write(chunk)
-        except BrokenPipeError:
-            self._broken = True  # pg_restore gave up on the archive: result() says why
+        """Feed pg_restore; if it gave up on the archive, ``result`` says why."""
+        self._child.write(chunk)
 
     def result(self) -> tuple[dict[str, int], list[str]]:
         with suppress(BrokenPipeError):

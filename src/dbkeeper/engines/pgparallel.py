@@ -36,15 +36,10 @@ class Session:
     def __init__(self, argv: list[str], env: dict[str, str], on_error: Callable[[ToolError], Exception]) -> None:
         self._child = proc.Process(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
         self._on_error = on_error
-        self._broken = False
 
     def write(self, data: bytes) -> None:
-        if self._broken:
-            return
-        try:
-            self._child.stdin.write(data)
-        except BrokenPipeError:
-            self._broken = True  # psql stopped reading: its exit status and stderr say why
+        """Feed psql; if it stopped reading, ``close`` raises with what it printed."""
+        self._child.write(data)
 
     def close(self) -> None:
         try:
