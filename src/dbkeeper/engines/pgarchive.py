@@ -15,7 +15,7 @@ import threading
 from contextlib import suppress
 
 from dbkeeper import proc
-from dbkeeper.codec import CHUNK
+from dbkeeper.codec import read_chunks
 from dbkeeper.engines.pgplain import PlainDumpScanner
 
 
@@ -29,8 +29,8 @@ class ArchiveText:
         self._thread.start()
 
     def _read(self) -> None:
-        read, feed = self._child.stdout.read, self.scanner.feed
-        while chunk := read(CHUNK):
+        feed = self.scanner.feed
+        for chunk in read_chunks(self._child.stdout):
             feed(chunk)
 
     def feed(self, chunk: bytes) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dbkeeper import proc
-from dbkeeper.codec import CHUNK
+from dbkeeper.codec import read_chunks
 from dbkeeper.engines import DumpCheck, RestoreOptions, SourceInfo, redact
 from dbkeeper.engines.pgarchive import ArchiveText
 from dbkeeper.engines.pgerrors import classify
@@ -298,9 +298,8 @@ class PgDump:
         self._check = check or PlainCheck()
 
     def chunks(self) -> Iterator[bytes]:
-        read = self._child.stdout.read
         feed = self._check.feed
-        while chunk := read(CHUNK):
+        for chunk in read_chunks(self._child.stdout):
             feed(chunk)
             yield chunk
 

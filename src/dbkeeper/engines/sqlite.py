@@ -19,7 +19,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from dbkeeper.codec import CHUNK
+from dbkeeper.codec import read_chunks
 from dbkeeper.engines import RestoreOptions, SourceInfo
 from dbkeeper.errors import CheckFailed, NoSpace, RestoreError, SourceError
 
@@ -151,8 +151,7 @@ class SqliteDump:
 
     def chunks(self) -> Iterator[bytes]:
         with open(self._path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                yield chunk
+            yield from read_chunks(f)
 
     def finish(self) -> dict[str, int]:
         return dict(self._counts)
