@@ -70,6 +70,10 @@ class NotFound(StoreError):
     """The object or backup does not exist."""
 
 
+class AlreadyExists(StoreError):
+    """An object is already stored under that name, and the write was not allowed to replace it."""
+
+
 class PermissionDenied(StoreError):
     """The store refused access."""
 
