@@ -10,7 +10,7 @@ system services run without it while login shells have it, so a manual run and t
 in two different places and never see each other. Runs as different users share a lock only through a
 ``DBKEEPER_LOCK_DIR`` they can all write.
 
-File name: a readable name (the database) and a hash of what identifies the database: host, port and
+File name: a readable name (the database) and a hash of what identifies the source (engines.SourceKey): host, port and
 database name for PostgreSQL (not the user or password: two users backing up one database still collide),
 the real path of a SQLite file. The holder writes its pid and start time into the file for the message.
 """
@@ -27,9 +27,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-from dbkeeper.engines import is_sqlite, sqlite_path
+from dbkeeper.engines import SourceKey, source_key
 from dbkeeper.errors import DbkeeperError, LockHeld
 
 _HELD = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)}
@@ -43,33 +42,24 @@ def lock_dir() -> Path:
 
 def identity(url: str) -> tuple[str, str]:
     """(readable name, canonical identity) of a source URL; never holds a user name or password."""
-    if is_sqlite(url):
-        path = os.path.realpath(sqlite_path(url))
-        return Path(path).stem, f"sqlite:{path}"
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    db = query.get("dbname") or unquote(parts.path.lstrip("/")) or os.environ.get("PGDATABASE", "")
-    host = unquote(parts.hostname or "") or query.get("host") or os.environ.get("PGHOST", "")
-    port_text = str(port or query.get("port") or os.environ.get("PGPORT") or 5432)
-    return db, f"postgresql://{host.lower()}:{port_text}/{db}"
+    key = source_key(url)
+    return key.readable, key.canonical
 
 
-def lock_path(url: str, directory: Path | None = None) -> Path:
-    name, ident = identity(url)
-    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:40] or "source"
-    digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
+def lock_path(source: str | SourceKey, directory: Path | None = None) -> Path:
+    """The lock file of a source (its URL, or its engine's key)."""
+    key = source_key(source) if isinstance(source, str) else source
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", key.readable)[:40] or "source"
+    digest = hashlib.sha256(key.canonical.encode()).hexdigest()[:16]
     return (directory or lock_dir()) / f"{readable}-{digest}.lock"
 
 
 class SourceLock:
-    """``with SourceLock(url, label):`` holds the source's lock or raises LockHeld at once."""
+    """``with SourceLock(source, label):`` holds the source's lock or raises LockHeld at once; ``source`` is a URL
+    or an engine's key (``engine.key()``)."""
 
-    def __init__(self, url: str, label: str, directory: Path | None = None) -> None:
-        self.path = lock_path(url, directory)
+    def __init__(self, source: str | SourceKey, label: str, directory: Path | None = None) -> None:
+        self.path = lock_path(source, directory)
         self.label = label
         self._fd: int | None = None
 

@@ -182,7 +182,7 @@ def _back_up_each(
                 globals_only=globals_only,
                 dump_format="plain" if globals_only else args.format,
             )
-            with SourceLock(url + ("#globals" if globals_only else ""), label):
+            with SourceLock(engine.key(), label):
                 bar = ProgressLine(f"backup {label}", enabled=not args.json and args.jobs == 1)
                 doc = run_backup(engine, store, options, progress=bar.update)
                 bar.done()

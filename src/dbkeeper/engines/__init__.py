@@ -32,6 +32,20 @@ class SourceInfo:
 
 
 @dataclass(frozen=True)
+class SourceKey:
+    """What identifies a source, without connecting to it: never a user name or a password.
+
+    ``canonical`` is the same for every spelling of one database (``postgresql://host:port/db`` with the host in
+    lower case and the port defaulted; ``sqlite:`` and the file's real path) and differs for any two databases,
+    even with the same name. It keys the per-source lock and, in a store, a source's history when the config gives
+    it no name. ``readable`` is the database name or the file's stem, for names a person reads.
+    """
+
+    readable: str
+    canonical: str
+
+
+@dataclass(frozen=True)
 class RestoreOptions:
     drop_existing: bool = False
     no_owner: bool = False
@@ -74,6 +88,10 @@ class RestoreTarget(Protocol):
 
 class Engine(Protocol):
     name: str
+
+    def key(self) -> SourceKey:
+        """What identifies this source (see SourceKey); computed without connecting."""
+        ...
 
     def inspect(self) -> SourceInfo: ...
     def dump(self) -> AbstractContextManager[Dump]: ...
@@ -138,6 +156,19 @@ def check_for(engine: str, dump_format: str) -> DumpCheck:
 
         return SqliteCheck()
     raise UsageError(f"no checker for {engine} backups in {dump_format} format")
+
+
+def source_key(url: str, *, globals_only: bool = False) -> SourceKey:
+    """The SourceKey of a source URL (the same as its engine's ``key()``)."""
+    if is_sqlite(url):
+        from dbkeeper.engines.sqlite import sqlite_key
+
+        return sqlite_key(sqlite_path(url))
+    if url.startswith(("postgresql://", "postgres://")):
+        from dbkeeper.engines.postgres import PgConn, pg_key
+
+        return pg_key(PgConn.from_url(url), globals_only=globals_only)
+    raise UsageError(f"cannot tell what kind of database {redact(url)!r} is")
 
 
 def redact(url: str) -> str:

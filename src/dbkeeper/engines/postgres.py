@@ -7,6 +7,7 @@ with ``-w``: a missing password is an error that says where to put one, never a 
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dbkeeper import proc
 from dbkeeper.codec import read_chunks
-from dbkeeper.engines import DumpCheck, RestoreOptions, SourceInfo, redact
+from dbkeeper.engines import DumpCheck, RestoreOptions, SourceInfo, SourceKey, redact
 from dbkeeper.engines.pgarchive import ArchiveText
 from dbkeeper.engines.pgerrors import classify
 from dbkeeper.engines.pgplain import PlainDumpScanner
@@ -122,6 +123,18 @@ class PgConn:
         return f"postgresql://{user}{self.host or ''}{port}/{self.dbname}"
 
 
+def pg_key(conn: PgConn, *, globals_only: bool = False) -> SourceKey:
+    """Host (lower case; PGHOST or the local socket when none), port (PGPORT or 5432) and database: not the user,
+    so two users backing up one database share one identity. The server's roles and tablespaces
+    (``globals_only``) are a source of their own beside the database's."""
+    host = (conn.host or os.environ.get("PGHOST") or "").lower()
+    port = conn.port or os.environ.get("PGPORT") or 5432
+    canonical = f"postgresql://{host}:{port}/{conn.dbname}"
+    if globals_only:
+        return SourceKey(f"{conn.dbname}.globals", canonical + "#globals")
+    return SourceKey(conn.dbname, canonical)
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     version_num: int
@@ -145,6 +158,9 @@ class PostgresEngine:
         self.pg_bin = pg_bin
         self.dump_format = dump_format
         self._server: ServerInfo | None = None
+
+    def key(self) -> SourceKey:
+        return pg_key(self.conn)
 
     # -- talking to the server ---------------------------------------------------------------------------
     def client(self, program: str) -> Client:
@@ -269,6 +285,9 @@ class PostgresEngine:
 class PostgresGlobals(PostgresEngine):
     """The server's roles and tablespaces (``pg_dumpall --globals-only``), kept beside a database's backups as
     ``<db>.globals_<stamp>.sql.gz``: what a restore onto a new server needs first, and what pg_dump leaves out."""
+
+    def key(self) -> SourceKey:
+        return pg_key(self.conn, globals_only=True)
 
     def inspect(self) -> SourceInfo:
         base = super().inspect()

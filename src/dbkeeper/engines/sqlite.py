@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dbkeeper.codec import read_chunks
-from dbkeeper.engines import RestoreOptions, SourceInfo
+from dbkeeper.engines import RestoreOptions, SourceInfo, SourceKey
 from dbkeeper.errors import CheckFailed, NoSpace, RestoreError, SourceError
 
 
@@ -52,6 +52,13 @@ def _open_checked(path: str | Path, what: str) -> sqlite3.Connection:
     return conn
 
 
+def sqlite_key(path: str | Path) -> SourceKey:
+    """A SQLite database is its file: the real path, so that every spelling of it (relative, through a
+    symlink) is one source and two files of the same name in different directories are two."""
+    real = os.path.realpath(path)
+    return SourceKey(Path(real).stem, f"sqlite:{real}")
+
+
 class SqliteEngine:
     name = "sqlite"
 
@@ -68,6 +75,9 @@ class SqliteEngine:
         except sqlite3.DatabaseError as exc:
             raise SourceError(f"cannot read SQLite database {self.path}: {exc}") from exc
         return conn
+
+    def key(self) -> SourceKey:
+        return sqlite_key(self.path)
 
     def inspect(self) -> SourceInfo:
         with closing(self._connect_source()) as conn:
