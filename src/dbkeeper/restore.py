@@ -20,8 +20,8 @@ from typing import Any
 from dbkeeper import codec, crypto
 from dbkeeper.engines import RestoreOptions, engine_for
 from dbkeeper.errors import CheckFailed, DbkeeperError, EncryptionError, RestoreError, UsageError
-from dbkeeper.manifest import Manifest
-from dbkeeper.storage import Store
+from dbkeeper.repo import Repository
+from dbkeeper.repo.manifest import Manifest
 from dbkeeper.streams import threaded
 from dbkeeper.verify import Check, ContentCheck, Report, add_stored_checks, check_stored, decode, hash_object
 
@@ -54,9 +54,9 @@ def default_jobs() -> int:
     return 2 if (os.cpu_count() or 1) > 1 else 1
 
 
-def _read(store: Store, name: str, doc: Manifest, identities: list[Any] | None) -> Iterator[bytes]:
+def _read(repo: Repository, name: str, doc: Manifest, identities: list[Any] | None) -> Iterator[bytes]:
     """A second, unchecked reader of the backup's dump (the checked one is the main stream)."""
-    with store.open(name) as f:
+    with repo.open(name) as f:
         yield from threaded(decode(doc, codec.read_chunks(f), identities), depth=4)
 
 
@@ -72,7 +72,7 @@ def _refused(name: str, report: Report) -> CheckFailed:
 
 
 def run_restore(
-    store: Store,
+    repo: Repository,
     name: str,
     target_url: str,
     options: RestoreOptions,
@@ -82,14 +82,14 @@ def run_restore(
     progress: Callable[[int], None] | None = None,
 ) -> RestoreResult:
     t0 = time.monotonic()
-    report = check_stored(store, name)
+    report = check_stored(repo, name)
     doc = report.manifest
     if doc is not None and doc.encryption and not identities:
         raise UsageError(f"{name} is encrypted", crypto.IDENTITY_HINT)
-    if doc is not None and report.ok and hasattr(store, "local_path"):
+    if doc is not None and report.ok and repo.is_local:
         # A local file is hashed first (it is cheap next to a restore): damage is refused before anything is
         # created. Everything else is checked in the same pass as the load.
-        add_stored_checks(report, doc, hash_object(store, name))
+        add_stored_checks(report, doc, hash_object(repo, name))
     if doc is None or not report.ok:
         raise _refused(name, report)
     if doc.dump_format == "globals":
@@ -113,14 +113,14 @@ def run_restore(
         cheap = [Check(c.name, c.ok, c.detail) for c in report.checks if c.name in ("manifest", "sidecar")]
         report = Report(name, report.location, cheap, doc)
         try:
-            with store.open(name) as f:
+            with repo.open(name) as f:
                 # Reading, decryption, decompression and the checks run on their own thread, the load on this one.
                 target.load(
                     threaded(content.stream(codec.read_chunks(f)), depth=4),
-                    reopen=lambda: _read(store, name, doc, identities),
+                    reopen=lambda: _read(repo, name, doc, identities),
                 )
         except (EncryptionError, CheckFailed) as exc:
-            raise _refused(name, content.broken(report, store, exc)) from None
+            raise _refused(name, content.broken(report, repo, exc)) from None
         except DbkeeperError as exc:
             # The loader failed after the whole backup went past (a spooled archive): if the backup itself is
             # damaged, say that rather than what the loader made of it.
