@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -67,7 +68,7 @@ def test_format_1_manifests_of_the_legacy_layout_still_read() -> None:
         ({"row_counts": {"t": True}}, "is true, not a count"),
         ({"row_counts": {"t": 1.5}}, "is 1.5, not a count"),
         ({"extra": "x"}, 'extra is "x", not an object'),
-        ({"size_bytes": "10"}, "size_bytes is \"10\""),
+        ({"size_bytes": "10"}, 'size_bytes is "10"'),
         ({"size_bytes": 2**70}, "not a count"),
         ({"sha256": "z" * 64}, "not a SHA-256"),
         ({"engine": "mysql"}, "not one of postgresql, sqlite"),
@@ -132,7 +133,5 @@ def test_any_change_to_a_manifest_reads_or_is_refused_with_a_reason(changes: dic
 
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_raise_anything_else(data: bytes) -> None:
-    try:
+    with contextlib.suppress(ManifestError):
         Manifest.from_json(data)
-    except ManifestError:
-        pass

@@ -8,6 +8,7 @@ from typing import Any
 
 from dbkeeper.cli.common import add_json, add_store, emit_json, load_config, open_repo_for, print_error, store_url
 from dbkeeper.errors import EXIT_FAILED, DbkeeperError
+from dbkeeper.units import parse_duration
 
 
 def register(sub: Any) -> None:
@@ -20,6 +21,12 @@ def register(sub: Any) -> None:
         " not, are never touched: `dbkeeper list` shows incomplete and broken ones for a person to judge.",
     )
     add_store(p)
+    p.add_argument(
+        "--older-than",
+        metavar="AGE",
+        help="remove leftovers older than this (e.g. 0s, 2h), instead of an hour for files and a day for uploads;"
+        " a temporary file that a running write holds is never removed",
+    )
     p.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
     add_json(p)
     p.set_defaults(run=run)
@@ -28,7 +35,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     repo = open_repo_for(store_url(args, cfg), cfg, args)
-    found = repo.leftovers(datetime.now(UTC))
+    older_than = parse_duration(args.older_than, "--older-than", allow_zero=True) if args.older_than else None
+    found = repo.leftovers(datetime.now(UTC), older_than)
     outcomes: list[dict[str, Any]] = []
     failed = 0
     for state in found:

@@ -34,10 +34,11 @@ class LeftoverState:
 
     leftover: Leftover
     age: timedelta
+    min_age: timedelta = timedelta(hours=24)  # younger ones may belong to a write still running elsewhere
 
     @property
     def stale(self) -> bool:
-        return not self.leftover.in_use and self.age >= LEFTOVER_AGE.get(self.leftover.kind, timedelta(hours=24))
+        return not self.leftover.in_use and self.age >= self.min_age
 
     def describe(self) -> str:
         from dbkeeper.units import format_duration, human_size
@@ -162,8 +163,18 @@ class Repository:
                 self.store.delete(part)
 
     # -- leftovers -----------------------------------------------------------------------------------------
-    def leftovers(self, now: datetime) -> list[LeftoverState]:
-        return [LeftoverState(lo, max(now - lo.started, timedelta(0))) for lo in self.store.leftovers()]
+    def leftovers(self, now: datetime, older_than: timedelta | None = None) -> list[LeftoverState]:
+        """What interrupted writes left; stale once older than ``older_than`` (default: an hour for a temporary
+        file, whose running writer would hold its lock anyway; a day for an upload, which nothing can tell apart
+        from one still running on another host) and owned by no running write."""
+        return [
+            LeftoverState(
+                lo,
+                max(now - lo.started, timedelta(0)),
+                LEFTOVER_AGE.get(lo.kind, timedelta(hours=24)) if older_than is None else older_than,
+            )
+            for lo in self.store.leftovers()
+        ]
 
     def remove_leftover(self, state: LeftoverState) -> None:
         self.store.remove_leftover(state.leftover)
