@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dbkeeper.codec import read_chunks
-from dbkeeper.engines import RestoreOptions, SourceInfo, SourceKey
+from dbkeeper.engines.interface import RestoreOptions, SourceInfo, SourceKey
 from dbkeeper.errors import CheckFailed, NoSpace, RestoreError, SourceError
 
 
