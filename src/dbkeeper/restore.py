@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbkeeper import codec, crypto
-from dbkeeper.engines import RestoreOptions, engine_for
+from dbkeeper.engines import RestoreOptions, RestoreSpec, engine_for
 from dbkeeper.errors import CheckFailed, DbkeeperError, EncryptionError, RestoreError, UsageError
 from dbkeeper.manifest import Manifest
 from dbkeeper.storage import Store
@@ -52,6 +52,23 @@ def default_jobs() -> int:
     wins (0.90x of ``zcat | psql`` against 1.01x for one session), because each session's server process
     spends part of its time waiting on its client."""
     return 2 if (os.cpu_count() or 1) > 1 else 1
+
+
+def restore_spec(doc: Manifest) -> RestoreSpec:
+    """What the engine's restore target needs of the manifest: built here once, typed, so that no engine reads
+    a manifest (``extra`` holds the source's locale only for PostgreSQL; anything but text there is ignored)."""
+
+    def text(key: str) -> str | None:
+        value = doc.extra.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return RestoreSpec(
+        dump_format=doc.dump_format,
+        encoding=doc.server_encoding,
+        lc_collate=text("lc_collate"),
+        lc_ctype=text("lc_ctype"),
+        row_counts=dict(doc.row_counts),
+    )
 
 
 def _read(store: Store, name: str, doc: Manifest, identities: list[Any] | None) -> Iterator[bytes]:
@@ -100,14 +117,8 @@ def run_restore(
     engine = engine_for(target_url, pg_bin=pg_bin)
     if engine.name != doc.engine:
         raise UsageError(f"{name} is a {doc.engine} backup and cannot be restored into a {engine.name} target")
-    info = {
-        "server_encoding": doc.server_encoding,
-        "extra": doc.extra,
-        "row_counts": doc.row_counts,
-        "dump_format": doc.dump_format,
-    }
-    target = engine.restore_target(info, options)
-    existed = bool(getattr(target, "existed", False))
+    target = engine.restore_target(restore_spec(doc), options)
+    existed = target.existed
     try:
         content = ContentCheck(doc, identities, progress)
         cheap = [Check(c.name, c.ok, c.detail) for c in report.checks if c.name in ("manifest", "sidecar")]

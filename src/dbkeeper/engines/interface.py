@@ -7,7 +7,7 @@ and the package, which picks one of them for a URL, do not import each other.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,6 +43,23 @@ class SourceKey:
 
 
 @dataclass(frozen=True)
+class RestoreSpec:
+    """What a restore target needs to know of the backup it loads, read once from the manifest by the caller.
+
+    ``dump_format`` picks the loader ("plain", "custom" for pg_restore, "sqlite"); ``encoding`` and the locale
+    (``lc_collate``, ``lc_ctype``) are the source database's, so that the temporary database is created like it
+    (None: the server's defaults); ``row_counts`` (table -> rows) weighs the tables when a plain dump is loaded
+    over two sessions. An engine ignores what does not apply to it (SQLite: all but the format).
+    """
+
+    dump_format: str
+    encoding: str | None = None
+    lc_collate: str | None = None
+    lc_ctype: str | None = None
+    row_counts: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RestoreOptions:
     drop_existing: bool = False
     no_owner: bool = False
@@ -72,6 +89,7 @@ class RestoreTarget(Protocol):
     """A restore in progress: load into a hidden temporary, count, then commit or discard."""
 
     description: str
+    existed: bool  # the target was there before (and will be replaced: --drop-existing)
 
     def load(self, chunks: Iterable[bytes], reopen: Callable[[], Iterator[bytes]] | None = None) -> None:
         """Load the dump; ``reopen`` gives a second, independent reader of the same bytes for engines that
@@ -92,7 +110,7 @@ class Engine(Protocol):
 
     def inspect(self) -> SourceInfo: ...
     def dump(self) -> AbstractContextManager[Dump]: ...
-    def restore_target(self, manifest_info: dict[str, Any], options: RestoreOptions) -> RestoreTarget:
+    def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> RestoreTarget:
         """Check the target (exists? allowed?) and prepare a temporary; nothing visible changes yet."""
         ...
 

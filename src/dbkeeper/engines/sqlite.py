@@ -17,10 +17,9 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
 
 from dbkeeper.codec import read_chunks
-from dbkeeper.engines.interface import RestoreOptions, SourceInfo, SourceKey
+from dbkeeper.engines.interface import RestoreOptions, RestoreSpec, SourceInfo, SourceKey
 from dbkeeper.errors import CheckFailed, NoSpace, RestoreError, SourceError
 
 
@@ -123,7 +122,7 @@ class SqliteEngine:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def restore_target(self, manifest_info: dict[str, Any], options: RestoreOptions) -> SqliteRestoreTarget:
+    def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> SqliteRestoreTarget:
         return SqliteRestoreTarget(self.path, options)
 
     def query(self, sql: str) -> list[list[str | None]]:

@@ -10,11 +10,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from typing import Any
 
 from dbkeeper import proc
 from dbkeeper.codec import read_chunks
-from dbkeeper.engines.interface import DumpCheck, RestoreOptions, SourceInfo, SourceKey
+from dbkeeper.engines.interface import DumpCheck, RestoreOptions, RestoreSpec, SourceInfo, SourceKey
 from dbkeeper.engines.postgres.archive import ArchiveText
 from dbkeeper.engines.postgres.clients import Client, pick
 from dbkeeper.engines.postgres.conn import PgConn, pg_key, quote_ident, quote_literal
@@ -117,8 +116,8 @@ class PostgresEngine:
             )
 
     # -- restore --------------------------------------------------------------------------------------
-    def restore_target(self, manifest_info: dict[str, Any], options: RestoreOptions) -> PgRestoreTarget:
-        return PgRestoreTarget(self.conn, manifest_info, options, pg_bin=self.pg_bin)
+    def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> PgRestoreTarget:
+        return PgRestoreTarget(self.conn, spec, options, pg_bin=self.pg_bin)
 
     def drop(self) -> None:
         """End the database's sessions and DROP it, from a maintenance database.

@@ -5,9 +5,8 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
-from dbkeeper.engines.interface import RestoreOptions
+from dbkeeper.engines.interface import RestoreOptions, RestoreSpec
 from dbkeeper.engines.postgres.archive import load_archive
 from dbkeeper.engines.postgres.clients import pick
 from dbkeeper.engines.postgres.conn import PgConn, quote_ident, quote_literal
@@ -25,13 +24,11 @@ class PgRestoreTarget:
     drops the temporary database and leaves the target as it was.
     """
 
-    def __init__(
-        self, conn: PgConn, info: dict[str, Any], options: RestoreOptions, *, pg_bin: str | None = None
-    ) -> None:
+    def __init__(self, conn: PgConn, spec: RestoreSpec, options: RestoreOptions, *, pg_bin: str | None = None) -> None:
         self.conn = conn
         self.pg_bin = pg_bin
         self.options = options
-        self.info = info
+        self.spec = spec
         self.target = conn.dbname
         self.description = conn.display()
         self._admin_db = "postgres"
@@ -61,13 +58,13 @@ class PgRestoreTarget:
         return bool(rows)
 
     def _create_temp(self) -> None:
-        encoding = self.info.get("server_encoding") or "UTF8"
-        extra = self.info.get("extra") or {}
+        spec = self.spec
+        encoding = spec.encoding or "UTF8"
         base = f"CREATE DATABASE {quote_ident(self.temp)} TEMPLATE template0 ENCODING {quote_literal(encoding)}"
         attempts = []
-        if extra.get("lc_collate") and extra.get("lc_ctype"):
+        if spec.lc_collate and spec.lc_ctype:
             attempts.append(
-                f"{base} LC_COLLATE {quote_literal(extra['lc_collate'])} LC_CTYPE {quote_literal(extra['lc_ctype'])}"
+                f"{base} LC_COLLATE {quote_literal(spec.lc_collate)} LC_CTYPE {quote_literal(spec.lc_ctype)}"
             )
         attempts += [base, f"{base} LC_COLLATE 'C' LC_CTYPE 'C'"]
         last: DbkeeperError | None = None
@@ -96,7 +93,7 @@ class PgRestoreTarget:
             return classify(exc, conn, f"restoring into {self.target}")
 
         no_owner, jobs = self.options.no_owner, self.options.jobs
-        if self.info.get("dump_format") == "custom":
+        if self.spec.dump_format == "custom":
             pg_restore = pick("pg_restore", None, self.pg_bin).path
             load_archive(
                 chunks,
@@ -116,7 +113,7 @@ class PgRestoreTarget:
             on_error=on_error,
             no_owner=no_owner,
             jobs=jobs,
-            weights=self.info.get("row_counts") or {},
+            weights=self.spec.row_counts,
         )
 
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
