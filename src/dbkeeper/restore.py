@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbkeeper import codec, crypto
-from dbkeeper.engines import RestoreOptions, RestoreSpec, engine_for
+from dbkeeper.engines import Engine, RestoreOptions, RestoreSpec, engine_for
 from dbkeeper.errors import CheckFailed, DbkeeperError, EncryptionError, RestoreError, UsageError
 from dbkeeper.manifest import Manifest
 from dbkeeper.storage import Store
@@ -98,7 +98,29 @@ def run_restore(
     identities: list[Any] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> RestoreResult:
+    """Restore backup ``name`` into the database at ``target_url`` (see the module docstring)."""
     t0 = time.monotonic()
+    report, doc = _checked(store, name, identities)
+    return _restore(store, name, report, doc, engine_for(target_url, pg_bin=pg_bin), options, identities, progress, t0)
+
+
+def restore_into(
+    store: Store,
+    name: str,
+    engine: Engine,
+    options: RestoreOptions,
+    *,
+    identities: list[Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RestoreResult:
+    """``run_restore`` into a database its caller already has the engine of (a drill's scratch database)."""
+    t0 = time.monotonic()
+    report, doc = _checked(store, name, identities)
+    return _restore(store, name, report, doc, engine, options, identities, progress, t0)
+
+
+def _checked(store: Store, name: str, identities: list[Any] | None) -> tuple[Report, Manifest]:
+    """The checks made before anything is created on the target; the backup's report and manifest."""
     report = check_stored(store, name)
     doc = report.manifest
     if doc is not None and doc.encryption and not identities:
@@ -114,7 +136,20 @@ def run_restore(
             f"{name} holds a server's roles and tablespaces, not a database",
             f"apply it by hand before restoring the databases that need them: zcat {name} | psql -X -d postgres",
         )
-    engine = engine_for(target_url, pg_bin=pg_bin)
+    return report, doc
+
+
+def _restore(
+    store: Store,
+    name: str,
+    report: Report,
+    doc: Manifest,
+    engine: Engine,
+    options: RestoreOptions,
+    identities: list[Any] | None,
+    progress: Callable[[int], None] | None,
+    t0: float,
+) -> RestoreResult:
     if engine.name != doc.engine:
         raise UsageError(f"{name} is a {doc.engine} backup and cannot be restored into a {engine.name} target")
     target = engine.restore_target(restore_spec(doc), options)

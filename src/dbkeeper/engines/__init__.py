@@ -7,6 +7,9 @@ becomes visible when the restore is whole. It knows nothing of stores, manifests
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from dbkeeper.engines.interface import (
     Dump,
@@ -34,6 +37,7 @@ __all__ = [
     "engine_for",
     "is_sqlite",
     "redact",
+    "scratch_for",
     "source_key",
     "sqlite_path",
 ]
@@ -87,6 +91,40 @@ def check_for(engine: str, dump_format: str) -> DumpCheck:
 
         return SqliteCheck()
     raise UsageError(f"no checker for {engine} backups in {dump_format} format")
+
+
+def scratch_for(
+    kind: str,
+    name: str,
+    *,
+    near: str | None = None,
+    recorded: Mapping[str, Any] | None = None,
+    pg_bin: str | None = None,
+) -> Engine | None:
+    """The engine of a new database ``name`` of ``kind`` (a drill's scratch copy of a backup); nothing is created.
+
+    Where it goes: ``near`` when it is a place for ``kind``: for PostgreSQL a server URL (its database part, if
+    any, is replaced by ``name``), for SQLite a directory, or a database path or URL whose directory is used.
+    Else PostgreSQL's is the server ``recorded`` as the backup's source in its manifest (what the engine's
+    ``inspect`` wrote: host, port, user), and SQLite's is None: the caller names a directory of its own.
+    """
+    postgres = bool(near and near.startswith(("postgresql://", "postgres://")))
+    if kind == "postgresql":
+        from dbkeeper.engines.postgres import PgConn, PostgresEngine
+
+        if near and postgres:
+            return PostgresEngine(PgConn.from_url(near, dbname=name), pg_bin=pg_bin)
+        return PostgresEngine(PgConn.from_source(recorded or {}, name), pg_bin=pg_bin)
+    if kind == "sqlite":
+        from dbkeeper.engines.sqlite import SqliteEngine
+
+        if not near or postgres:
+            return None
+        path = Path(sqlite_path(near))
+        if is_sqlite(near) and not path.is_dir():
+            return SqliteEngine(str(path)).scratch(name)
+        return SqliteEngine(str(path / f"{name}.db"))
+    raise UsageError(f"no scratch database for {kind} backups")
 
 
 def source_key(url: str, *, globals_only: bool = False) -> SourceKey:

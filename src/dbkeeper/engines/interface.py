@@ -108,6 +108,16 @@ class Engine(Protocol):
         """What identifies this source (see SourceKey); computed without connecting."""
         ...
 
+    def display(self) -> str:
+        """The database as a person reads it in messages and results: its URL or path, never a password."""
+        ...
+
+    def scratch(self, name: str) -> Engine:
+        """The engine of another database, ``name``, beside this one: on the same server with the same
+        credentials (PostgreSQL), in the same directory (SQLite). Nothing is created or connected to; a drill
+        restores into it and drops it."""
+        ...
+
     def inspect(self) -> SourceInfo: ...
     def dump(self) -> AbstractContextManager[Dump]: ...
     def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> RestoreTarget:

@@ -78,6 +78,12 @@ class SqliteEngine:
     def key(self) -> SourceKey:
         return sqlite_key(self.path)
 
+    def display(self) -> str:
+        return str(self.path)
+
+    def scratch(self, name: str) -> SqliteEngine:
+        return SqliteEngine(str(self.path.parent / f"{name}.db"))
+
     def inspect(self) -> SourceInfo:
         with closing(self._connect_source()) as conn:
             encoding = conn.execute("PRAGMA encoding").fetchone()[0]

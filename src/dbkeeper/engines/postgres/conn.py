@@ -7,8 +7,10 @@ PGPASSWORD only when the URL carried one), never on the command line where ``ps`
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from dbkeeper import proc
 from dbkeeper.engines.interface import SourceKey, redact
@@ -51,15 +53,17 @@ class PgConn:
     params: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_url(cls, url: str) -> PgConn:
+    def from_url(cls, url: str, *, dbname: str | None = None) -> PgConn:
+        """Parse a libpq URL; ``dbname`` names the database instead of the URL's database part (which may then
+        be absent: a server URL)."""
         parts = urlsplit(url)
         try:
             port = parts.port
         except ValueError as exc:
             raise UsageError(f"bad port in {redact(url)}") from exc
-        dbname = unquote(parts.path.lstrip("/"))
         params = dict(parse_qsl(parts.query))
-        dbname = params.pop("dbname", dbname)
+        named = params.pop("dbname", unquote(parts.path.lstrip("/")))
+        dbname = dbname or named
         unknown = sorted(set(params) - set(_PARAM_ENV))
         if unknown:
             raise UsageError(f"unknown connection parameter {unknown[0]!r} in {redact(url)}")
@@ -101,6 +105,32 @@ class PgConn:
         user = f"{self.user}@" if self.user else ""
         port = f":{self.port}" if self.port else ""
         return f"postgresql://{user}{self.host or ''}{port}/{self.dbname}"
+
+    def url(self) -> str:
+        """The URL as given, with its parameters, and ``***`` for a password (fit for results and labels)."""
+        user = quote(self.user, safe="") if self.user else ""
+        if self.password is not None:
+            user += ":***"
+        port = f":{self.port}" if self.port else ""
+        query = f"?{urlencode(self.params)}" if self.params else ""
+        host = self.host or ""
+        if "/" in host:  # a socket directory
+            host = quote(host, safe="")
+        elif ":" in host:  # an IPv6 address
+            host = f"[{host}]"
+        return f"postgresql://{user}{'@' if user else ''}{host}{port}/{quote(self.dbname, safe='')}{query}"
+
+    @classmethod
+    def from_source(cls, source: Mapping[str, Any], dbname: str) -> PgConn:
+        """Database ``dbname`` on the server a manifest recorded as a backup's source (host, port, user: what
+        PostgresEngine.inspect writes; anything else there is ignored)."""
+        host, port, user = source.get("host"), source.get("port"), source.get("user")
+        return cls(
+            dbname=dbname,
+            host=str(host) if host else None,
+            port=int(port) if isinstance(port, int | str) and str(port).isdigit() else None,
+            user=str(user) if user else None,
+        )
 
 
 def pg_key(conn: PgConn, *, globals_only: bool = False) -> SourceKey:

@@ -51,6 +51,12 @@ class PostgresEngine:
     def key(self) -> SourceKey:
         return pg_key(self.conn)
 
+    def display(self) -> str:
+        return self.conn.url()
+
+    def scratch(self, name: str) -> PostgresEngine:
+        return PostgresEngine(self.conn.with_db(name), pg_bin=self.pg_bin)
+
     # -- talking to the server ---------------------------------------------------------------------------
     def client(self, program: str) -> Client:
         major = self.server().major if program in ("pg_dump", "pg_dumpall") else None
