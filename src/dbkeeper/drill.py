@@ -27,15 +27,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from dbkeeper import drill_log, smoke
-from dbkeeper.engines import Engine, RestoreOptions, engine_for, is_sqlite, redact, sqlite_path
+from dbkeeper.engines import Engine, RestoreOptions, scratch_for
 from dbkeeper.errors import DbkeeperError, NotFound
 from dbkeeper.repo import Entry, Repository
 from dbkeeper.repo.manifest import Manifest, iso
 from dbkeeper.repo.names import stamp
-from dbkeeper.restore import default_jobs, run_restore
+from dbkeeper.restore import default_jobs, restore_into
 from dbkeeper.units import compact_duration, format_duration, format_seconds, human_size
 
 SLOW_FACTOR = 2.0  # a restore this many times slower than the previous drill's is an anomaly …
@@ -263,15 +262,13 @@ def _restore_and_check(
     scratch = _Scratch(doc, chosen.label, result.started, options.target)
     created = False
     try:
-        url = scratch.url()
-        result.target = redact(url)
-        engine = engine_for(url, pg_bin=options.pg_bin)
-        restored = run_restore(
+        engine = scratch.engine(options.pg_bin)
+        result.target = engine.display()
+        restored = restore_into(
             repo,
             chosen.name,
-            url,
+            engine,
             RestoreOptions(jobs=default_jobs()),  # the restore a real one would be, timed as such
-            pg_bin=options.pg_bin,
             identities=list(options.identities) or None,
         )
         created = True
@@ -344,24 +341,15 @@ class _Scratch:
         self.target = target
         self._tempdir: str | None = None
 
-    def url(self) -> str:
-        target = self.target
-        postgres = bool(target and target.startswith(("postgresql://", "postgres://")))
-        if self.doc.engine == "sqlite":
-            if target and not postgres:
-                path = Path(sqlite_path(target))
-                folder = path.parent if is_sqlite(target) and not path.is_dir() else path
-            else:
-                self._tempdir = tempfile.mkdtemp(prefix="dbkeeper-drill-")
-                folder = Path(self._tempdir)
-            return str(folder / f"{self.name}.db")
-        if target and postgres:
-            parts = urlsplit(target)
-            return urlunsplit((parts.scheme, parts.netloc, "/" + quote(self.name, safe=""), parts.query, ""))
-        source = self.doc.source
-        user = f"{quote(str(source['user']), safe='')}@" if source.get("user") else ""
-        port = f":{source['port']}" if source.get("port") else ""
-        return f"postgresql://{user}{source.get('host') or ''}{port}/{quote(self.name, safe='')}"
+    def engine(self, pg_bin: str | None) -> Engine:
+        """The scratch database's engine (engines.scratch_for places it); for SQLite without a directory to put
+        it in, a private temporary directory."""
+        engine = scratch_for(self.doc.engine, self.name, near=self.target, recorded=self.doc.source, pg_bin=pg_bin)
+        if engine is None:
+            self._tempdir = tempfile.mkdtemp(prefix="dbkeeper-drill-")
+            engine = scratch_for(self.doc.engine, self.name, near=self._tempdir)
+        assert engine is not None
+        return engine
 
     def close(self, keep: bool) -> None:
         if self._tempdir and not keep:

@@ -103,7 +103,7 @@ def collect(repo: Repository, drill_log_path: str | Path, now: datetime | None =
             put("dbkeeper_drill_restore_seconds", labels, passed.restore_seconds)
         if latest is not None:
             put("dbkeeper_drill_last_passed", labels, 1 if latest.passed else 0)
-    put("dbkeeper_store_leftovers", {}, sum(s.stale for s in repo.leftovers(now)))
+    put("dbkeeper_store_leftovers", {"store": repo.url}, sum(s.stale for s in repo.leftovers(now)))
     return [f for f in fam.values() if f.samples]
 
 

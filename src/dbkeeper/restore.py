@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbkeeper import codec, crypto
-from dbkeeper.engines import RestoreOptions, engine_for
+from dbkeeper.engines import Engine, RestoreOptions, RestoreSpec, engine_for
 from dbkeeper.errors import CheckFailed, DbkeeperError, EncryptionError, RestoreError, UsageError
 from dbkeeper.repo import Repository
 from dbkeeper.repo.manifest import Manifest
@@ -54,6 +54,23 @@ def default_jobs() -> int:
     return 2 if (os.cpu_count() or 1) > 1 else 1
 
 
+def restore_spec(doc: Manifest) -> RestoreSpec:
+    """What the engine's restore target needs of the manifest: built here once, typed, so that no engine reads
+    a manifest (``extra`` holds the source's locale only for PostgreSQL; anything but text there is ignored)."""
+
+    def text(key: str) -> str | None:
+        value = doc.extra.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return RestoreSpec(
+        dump_format=doc.dump_format,
+        encoding=doc.server_encoding,
+        lc_collate=text("lc_collate"),
+        lc_ctype=text("lc_ctype"),
+        row_counts=dict(doc.row_counts),
+    )
+
+
 def _read(repo: Repository, name: str, doc: Manifest, identities: list[Any] | None) -> Iterator[bytes]:
     """A second, unchecked reader of the backup's dump (the checked one is the main stream)."""
     with repo.open(name) as f:
@@ -81,7 +98,29 @@ def run_restore(
     identities: list[Any] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> RestoreResult:
+    """Restore backup ``name`` into the database at ``target_url`` (see the module docstring)."""
     t0 = time.monotonic()
+    report, doc = _checked(repo, name, identities)
+    return _restore(repo, name, report, doc, engine_for(target_url, pg_bin=pg_bin), options, identities, progress, t0)
+
+
+def restore_into(
+    repo: Repository,
+    name: str,
+    engine: Engine,
+    options: RestoreOptions,
+    *,
+    identities: list[Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RestoreResult:
+    """``run_restore`` into a database its caller already has the engine of (a drill's scratch database)."""
+    t0 = time.monotonic()
+    report, doc = _checked(repo, name, identities)
+    return _restore(repo, name, report, doc, engine, options, identities, progress, t0)
+
+
+def _checked(repo: Repository, name: str, identities: list[Any] | None) -> tuple[Report, Manifest]:
+    """The checks made before anything is created on the target; the backup's report and manifest."""
     report = check_stored(repo, name)
     doc = report.manifest
     if doc is not None and doc.encryption and not identities:
@@ -97,17 +136,24 @@ def run_restore(
             f"{name} holds a server's roles and tablespaces, not a database",
             f"apply it by hand before restoring the databases that need them: zcat {name} | psql -X -d postgres",
         )
-    engine = engine_for(target_url, pg_bin=pg_bin)
+    return report, doc
+
+
+def _restore(
+    repo: Repository,
+    name: str,
+    report: Report,
+    doc: Manifest,
+    engine: Engine,
+    options: RestoreOptions,
+    identities: list[Any] | None,
+    progress: Callable[[int], None] | None,
+    t0: float,
+) -> RestoreResult:
     if engine.name != doc.engine:
         raise UsageError(f"{name} is a {doc.engine} backup and cannot be restored into a {engine.name} target")
-    info = {
-        "server_encoding": doc.server_encoding,
-        "extra": doc.extra,
-        "row_counts": doc.row_counts,
-        "dump_format": doc.dump_format,
-    }
-    target = engine.restore_target(info, options)
-    existed = bool(getattr(target, "existed", False))
+    target = engine.restore_target(restore_spec(doc), options)
+    existed = target.existed
     try:
         content = ContentCheck(doc, identities, progress)
         cheap = [Check(c.name, c.ok, c.detail) for c in report.checks if c.name in ("manifest", "sidecar")]

@@ -29,7 +29,7 @@ OK, WARNING, CRITICAL = "OK", "WARNING", "CRITICAL"
 
 @dataclass
 class DatabaseStatus:
-    database: str  # the series' name: casino-eu/casino
+    database: str  # the series' name: the source id (casino-eu), or casino-eu.globals
     now: datetime
     source_id: str = ""
     newest: catalog.Entry | None = None

@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
         "status",
         help="is every database backed up recently and drilled? (for cron and monitoring)",
         description="For each database of each source in the store: its newest good backup, that backup's age and"
-        " size, and the last drill from the drill log, as one line 'OK|WARNING|CRITICAL source/database: …'."
+        " size, and the last drill from the drill log, as one line 'OK|WARNING|CRITICAL source: …'."
         " CRITICAL when the newest good backup is older than --max-age, when broken backups are newer than it (a"
         " failing nightly), or when the last drill failed; WARNING for backups dated in the future and for"
         " leftovers of interrupted writes (`dbkeeper cleanup`). Exit 3 unless everything is OK.",

@@ -7,105 +7,40 @@ becomes visible when the restore is whole. It knows nothing of stores, manifests
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
+from dbkeeper.engines.interface import (
+    Dump,
+    DumpCheck,
+    Engine,
+    RestoreOptions,
+    RestoreSpec,
+    RestoreTarget,
+    SourceInfo,
+    SourceKey,
+    redact,
+)
 from dbkeeper.errors import UsageError
 
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """What a backup's manifest records about where it came from."""
-
-    engine: str  # "postgresql" | "sqlite"
-    database: str  # the name used in backup file names
-    kind: str  # file-name kind: "sql" (plain dump) or "db" (SQLite file)
-    dump_format: str  # "plain" | "sqlite"
-    server_version: str | None = None
-    dump_tool_version: str | None = None
-    server_encoding: str | None = None
-    source: dict[str, Any] = field(default_factory=dict)  # never a password
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SourceKey:
-    """What identifies a source, without connecting to it: never a user name or a password.
-
-    ``canonical`` is the same for every spelling of one database (``postgresql://host:port/db`` with the host in
-    lower case and the port defaulted; ``sqlite:`` and the file's real path) and differs for any two databases,
-    even with the same name. It keys the per-source lock and, in a store, a source's history when the config gives
-    it no name. ``readable`` is the database name or the file's stem, for names a person reads.
-    """
-
-    readable: str
-    canonical: str
-
-
-@dataclass(frozen=True)
-class RestoreOptions:
-    drop_existing: bool = False
-    no_owner: bool = False
-    disable_triggers: bool = False
-    jobs: int = 1  # sessions to load with, where the engine can (PostgreSQL plain dumps: up to 2)
-
-
-class Dump(Protocol):
-    """A running dump. Iterate ``chunks()`` to the end, then ``finish()`` checks it and returns row counts."""
-
-    def chunks(self) -> Iterator[bytes]: ...
-    def finish(self) -> dict[str, int]: ...
-
-
-class DumpCheck(Protocol):
-    """Checks a dump's raw bytes as they stream past (verify)."""
-
-    def feed(self, chunk: bytes) -> None: ...
-    def result(self) -> tuple[dict[str, int], list[str]]:
-        """(row counts found in the dump, problems) once all bytes were fed."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class RestoreTarget(Protocol):
-    """A restore in progress: load into a hidden temporary, count, then commit or discard."""
-
-    description: str
-
-    def load(self, chunks: Iterable[bytes], reopen: Callable[[], Iterator[bytes]] | None = None) -> None:
-        """Load the dump; ``reopen`` gives a second, independent reader of the same bytes for engines that
-        can load in parallel."""
-        ...
-
-    def row_counts(self, tables: Iterable[str]) -> dict[str, int]: ...
-    def commit(self) -> None: ...
-    def discard(self) -> None: ...
-
-
-class Engine(Protocol):
-    name: str
-
-    def key(self) -> SourceKey:
-        """What identifies this source (see SourceKey); computed without connecting."""
-        ...
-
-    def inspect(self) -> SourceInfo: ...
-    def dump(self) -> AbstractContextManager[Dump]: ...
-    def restore_target(self, manifest_info: dict[str, Any], options: RestoreOptions) -> RestoreTarget:
-        """Check the target (exists? allowed?) and prepare a temporary; nothing visible changes yet."""
-        ...
-
-    def query(self, sql: str) -> Sequence[Sequence[str | None]]:
-        """Run one SQL statement in this database; its rows as text (None for NULL where the engine tells)."""
-        ...
-
-    def drop(self) -> None:
-        """Remove this database entirely. Only drills call it, on the scratch copy they restored themselves."""
-        ...
+__all__ = [
+    "Dump",
+    "DumpCheck",
+    "Engine",
+    "RestoreOptions",
+    "RestoreSpec",
+    "RestoreTarget",
+    "SourceInfo",
+    "SourceKey",
+    "check_for",
+    "engine_for",
+    "is_sqlite",
+    "redact",
+    "scratch_for",
+    "source_key",
+    "sqlite_path",
+]
 
 
 def is_sqlite(url: str) -> bool:
@@ -147,8 +82,8 @@ def check_for(engine: str, dump_format: str) -> DumpCheck:
 
         return PlainCheck()
     if engine == "postgresql" and dump_format == "custom":
-        from dbkeeper.engines.pgarchive import ArchiveText
-        from dbkeeper.engines.pgtools import pick
+        from dbkeeper.engines.postgres.archive import ArchiveText
+        from dbkeeper.engines.postgres.clients import pick
 
         return ArchiveText(pick("pg_restore", None).path)
     if engine == "sqlite":
@@ -156,6 +91,40 @@ def check_for(engine: str, dump_format: str) -> DumpCheck:
 
         return SqliteCheck()
     raise UsageError(f"no checker for {engine} backups in {dump_format} format")
+
+
+def scratch_for(
+    kind: str,
+    name: str,
+    *,
+    near: str | None = None,
+    recorded: Mapping[str, Any] | None = None,
+    pg_bin: str | None = None,
+) -> Engine | None:
+    """The engine of a new database ``name`` of ``kind`` (a drill's scratch copy of a backup); nothing is created.
+
+    Where it goes: ``near`` when it is a place for ``kind``: for PostgreSQL a server URL (its database part, if
+    any, is replaced by ``name``), for SQLite a directory, or a database path or URL whose directory is used.
+    Else PostgreSQL's is the server ``recorded`` as the backup's source in its manifest (what the engine's
+    ``inspect`` wrote: host, port, user), and SQLite's is None: the caller names a directory of its own.
+    """
+    postgres = bool(near and near.startswith(("postgresql://", "postgres://")))
+    if kind == "postgresql":
+        from dbkeeper.engines.postgres import PgConn, PostgresEngine
+
+        if near and postgres:
+            return PostgresEngine(PgConn.from_url(near, dbname=name), pg_bin=pg_bin)
+        return PostgresEngine(PgConn.from_source(recorded or {}, name), pg_bin=pg_bin)
+    if kind == "sqlite":
+        from dbkeeper.engines.sqlite import SqliteEngine
+
+        if not near or postgres:
+            return None
+        path = Path(sqlite_path(near))
+        if is_sqlite(near) and not path.is_dir():
+            return SqliteEngine(str(path)).scratch(name)
+        return SqliteEngine(str(path / f"{name}.db"))
+    raise UsageError(f"no scratch database for {kind} backups")
 
 
 def source_key(url: str, *, globals_only: bool = False) -> SourceKey:
@@ -169,11 +138,6 @@ def source_key(url: str, *, globals_only: bool = False) -> SourceKey:
 
         return pg_key(PgConn.from_url(url), globals_only=globals_only)
     raise UsageError(f"cannot tell what kind of database {redact(url)!r} is")
-
-
-def redact(url: str) -> str:
-    """A URL with any password replaced, fit for messages, logs and labels."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def sqlite_path(url: str) -> str:

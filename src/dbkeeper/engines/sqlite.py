@@ -17,10 +17,9 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
 
 from dbkeeper.codec import read_chunks
-from dbkeeper.engines import RestoreOptions, SourceInfo, SourceKey
+from dbkeeper.engines.interface import RestoreOptions, RestoreSpec, SourceInfo, SourceKey
 from dbkeeper.errors import CheckFailed, NoSpace, RestoreError, SourceError
 
 
@@ -79,6 +78,12 @@ class SqliteEngine:
     def key(self) -> SourceKey:
         return sqlite_key(self.path)
 
+    def display(self) -> str:
+        return str(self.path)
+
+    def scratch(self, name: str) -> SqliteEngine:
+        return SqliteEngine(str(self.path.parent / f"{name}.db"))
+
     def inspect(self) -> SourceInfo:
         with closing(self._connect_source()) as conn:
             encoding = conn.execute("PRAGMA encoding").fetchone()[0]
@@ -123,7 +128,7 @@ class SqliteEngine:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def restore_target(self, manifest_info: dict[str, Any], options: RestoreOptions) -> SqliteRestoreTarget:
+    def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> SqliteRestoreTarget:
         return SqliteRestoreTarget(self.path, options)
 
     def query(self, sql: str) -> list[list[str | None]]:

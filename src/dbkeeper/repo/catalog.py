@@ -61,8 +61,11 @@ class Entry:
 
     @property
     def series_name(self) -> str:
-        """The series as people and the drill log name it: ``casino-eu/casino``; a legacy set's is its database."""
-        return self.label if self.legacy else f"{self.source_id}/{self.label}"
+        """The series as people, status and the drill log name it: the source id (a source is one database),
+        ``<id>.globals`` for its server's roles; a legacy set's is its database, as it always was."""
+        if self.legacy:
+            return self.label
+        return self.source_id + (GLOBALS_SUFFIX if self.label.endswith(GLOBALS_SUFFIX) else "")
 
     @property
     def is_globals(self) -> bool:

@@ -7,12 +7,9 @@ A failed client's stderr is matched against known causes; the error raised carri
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
+from dbkeeper.engines.postgres.conn import PgConn
 from dbkeeper.errors import DbkeeperError, NoSpace, RestoreError, SourceError, ToolError
-
-if TYPE_CHECKING:
-    from dbkeeper.engines.postgres import PgConn
 
 _CAUSES: list[tuple[str, type[DbkeeperError], str, str]] = [
     (

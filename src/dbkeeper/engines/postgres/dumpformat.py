@@ -1,4 +1,8 @@
-"""Reading pg_dump's plain SQL format as it streams past, without holding it.
+"""pg_dump's plain SQL format: the one place that reads it, as it streams past, without holding it.
+
+Three readers share its grammar (the COPY line, the end marker, the TOC comments): ``PlainDumpScanner`` counts
+rows and checks the header and trailer (``PlainCheck`` for backup and verify), ``drop_owner_statements`` is
+``--no-owner`` for psql, and ``split_entries`` cuts the dump into its TOC entries for the two-session load.
 
 A plain dump is SQL with the table data in ``COPY … FROM stdin;`` blocks: one row per line in COPY text format
 (newlines inside values are escaped as ``\\n``), ended by a line ``\\.``. Counting the lines of each block gives
@@ -110,6 +114,22 @@ class PlainDumpScanner:
         return out
 
 
+class PlainCheck:
+    """The DumpCheck of a plain dump (and of pg_dumpall's globals): the scanner's counts and problems."""
+
+    def __init__(self) -> None:
+        self._scanner = PlainDumpScanner()
+
+    def feed(self, chunk: bytes) -> None:
+        self._scanner.feed(chunk)
+
+    def result(self) -> tuple[dict[str, int], list[str]]:
+        return dict(self._scanner.row_counts), self._scanner.problems()
+
+    def close(self) -> None:
+        pass
+
+
 class _Newlines:
     """The newlines and COPY end markers of one chunk, queried by range.
 
@@ -172,13 +192,6 @@ def _load_numpy() -> None:
     import numpy
 
     _numpy = numpy
-
-
-def scan(chunks: Iterable[bytes], scanner: PlainDumpScanner) -> Iterator[bytes]:
-    """Pass chunks through, feeding the scanner on the way."""
-    for chunk in chunks:
-        scanner.feed(chunk)
-        yield chunk
 
 
 def drop_owner_statements(chunks: Iterable[bytes]) -> Iterator[bytes]:

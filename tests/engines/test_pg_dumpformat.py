@@ -3,8 +3,8 @@ import threading
 
 import pytest
 
-from dbkeeper.engines import pgplain
-from dbkeeper.engines.pgplain import PlainDumpScanner, drop_owner_statements
+from dbkeeper.engines.postgres import dumpformat
+from dbkeeper.engines.postgres.dumpformat import PlainDumpScanner, drop_owner_statements
 
 DUMP = b"""--
 -- PostgreSQL database dump
@@ -57,8 +57,8 @@ def test_counts_rows_whatever_the_chunking(seed: int) -> None:
 @pytest.fixture
 def vectorized(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every chunk through numpy, as large chunks are once it has loaded."""
-    pgplain._load_numpy()
-    monkeypatch.setattr(pgplain, "VECTOR_MIN", 0)
+    dumpformat._load_numpy()
+    monkeypatch.setattr(dumpformat, "VECTOR_MIN", 0)
 
 
 @pytest.mark.parametrize("seed", range(300))
@@ -85,10 +85,10 @@ def test_large_chunks_count_the_same_before_and_after_numpy_loads(rows: int, vec
 
 def test_a_large_chunk_starts_loading_numpy_and_is_scanned_meanwhile(monkeypatch: pytest.MonkeyPatch) -> None:
     started = []
-    monkeypatch.setattr(pgplain, "_numpy", None)
-    monkeypatch.setattr(pgplain, "_numpy_started", False)
-    monkeypatch.setattr(pgplain, "VECTOR_MIN", len(DUMP) // 2)
-    monkeypatch.setattr(pgplain, "_load_numpy", lambda: started.append(True))
+    monkeypatch.setattr(dumpformat, "_numpy", None)
+    monkeypatch.setattr(dumpformat, "_numpy_started", False)
+    monkeypatch.setattr(dumpformat, "VECTOR_MIN", len(DUMP) // 2)
+    monkeypatch.setattr(dumpformat, "_load_numpy", lambda: started.append(True))
     scanner = PlainDumpScanner()
     scanner.feed(DUMP[:100])
     assert not started  # a small chunk does not need numpy

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
-from dbkeeper import proc
-from dbkeeper.engines import RestoreOptions, pgparallel
-from dbkeeper.engines.pgerrors import classify
-from dbkeeper.engines.pgplain import drop_owner_statements
-from dbkeeper.engines.pgtools import pick
-from dbkeeper.engines.postgres import PostgresEngine, quote_ident, quote_literal
-from dbkeeper.errors import DbkeeperError, NoSpace, RestoreError, SourceError, ToolError
+from dbkeeper.engines.interface import RestoreOptions, RestoreSpec
+from dbkeeper.engines.postgres.archive import load_archive
+from dbkeeper.engines.postgres.clients import pick
+from dbkeeper.engines.postgres.conn import PgConn, quote_ident, quote_literal
+from dbkeeper.engines.postgres.errors import classify
+from dbkeeper.engines.postgres.load import load_plain
+from dbkeeper.engines.postgres.psql import query
+from dbkeeper.errors import DbkeeperError, RestoreError, SourceError, ToolError
 
 
 class PgRestoreTarget:
@@ -26,12 +24,13 @@ class PgRestoreTarget:
     drops the temporary database and leaves the target as it was.
     """
 
-    def __init__(self, engine: PostgresEngine, info: dict[str, Any], options: RestoreOptions) -> None:
-        self.engine = engine
+    def __init__(self, conn: PgConn, spec: RestoreSpec, options: RestoreOptions, *, pg_bin: str | None = None) -> None:
+        self.conn = conn
+        self.pg_bin = pg_bin
         self.options = options
-        self.info = info
-        self.target = engine.conn.dbname
-        self.description = engine.conn.display()
+        self.spec = spec
+        self.target = conn.dbname
+        self.description = conn.display()
         self._admin_db = "postgres"
         token = secrets.token_hex(4)
         self.temp = f"{self.target[:40]}_dbkeeper_tmp_{token}"
@@ -40,13 +39,13 @@ class PgRestoreTarget:
         self.existed = self._exists(self.target)
         if self.existed and not options.drop_existing:
             raise RestoreError(
-                f"database {self.target} already exists at {engine.conn.where}",
+                f"database {self.target} already exists at {conn.where}",
                 "restore to a new name, or pass --drop-existing to replace it",
             )
         self._create_temp()
 
     def _q(self, sql: str, doing: str) -> list[list[str]]:
-        return self.engine.query(sql, db=self._admin_db, doing=doing)
+        return query(self.conn.with_db(self._admin_db), sql, pg_bin=self.pg_bin, doing=doing)
 
     def _exists(self, name: str) -> bool:
         try:
@@ -59,13 +58,13 @@ class PgRestoreTarget:
         return bool(rows)
 
     def _create_temp(self) -> None:
-        encoding = self.info.get("server_encoding") or "UTF8"
-        extra = self.info.get("extra") or {}
+        spec = self.spec
+        encoding = spec.encoding or "UTF8"
         base = f"CREATE DATABASE {quote_ident(self.temp)} TEMPLATE template0 ENCODING {quote_literal(encoding)}"
         attempts = []
-        if extra.get("lc_collate") and extra.get("lc_ctype"):
+        if spec.lc_collate and spec.lc_ctype:
             attempts.append(
-                f"{base} LC_COLLATE {quote_literal(extra['lc_collate'])} LC_CTYPE {quote_literal(extra['lc_ctype'])}"
+                f"{base} LC_COLLATE {quote_literal(spec.lc_collate)} LC_CTYPE {quote_literal(spec.lc_ctype)}"
             )
         attempts += [base, f"{base} LC_COLLATE 'C' LC_CTYPE 'C'"]
         last: DbkeeperError | None = None
@@ -83,61 +82,39 @@ class PgRestoreTarget:
         raise last
 
     def load(self, chunks: Iterable[bytes], reopen: Callable[[], Iterator[bytes]] | None = None) -> None:
-        """Load the dump into the temporary database: over two sessions when ``reopen`` gives a second reader
-        of the same backup and ``jobs`` > 1 (see pgparallel), else in one."""
-        conn = self.engine.conn.with_db(self.temp)
+        """Load the dump into the temporary database: a custom archive through pg_restore (archive.py), a plain
+        dump through psql, over two sessions when ``reopen`` gives a second reader and ``jobs`` > 1 (load.py)."""
+        conn = self.conn.with_db(self.temp)
         env = conn.env()
         if self.options.disable_triggers:
             env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c session_replication_role=replica").strip()
-        argv = [self.engine._psql().path, "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]
 
         def on_error(exc: ToolError) -> DbkeeperError:
             return classify(exc, conn, f"restoring into {self.target}")
 
-        def new_session() -> pgparallel.Session:
-            return pgparallel.Session(argv, env, on_error)
-
-        if self.info.get("dump_format") == "custom":
-            self._pg_restore(chunks, env, on_error)
+        no_owner, jobs = self.options.no_owner, self.options.jobs
+        if self.spec.dump_format == "custom":
+            pg_restore = pick("pg_restore", None, self.pg_bin).path
+            load_archive(
+                chunks,
+                pg_restore=pg_restore,
+                dbname=self.temp,
+                env=env,
+                on_error=on_error,
+                no_owner=no_owner,
+                jobs=jobs,
+            )
             return
-        owner_filter = drop_owner_statements if self.options.no_owner else (lambda c: iter(c))
-        weights = self.info.get("row_counts") or {}
-        if reopen is not None and self.options.jobs > 1 and len(weights) > 1:
-            pgparallel.load(owner_filter(chunks), lambda: owner_filter(reopen()), weights, new_session)
-            return
-        session = new_session()
-        try:
-            for chunk in owner_filter(chunks):
-                session.write(chunk)
-        except BaseException:
-            session.kill()
-            raise
-        session.close()
-
-    def _pg_restore(
-        self, chunks: Iterable[bytes], env: dict[str, str], on_error: Callable[[ToolError], DbkeeperError]
-    ) -> None:
-        """A custom archive: spooled to a private temporary file (pg_restore seeks to work in parallel), then
-        ``pg_restore --jobs N --exit-on-error`` into the temporary database."""
-        with tempfile.TemporaryDirectory(prefix="dbkeeper-archive-") as workdir:
-            archive = os.path.join(workdir, "archive.dump")
-            try:
-                with open(archive, "wb") as f:
-                    for chunk in chunks:
-                        f.write(chunk)
-            except OSError as exc:
-                raise NoSpace(
-                    f"cannot spool the archive to {workdir}: {exc.strerror}",
-                    "free space there or point TMPDIR at a larger disk",
-                ) from exc
-            argv = [pick("pg_restore", None, self.engine.pg_bin).path, "-w", "--exit-on-error"]
-            argv += ["--jobs", str(max(self.options.jobs, 1)), "--dbname", self.temp]
-            if self.options.no_owner:
-                argv.append("--no-owner")
-            try:
-                proc.run([*argv, archive], env=env, timeout=None)
-            except ToolError as exc:
-                raise on_error(exc) from exc
+        load_plain(
+            chunks,
+            reopen,
+            psql=pick("psql", None, self.pg_bin).path,
+            env=env,
+            on_error=on_error,
+            no_owner=no_owner,
+            jobs=jobs,
+            weights=self.spec.row_counts,
+        )
 
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
         names = list(tables)
@@ -145,7 +122,7 @@ class PgRestoreTarget:
         for start in range(0, len(names), 200):
             batch = names[start : start + 200]
             sql = " UNION ALL ".join(f"SELECT {quote_literal(name)}, count(*) FROM ONLY {name}" for name in batch)
-            for row in self.engine.query(sql, db=self.temp, doing="counting restored rows"):
+            for row in query(self.conn.with_db(self.temp), sql, pg_bin=self.pg_bin, doing="counting restored rows"):
                 counts[row[0]] = int(row[1])
         return counts
 

@@ -1,138 +1,27 @@
-"""PostgreSQL through its own client programs: ``pg_dump`` (plain SQL) to back up, ``psql`` to restore.
-
-Connection details travel to the children in the libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE,
-PGPASSWORD only when the URL carried one), never on the command line where ``ps`` would show them. Children run
-with ``-w``: a missing password is an error that says where to put one, never a prompt that hangs a cron job.
+"""PostgreSQL through its own client programs: ``pg_dump`` (plain SQL or a custom archive) to back up,
+``pg_dumpall --globals-only`` for the server's roles and tablespaces, ``psql``/``pg_restore`` to restore (see
+target.py), all of the server's major version or newer (clients.py).
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from dataclasses import dataclass, replace
 
 from dbkeeper import proc
 from dbkeeper.codec import read_chunks
-from dbkeeper.engines import DumpCheck, RestoreOptions, SourceInfo, SourceKey, redact
-from dbkeeper.engines.pgarchive import ArchiveText
-from dbkeeper.engines.pgerrors import classify
-from dbkeeper.engines.pgplain import PlainDumpScanner
-from dbkeeper.engines.pgtools import Client, pick
-
-if TYPE_CHECKING:
-    from dbkeeper.engines.pgrestore import PgRestoreTarget
-
-from dbkeeper.errors import (
-    DbkeeperError,
-    SourceError,
-    ToolError,
-    UsageError,
-)
-
-_PARAM_ENV = {
-    "sslmode": "PGSSLMODE",
-    "sslrootcert": "PGSSLROOTCERT",
-    "sslcert": "PGSSLCERT",
-    "sslkey": "PGSSLKEY",
-    "connect_timeout": "PGCONNECT_TIMEOUT",
-    "service": "PGSERVICE",
-    "passfile": "PGPASSFILE",
-    "host": "PGHOST",
-    "port": "PGPORT",
-    "user": "PGUSER",
-    "dbname": "PGDATABASE",
-    "application_name": "PGAPPNAME",
-    "options": "PGOPTIONS",
-}
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-@dataclass(frozen=True)
-class PgConn:
-    """Where a database is. ``password`` comes only from the URL and is never shown."""
-
-    dbname: str
-    host: str | None = None
-    port: int | None = None
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    params: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def from_url(cls, url: str) -> PgConn:
-        parts = urlsplit(url)
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise UsageError(f"bad port in {redact(url)}") from exc
-        dbname = unquote(parts.path.lstrip("/"))
-        params = dict(parse_qsl(parts.query))
-        dbname = params.pop("dbname", dbname)
-        unknown = sorted(set(params) - set(_PARAM_ENV))
-        if unknown:
-            raise UsageError(f"unknown connection parameter {unknown[0]!r} in {redact(url)}")
-        if not dbname:
-            raise UsageError(f"{redact(url)} names no database", "add it: postgresql://user@host:5432/DBNAME")
-        return cls(
-            dbname=dbname,
-            host=unquote(parts.hostname) if parts.hostname else params.pop("host", None),
-            port=port,
-            user=unquote(parts.username) if parts.username else params.pop("user", None),
-            password=unquote(parts.password) if parts.password is not None else None,
-            params=tuple(sorted(params.items())),
-        )
-
-    def with_db(self, dbname: str) -> PgConn:
-        return replace(self, dbname=dbname)
-
-    def env(self) -> dict[str, str]:
-        extra = {_PARAM_ENV[k]: v for k, v in self.params}
-        extra["PGDATABASE"] = self.dbname
-        extra.setdefault("PGAPPNAME", "dbkeeper")
-        extra.setdefault("PGCONNECT_TIMEOUT", "10")
-        if self.host:
-            extra["PGHOST"] = self.host
-        if self.port:
-            extra["PGPORT"] = str(self.port)
-        if self.user:
-            extra["PGUSER"] = self.user
-        if self.password is not None:
-            extra["PGPASSWORD"] = self.password
-        return proc.child_env(extra)
-
-    @property
-    def where(self) -> str:
-        host = self.host or "local socket"
-        return f"{host}:{self.port}" if self.port else host
-
-    def display(self) -> str:
-        user = f"{self.user}@" if self.user else ""
-        port = f":{self.port}" if self.port else ""
-        return f"postgresql://{user}{self.host or ''}{port}/{self.dbname}"
-
-
-def pg_key(conn: PgConn, *, globals_only: bool = False) -> SourceKey:
-    """Host (lower case; PGHOST or the local socket when none), port (PGPORT or 5432) and database: not the user,
-    so two users backing up one database share one identity. The server's roles and tablespaces
-    (``globals_only``) are a source of their own beside the database's."""
-    host = (conn.host or os.environ.get("PGHOST") or "").lower()
-    port = conn.port or os.environ.get("PGPORT") or 5432
-    canonical = f"postgresql://{host}:{port}/{conn.dbname}"
-    if globals_only:
-        return SourceKey(f"{conn.dbname}.globals", canonical + "#globals")
-    return SourceKey(conn.dbname, canonical)
+from dbkeeper.engines.interface import DumpCheck, RestoreOptions, RestoreSpec, SourceInfo, SourceKey
+from dbkeeper.engines.postgres.archive import ArchiveText
+from dbkeeper.engines.postgres.clients import Client, pick
+from dbkeeper.engines.postgres.conn import PgConn, pg_key, quote_ident, quote_literal
+from dbkeeper.engines.postgres.dumpformat import PlainCheck
+from dbkeeper.engines.postgres.errors import classify
+from dbkeeper.engines.postgres.psql import query
+from dbkeeper.engines.postgres.target import PgRestoreTarget
+from dbkeeper.errors import DbkeeperError, SourceError, ToolError, UsageError
 
 
 @dataclass(frozen=True)
@@ -162,35 +51,19 @@ class PostgresEngine:
     def key(self) -> SourceKey:
         return pg_key(self.conn)
 
+    def display(self) -> str:
+        return self.conn.url()
+
+    def scratch(self, name: str) -> PostgresEngine:
+        return PostgresEngine(self.conn.with_db(name), pg_bin=self.pg_bin)
+
     # -- talking to the server ---------------------------------------------------------------------------
     def client(self, program: str) -> Client:
         major = self.server().major if program in ("pg_dump", "pg_dumpall") else None
         return pick(program, major, self.pg_bin)
 
-    def _psql(self) -> Client:
-        return pick("psql", None, self.pg_bin)
-
     def query(self, sql: str, *, db: str | None = None, doing: str = "query") -> list[list[str]]:
-        conn = self.conn.with_db(db) if db else self.conn
-        argv = [
-            self._psql().path,
-            "-X",
-            "-w",
-            "-q",
-            "-A",
-            "-t",
-            "-F",
-            "\x1f",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ]
-        try:
-            out = proc.run(argv, env=conn.env(), timeout=600)
-        except ToolError as exc:
-            raise classify(exc, conn, doing) from exc
-        return [line.split("\x1f") for line in out.splitlines() if line]
+        return query(self.conn.with_db(db) if db else self.conn, sql, pg_bin=self.pg_bin, doing=doing)
 
     def server(self) -> ServerInfo:
         if self._server is None:
@@ -249,10 +122,8 @@ class PostgresEngine:
             )
 
     # -- restore --------------------------------------------------------------------------------------
-    def restore_target(self, manifest_info: dict[str, Any], options: RestoreOptions) -> PgRestoreTarget:
-        from dbkeeper.engines.pgrestore import PgRestoreTarget
-
-        return PgRestoreTarget(self, manifest_info, options)
+    def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> PgRestoreTarget:
+        return PgRestoreTarget(self.conn, spec, options, pg_bin=self.pg_bin)
 
     def drop(self) -> None:
         """End the database's sessions and DROP it, from a maintenance database.
@@ -308,7 +179,7 @@ class PostgresGlobals(PostgresEngine):
 
 class PgDump:
     """A running pg_dump (or pg_dumpall) whose output is checked as it streams: the plain text directly, a
-    custom archive through pg_restore's text (pgarchive.ArchiveText)."""
+    custom archive through pg_restore's text (archive.ArchiveText)."""
 
     def __init__(self, child: proc.Process, conn: PgConn, tool: str = "pg_dump", check: DumpCheck | None = None):
         self._child = child
@@ -332,17 +203,3 @@ class PgDump:
         if problems:
             raise ToolError(f"{self._tool} of {self._conn.dbname} exited 0 but {problems[0]}")
         return counts
-
-
-class PlainCheck:
-    def __init__(self) -> None:
-        self._scanner = PlainDumpScanner()
-
-    def feed(self, chunk: bytes) -> None:
-        self._scanner.feed(chunk)
-
-    def result(self) -> tuple[dict[str, int], list[str]]:
-        return dict(self._scanner.row_counts), self._scanner.problems()
-
-    def close(self) -> None:
-        pass

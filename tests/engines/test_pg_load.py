@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dbkeeper.engines.pgparallel import assign
-from dbkeeper.engines.pgplain import split_entries
+from dbkeeper.engines.postgres.dumpformat import split_entries
+from dbkeeper.engines.postgres.load import assign
 from hard_cases import HARD_CASES_ROW_COUNTS
 from helpers import cli, cli_json
 from pg import Cluster, PgDb

@@ -10,13 +10,17 @@ runs ``pg_restore --jobs N --exit-on-error`` into the temporary database.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
 import threading
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 
 from dbkeeper import proc
 from dbkeeper.codec import read_chunks
-from dbkeeper.engines.pgplain import PlainDumpScanner
+from dbkeeper.engines.postgres.dumpformat import PlainDumpScanner
+from dbkeeper.errors import NoSpace, ToolError
 
 
 class ArchiveText:
@@ -51,3 +55,35 @@ class ArchiveText:
 
     def close(self) -> None:
         self._child.kill()
+
+
+def load_archive(
+    chunks: Iterable[bytes],
+    *,
+    pg_restore: str,
+    dbname: str,
+    env: dict[str, str],
+    on_error: Callable[[ToolError], Exception],
+    no_owner: bool,
+    jobs: int,
+) -> None:
+    """Spool the archive to a private temporary file (pg_restore seeks to work in parallel), then
+    ``pg_restore --jobs N --exit-on-error`` it into ``dbname``; the spool is removed on every path out."""
+    with tempfile.TemporaryDirectory(prefix="dbkeeper-archive-") as workdir:
+        archive = os.path.join(workdir, "archive.dump")
+        try:
+            with open(archive, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+        except OSError as exc:
+            raise NoSpace(
+                f"cannot spool the archive to {workdir}: {exc.strerror}",
+                "free space there or point TMPDIR at a larger disk",
+            ) from exc
+        argv = [pg_restore, "-w", "--exit-on-error", "--jobs", str(max(jobs, 1)), "--dbname", dbname]
+        if no_owner:
+            argv.append("--no-owner")
+        try:
+            proc.run([*argv, archive], env=env, timeout=None)
+        except ToolError as exc:
+            raise on_error(exc) from exc

@@ -1,4 +1,4 @@
-"""Replaying a plain dump over two connections, as ``pg_restore -j`` does for archives.
+"""Loading a plain dump with psql: in one session, or over two connections as ``pg_restore -j`` does for archives.
 
 A plain dump is one stream, in three sections: pre-data (schema), data (``COPY`` blocks, sequence values, large
 objects) and post-data (indexes, constraints, triggers …). Each ``COPY`` block only needs its table to exist,
@@ -22,11 +22,17 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from dbkeeper import proc
-from dbkeeper.engines.pgplain import DATA_TYPES, PARALLEL_POST_DATA, Piece, split_entries
+from dbkeeper.engines.postgres.dumpformat import (
+    DATA_TYPES,
+    PARALLEL_POST_DATA,
+    Piece,
+    drop_owner_statements,
+    split_entries,
+)
 from dbkeeper.errors import ToolError
 
 
@@ -68,7 +74,7 @@ class _Header:
         return b"".join(self.lines) + b"".join(self.settings.values())
 
 
-def assign(weights: dict[str, int], workers: int = 2) -> list[set[str]]:
+def assign(weights: Mapping[str, int], workers: int = 2) -> list[set[str]]:
     """Split tables between workers, heaviest first onto the lightest (LPT): the makespan stays near-even."""
     loads = [0] * workers
     parts: list[set[str]] = [set() for _ in range(workers)]
@@ -100,10 +106,45 @@ class _Entry:
     body: list[bytes]
 
 
-def load(
+def load_plain(
+    chunks: Iterable[bytes],
+    reopen: Callable[[], Iterator[bytes]] | None,
+    *,
+    psql: str,
+    env: dict[str, str],
+    on_error: Callable[[ToolError], Exception],
+    no_owner: bool,
+    jobs: int,
+    weights: Mapping[str, int],
+) -> None:
+    """Feed a plain dump to ``psql`` (``ON_ERROR_STOP``): over two sessions when ``reopen`` gives a second reader
+    of the same dump, ``jobs`` > 1 and there are tables to share (``weights``: the manifest's row counts), else
+    in one. ``no_owner`` drops the ``ALTER … OWNER TO`` lines. Any failure kills every session and raises."""
+    argv = [psql, "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]
+
+    def new_session() -> Session:
+        return Session(argv, env, on_error)
+
+    def owner_filter(stream: Iterable[bytes]) -> Iterator[bytes]:
+        return drop_owner_statements(stream) if no_owner else iter(stream)
+
+    if reopen is not None and jobs > 1 and len(weights) > 1:
+        parallel_load(owner_filter(chunks), lambda: owner_filter(reopen()), weights, new_session)
+        return
+    session = new_session()
+    try:
+        for chunk in owner_filter(chunks):
+            session.write(chunk)
+    except BaseException:
+        session.kill()
+        raise
+    session.close()
+
+
+def parallel_load(
     chunks: Iterable[bytes],
     reopen: Callable[[], Iterator[bytes]],
-    weights: dict[str, int],
+    weights: Mapping[str, int],
     new_session: Callable[[], Session],
 ) -> None:
     """Load a plain dump over two connections; see the module docstring."""
@@ -153,7 +194,7 @@ def _post_data(
     head: bytes,
     new_session: Callable[[], Session],
     sessions: list[Session],
-    weights: dict[str, int],
+    weights: Mapping[str, int],
 ) -> None:
     parallel = [e for e in entries if e.kind in PARALLEL_POST_DATA]
     if parallel:

@@ -1,0 +1,138 @@
+"""The Engine interface and the values that cross it; every engine module builds on this one alone.
+
+It lives apart from ``dbkeeper.engines`` (which re-exports it) so that the engine modules, which implement it,
+and the package, which picks one of them for a URL, do not import each other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a backup's manifest records about where it came from."""
+
+    engine: str  # "postgresql" | "sqlite"
+    database: str  # the name used in backup file names
+    kind: str  # file-name kind: "sql" (plain dump) or "db" (SQLite file)
+    dump_format: str  # "plain" | "sqlite"
+    server_version: str | None = None
+    dump_tool_version: str | None = None
+    server_encoding: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)  # never a password
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceKey:
+    """What identifies a source, without connecting to it: never a user name or a password.
+
+    ``canonical`` is the same for every spelling of one database (``postgresql://host:port/db`` with the host in
+    lower case and the port defaulted; ``sqlite:`` and the file's real path) and differs for any two databases,
+    even with the same name. It keys the per-source lock and, in a store, a source's history when the config gives
+    it no name. ``readable`` is the database name or the file's stem, for names a person reads.
+    """
+
+    readable: str
+    canonical: str
+
+
+@dataclass(frozen=True)
+class RestoreSpec:
+    """What a restore target needs to know of the backup it loads, read once from the manifest by the caller.
+
+    ``dump_format`` picks the loader ("plain", "custom" for pg_restore, "sqlite"); ``encoding`` and the locale
+    (``lc_collate``, ``lc_ctype``) are the source database's, so that the temporary database is created like it
+    (None: the server's defaults); ``row_counts`` (table -> rows) weighs the tables when a plain dump is loaded
+    over two sessions. An engine ignores what does not apply to it (SQLite: all but the format).
+    """
+
+    dump_format: str
+    encoding: str | None = None
+    lc_collate: str | None = None
+    lc_ctype: str | None = None
+    row_counts: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    drop_existing: bool = False
+    no_owner: bool = False
+    disable_triggers: bool = False
+    jobs: int = 1  # sessions to load with, where the engine can (PostgreSQL plain dumps: up to 2)
+
+
+class Dump(Protocol):
+    """A running dump. Iterate ``chunks()`` to the end, then ``finish()`` checks it and returns row counts."""
+
+    def chunks(self) -> Iterator[bytes]: ...
+    def finish(self) -> dict[str, int]: ...
+
+
+class DumpCheck(Protocol):
+    """Checks a dump's raw bytes as they stream past (verify)."""
+
+    def feed(self, chunk: bytes) -> None: ...
+    def result(self) -> tuple[dict[str, int], list[str]]:
+        """(row counts found in the dump, problems) once all bytes were fed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class RestoreTarget(Protocol):
+    """A restore in progress: load into a hidden temporary, count, then commit or discard."""
+
+    description: str
+    existed: bool  # the target was there before (and will be replaced: --drop-existing)
+
+    def load(self, chunks: Iterable[bytes], reopen: Callable[[], Iterator[bytes]] | None = None) -> None:
+        """Load the dump; ``reopen`` gives a second, independent reader of the same bytes for engines that
+        can load in parallel."""
+        ...
+
+    def row_counts(self, tables: Iterable[str]) -> dict[str, int]: ...
+    def commit(self) -> None: ...
+    def discard(self) -> None: ...
+
+
+class Engine(Protocol):
+    name: str
+
+    def key(self) -> SourceKey:
+        """What identifies this source (see SourceKey); computed without connecting."""
+        ...
+
+    def display(self) -> str:
+        """The database as a person reads it in messages and results: its URL or path, never a password."""
+        ...
+
+    def scratch(self, name: str) -> Engine:
+        """The engine of another database, ``name``, beside this one: on the same server with the same
+        credentials (PostgreSQL), in the same directory (SQLite). Nothing is created or connected to; a drill
+        restores into it and drops it."""
+        ...
+
+    def inspect(self) -> SourceInfo: ...
+    def dump(self) -> AbstractContextManager[Dump]: ...
+    def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> RestoreTarget:
+        """Check the target (exists? allowed?) and prepare a temporary; nothing visible changes yet."""
+        ...
+
+    def query(self, sql: str) -> Sequence[Sequence[str | None]]:
+        """Run one SQL statement in this database; its rows as text (None for NULL where the engine tells)."""
+        ...
+
+    def drop(self) -> None:
+        """Remove this database entirely. Only drills call it, on the scratch copy they restored themselves."""
+        ...
+
+
+def redact(url: str) -> str:
+    """A URL with any password replaced, fit for messages, logs and labels."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)

@@ -1,0 +1,145 @@
+"""Where a PostgreSQL database is, and how to name one in SQL.
+
+Connection details travel to the client programs in the libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE,
+PGPASSWORD only when the URL carried one), never on the command line where ``ps`` would show them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+from dbkeeper import proc
+from dbkeeper.engines.interface import SourceKey, redact
+from dbkeeper.errors import UsageError
+
+_PARAM_ENV = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "service": "PGSERVICE",
+    "passfile": "PGPASSFILE",
+    "host": "PGHOST",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "dbname": "PGDATABASE",
+    "application_name": "PGAPPNAME",
+    "options": "PGOPTIONS",
+}
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class PgConn:
+    """Where a database is. ``password`` comes only from the URL and is never shown."""
+
+    dbname: str
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    params: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_url(cls, url: str, *, dbname: str | None = None) -> PgConn:
+        """Parse a libpq URL; ``dbname`` names the database instead of the URL's database part (which may then
+        be absent: a server URL)."""
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise UsageError(f"bad port in {redact(url)}") from exc
+        params = dict(parse_qsl(parts.query))
+        named = params.pop("dbname", unquote(parts.path.lstrip("/")))
+        dbname = dbname or named
+        unknown = sorted(set(params) - set(_PARAM_ENV))
+        if unknown:
+            raise UsageError(f"unknown connection parameter {unknown[0]!r} in {redact(url)}")
+        if not dbname:
+            raise UsageError(f"{redact(url)} names no database", "add it: postgresql://user@host:5432/DBNAME")
+        return cls(
+            dbname=dbname,
+            host=unquote(parts.hostname) if parts.hostname else params.pop("host", None),
+            port=port,
+            user=unquote(parts.username) if parts.username else params.pop("user", None),
+            password=unquote(parts.password) if parts.password is not None else None,
+            params=tuple(sorted(params.items())),
+        )
+
+    def with_db(self, dbname: str) -> PgConn:
+        return replace(self, dbname=dbname)
+
+    def env(self) -> dict[str, str]:
+        extra = {_PARAM_ENV[k]: v for k, v in self.params}
+        extra["PGDATABASE"] = self.dbname
+        extra.setdefault("PGAPPNAME", "dbkeeper")
+        extra.setdefault("PGCONNECT_TIMEOUT", "10")
+        if self.host:
+            extra["PGHOST"] = self.host
+        if self.port:
+            extra["PGPORT"] = str(self.port)
+        if self.user:
+            extra["PGUSER"] = self.user
+        if self.password is not None:
+            extra["PGPASSWORD"] = self.password
+        return proc.child_env(extra)
+
+    @property
+    def where(self) -> str:
+        host = self.host or "local socket"
+        return f"{host}:{self.port}" if self.port else host
+
+    def display(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"postgresql://{user}{self.host or ''}{port}/{self.dbname}"
+
+    def url(self) -> str:
+        """The URL as given, with its parameters, and ``***`` for a password (fit for results and labels)."""
+        user = quote(self.user, safe="") if self.user else ""
+        if self.password is not None:
+            user += ":***"
+        port = f":{self.port}" if self.port else ""
+        query = f"?{urlencode(self.params)}" if self.params else ""
+        host = self.host or ""
+        if "/" in host:  # a socket directory
+            host = quote(host, safe="")
+        elif ":" in host:  # an IPv6 address
+            host = f"[{host}]"
+        return f"postgresql://{user}{'@' if user else ''}{host}{port}/{quote(self.dbname, safe='')}{query}"
+
+    @classmethod
+    def from_source(cls, source: Mapping[str, Any], dbname: str) -> PgConn:
+        """Database ``dbname`` on the server a manifest recorded as a backup's source (host, port, user: what
+        PostgresEngine.inspect writes; anything else there is ignored)."""
+        host, port, user = source.get("host"), source.get("port"), source.get("user")
+        return cls(
+            dbname=dbname,
+            host=str(host) if host else None,
+            port=int(port) if isinstance(port, int | str) and str(port).isdigit() else None,
+            user=str(user) if user else None,
+        )
+
+
+def pg_key(conn: PgConn, *, globals_only: bool = False) -> SourceKey:
+    """Host (lower case; PGHOST or the local socket when none), port (PGPORT or 5432) and database: not the user,
+    so two users backing up one database share one identity. The server's roles and tablespaces
+    (``globals_only``) are a source of their own beside the database's."""
+    host = (conn.host or os.environ.get("PGHOST") or "").lower()
+    port = conn.port or os.environ.get("PGPORT") or 5432
+    canonical = f"postgresql://{host}:{port}/{conn.dbname}"
+    if globals_only:
+        return SourceKey(f"{conn.dbname}.globals", canonical + "#globals")
+    return SourceKey(conn.dbname, canonical)
