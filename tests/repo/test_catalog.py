@@ -66,7 +66,8 @@ def test_freshness_takes_the_store_clock_when_a_manifest_claims_more(store: Loca
         ({"created_at": 1700000000}, "created_at"),
         ({"created_at": None}, "lacks created_at"),
         ({"row_counts": [1]}, "row_counts"),
-        ({"row_counts": None}, None),  # absent counts read as none: fine
+        ({"row_counts": None}, "row_counts is null"),
+        ({"row_counts": {}}, None),  # a database without tables
         ({"extra": "x"}, "extra"),
         ({"source_id": "other"}, "belongs to source other"),
         ({"file": "other_20261127_020000.db.gz"}, "describes other"),

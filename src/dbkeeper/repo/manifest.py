@@ -231,7 +231,7 @@ class _Reader:
         return float(value)
 
     def _object(self, key: str) -> dict[str, Any]:
-        value = self.doc.get(key) or {}
+        value = self.doc.get(key, {})
         if not isinstance(value, dict):
             raise ManifestError(f"manifest {key} is {_show(value)}, not an object")
         return value
