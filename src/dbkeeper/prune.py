@@ -196,7 +196,7 @@ def _decide(
     by_name = {e.name: e for e in entries}
     while True:
         good = {e.name for e in entries if e.good and (e.name not in reports or reports[e.name].ok)}
-        decisions = apply_policy([Candidate(e.name, e.created, e.name in good) for e in entries], policy, now)
+        decisions = apply_policy([Candidate(e.name, e.created, e.name in good, e.seq) for e in entries], policy, now)
         if all(d.keep for d in decisions):
             break
         pending = [

@@ -6,8 +6,9 @@ removed keys. The caller passes the backups of ONE database (group first) and ``
 
 The rules are restic's (``internal/restic/snapshot_policy.go``), in UTC:
 
-- Backups are ordered newest first by ``created`` (the manifest's time, never the file name); equal times are
-  ordered by key, descending, so the result never depends on the order of the input.
+- Backups are ordered newest first by ``created`` (the manifest's time, never the file name); equal times by
+  their number within the second (``seq``), then by key, descending, so the result never depends on the order
+  of the input.
 - ``keep_last N`` keeps the N newest. ``keep_daily N`` keeps the newest backup of each of the N most recent
   calendar days *that have a backup*: a day without backups uses no slot. Weekly (ISO week, ``%G-W%V``),
   monthly and yearly work the same way. ``-1`` keeps one in every period; ``None`` or ``0`` turns a rule off.
@@ -100,9 +101,10 @@ class Policy:
 
 @dataclass(frozen=True)
 class Candidate:
-    key: str  # the backup's file name
+    key: str  # the backup's name
     created: datetime  # aware, from the manifest
     good: bool  # complete and verified
+    seq: int = 1  # its number within its start second: of two sets of one second, the higher is newer
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def apply_policy(backups: Sequence[Candidate], policy: Policy, now: datetime) ->
     _require_aware("now", now)
     for backup in backups:
         _require_aware(backup.key, backup.created)
-    ordered = sorted(backups, key=lambda b: (b.created, b.key), reverse=True)
+    ordered = sorted(backups, key=lambda b: (b.created, b.seq, b.key), reverse=True)
     reasons: list[list[str]] = [[] for _ in ordered]
     counted: list[int] = []  # indexes into ordered of the backups the rules see
     for i, backup in enumerate(ordered):

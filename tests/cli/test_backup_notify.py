@@ -48,7 +48,7 @@ def test_success_webhook_with_on_success(app: Path, server: Recorder, capsys: py
     assert cli(capsys, "backup")[0] == 0
     doc = server.requests[-1].json()
     assert doc["ok"] and doc["databases"] == ["app"] and doc["store"] == "backups"
-    assert [b["source"] for b in doc["backups"]] == ["app"] and doc["backups"][0]["file"].startswith("app_")
+    assert [b["source"] for b in doc["backups"]] == ["app"] and doc["backups"][0]["file"].startswith("app/app_")
 
 
 def test_failure_pings_fail_and_posts_the_error_hint_databases_and_store(

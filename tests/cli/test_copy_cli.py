@@ -24,7 +24,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def backed_up(app: Path, capsys: pytest.CaptureFixture[str]) -> str:
     code, doc = cli_json(capsys, "backup", "sqlite:///test_app.db")
     assert code == 0
-    return str(doc["backups"][0]["manifest"]["file"])
+    return str(doc["backups"][0]["name"])
 
 
 def test_copy_latest_to_two_stores_then_again(backed_up: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,5 +94,5 @@ def test_a_failed_copy_fails_the_run_and_skips_the_prune(app: Path, capsys: pyte
     assert "dbkeeper: error: " in err and "prune skipped: the copy failed" in err
     result = json.loads(out)["backups"][0]
     assert not result["ok"] and result["copies"][0]["status"] == "failed" and result["prune"]["skipped"]
-    new = result["manifest"]["file"]
+    new = result["name"]
     assert files(store) == triples(old, new)  # the new backup is there, and nothing was pruned

@@ -14,7 +14,7 @@ from helpers import backup_at, cli, cli_json, make_sqlite_app, run_dbkeeper
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     app = make_sqlite_app(tmp_path / "app.db", users=50, sessions=5)
-    backup_at(str(app), tmp_path / "backups", datetime.now(UTC).replace(microsecond=0) - timedelta(days=3))
+    backup_at(str(app), tmp_path / "backups", datetime.now(UTC).replace(microsecond=0) - timedelta(days=3), "app")
     return tmp_path / "backups"
 
 

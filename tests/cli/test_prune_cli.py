@@ -138,10 +138,10 @@ def test_backup_prune_verifies_then_prunes_that_database(
     names = history(store, template, 3)
     today = datetime.now(UTC).replace(microsecond=0)
     other = [plant(store, template, today - timedelta(days=n), database="other") for n in (1, 2, 3)]
-    code, out, err = cli(capsys, "backup", "sqlite:///test_app.db", "--prune")
+    code, out, err = cli(capsys, "backup", "sqlite:///test_app.db", "--name", "app", "--prune")
     assert code == 0, err
     assert "policy keep_last 2: kept 2, removed 2" in out
-    new = next(f for f in files(store) if f.endswith(".db.gz") and f not in names and not f.startswith("other"))
+    new = next(f for f in files(store) if f.endswith(".db.gz") and f not in names and "/other_" not in f)
     assert files(store) == triples(new, names[0], *other)
     assert f"removed {names[1]}" in out and f"removed {names[2]}" in out
 
@@ -150,11 +150,11 @@ def test_backup_prune_json(
     app: Path, store: LocalStore, template: Template, capsys: pytest.CaptureFixture[str]
 ) -> None:
     history(store, template, 3)
-    code, doc = cli_json(capsys, "backup", "sqlite:///test_app.db", "--prune")
+    code, doc = cli_json(capsys, "backup", "sqlite:///test_app.db", "--name", "app", "--prune")
     assert code == 0 and doc["ok"]
     pruned = doc["backups"][0]["prune"]
     assert pruned["policy"]["keep_last"] == 14 and pruned["removed"] == 0
-    assert pruned["decisions"][0]["name"] == doc["backups"][0]["manifest"]["file"]
+    assert pruned["decisions"][0]["name"] == doc["backups"][0]["name"]
 
 
 def test_backup_prune_with_an_empty_policy_fails_before_the_backup(

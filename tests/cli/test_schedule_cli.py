@@ -124,7 +124,7 @@ def test_cron_install_writes_a_file_whose_lines_run_for_real(
     done = subprocess.run(["sh", "-c", command.replace("\\%", "%")], cwd="/", capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(backup_files(app / "backups")) == 3  # run in the config's directory
-    assert str(app / "backups") not in log.read_text() and "backups/app_" in log.read_text()
+    assert str(app / "backups") not in log.read_text() and "backups/app/app_" in log.read_text()
 
 
 def test_cron_user_dry_run_prints_the_crontab_block(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -205,7 +205,7 @@ def test_run_now_runs_one_job_in_the_configs_directory(app: Path, tmp_path: Path
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].endswith("dbkeeper schedule: start backup: dbkeeper backup")
-    assert lines[1].startswith("backups/app_")  # the job's own output, from the config's directory
+    assert lines[1].startswith("backups/app/app_")  # the job's own output, from the config's directory
     assert " dbkeeper schedule: finish backup: exit 0 in " in lines[2]
     assert len(backup_files(app / "backups")) == 3 and not (tmp_path / "backups").exists()
 

@@ -25,15 +25,18 @@ def test_backup_writes_data_sidecar_and_manifest(app: Path, capsys: pytest.Captu
     files = backup_files(app.parent / "backups")
     assert len(files) == 3
     data = files[0]
-    assert data.startswith("test_app_") and data.endswith(".db.gz")
+    source, _, file = data.partition("/")
+    assert source == doc["backups"][0]["source_id"] and source.startswith("test_app-")  # the file's stem, a hash
+    assert file.startswith("test_app_") and file.endswith(".db.gz")
     assert files[1:] == [data + ".json", data + ".sha256"]
     store = app.parent / "backups"
-    assert oct(store.stat().st_mode & 0o777) == "0o700"
+    assert oct(store.stat().st_mode & 0o777) == "0o700" and oct((store / source).stat().st_mode & 0o777) == "0o700"
     assert all(oct((store / f).stat().st_mode & 0o777) == "0o600" for f in files)
-    assert subprocess.run(["sha256sum", "-c", data + ".sha256"], cwd=store, capture_output=True).returncode == 0
+    done = subprocess.run(["sha256sum", "-c", file + ".sha256"], cwd=store / source, capture_output=True)
+    assert done.returncode == 0
     manifest = json.loads((store / (data + ".json")).read_text())
     assert manifest["row_counts"] == {"users": 3000, "game_sessions": 2500, 'odd "name"': 0}
-    assert manifest["engine"] == "sqlite" and manifest["file"] == data
+    assert manifest["engine"] == "sqlite" and manifest["file"] == file and manifest["source_id"] == source
     raw = gzip.decompress((store / data).read_bytes())
     assert raw.startswith(b"SQLite format 3\x00")
 
@@ -59,7 +62,7 @@ def test_list_shows_incomplete_and_broken_entries(app: Path, capsys: pytest.Capt
     assert cli(capsys, "backup", "sqlite:///test_app.db")[0] == 0
     store = app.parent / "backups"
     (store / "test_app_20200101_000000.db.gz").write_bytes(b"partial")  # no manifest
-    good = backup_files(store)[-3]
+    good = backup_files(store)[0]
     (store / "other_20200101_000000.db.gz.json").write_text("{}")  # manifest without data
     code, doc = cli_json(capsys, "list")
     assert code == 0

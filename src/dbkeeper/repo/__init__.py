@@ -21,7 +21,7 @@ from typing import BinaryIO
 from dbkeeper.errors import AlreadyExists, DbkeeperError, NotFound
 from dbkeeper.repo import catalog, names
 from dbkeeper.repo.catalog import Catalog, Entry, latest, scan
-from dbkeeper.repo.manifest import Manifest
+from dbkeeper.repo.manifest import MAX_BYTES, Manifest
 from dbkeeper.storage import Leftover, Store
 
 MAX_SEQ = 999
@@ -205,6 +205,15 @@ def locate(
         return repo(prefix), name
     path = Path(spec)
     if path.is_file():
+        # A set in its source's directory is named with it (copies then keep the layout); anything else is a set
+        # of the directory it is in.
+        try:
+            with open(names.manifest(str(path)), "rb") as f:
+                source_id = Manifest.from_json(f.read(MAX_BYTES + 1)).source_id
+        except (OSError, ValueError):
+            source_id = None
+        if source_id and source_id == path.parent.name:
+            return repo(str(path.parent.parent)), f"{source_id}/{path.name}"
         return repo(str(path.parent)), path.name
     here = repo(None)
     parsed = names.parse(spec)

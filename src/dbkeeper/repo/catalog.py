@@ -45,6 +45,12 @@ class Entry:
     problem: str | None = None
     manifest: Manifest | None = None
     legacy: bool = False
+    seq: int = 1  # the set's number within its start second (-2, -3 …)
+
+    @property
+    def order(self) -> tuple[datetime, int, str]:
+        """Oldest first: by time, then by number within the second (``-2`` sorts before ``.`` as text)."""
+        return (self.created, self.seq, self.name)
 
     @property
     def good(self) -> bool:
@@ -120,7 +126,7 @@ def scan(store: Store, now: datetime, *, source: str | None = None, database: st
     catalog.entries = [e for e in catalog.entries if database is None or database in (e.database, e.label)]
     if source:
         catalog.entries = [e for e in catalog.entries if e.source_id == source]
-    catalog.entries.sort(key=lambda e: (e.created, e.name))
+    catalog.entries.sort(key=lambda e: e.order)
     return catalog
 
 
@@ -137,6 +143,7 @@ def _entry(store: Store, parsed: names.SetName, objects: dict[str, ObjectInfo], 
         size=data.size if data else 0,
         status=OK,
         legacy=parsed.legacy,
+        seq=parsed.seq,
     )
     if names.manifest(name) not in objects:
         if data is None:

@@ -68,7 +68,7 @@ class SourceResult:
         doc: dict[str, Any] = {"source": self.label, "ok": self.ok}
         if self.error is not None and self.manifest is None:
             return {**doc, "error": self.error.message, "hint": self.error.hint}
-        doc.update(source_id=self.source_id, location=self.location)
+        doc.update(source_id=self.source_id, name=self.manifest.name if self.manifest else None, location=self.location)
         doc["manifest"] = self.manifest.__dict__ if self.manifest else None
         if self.copies is not None:
             doc["copies"] = (
