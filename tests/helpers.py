@@ -108,17 +108,24 @@ def make_sqlite_app(path: Path, users: int = 3000, sessions: int = 2500) -> Path
 
 
 def backup_files(store: Path) -> list[str]:
-    return sorted(p.name for p in store.iterdir()) if store.exists() else []
+    """Every file in a directory store, hidden ones too, as a path relative to it (``app-1a2b3c4d/app_….db.gz``)."""
+    if not store.exists():
+        return []
+    return sorted(p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file())
 
 
 def backup_at(source: str, store: Path, when: datetime, name: str | None = None) -> str:
-    """Back ``source`` up into ``store`` as if it ran at ``when`` (the pipeline's clock); returns the file name.
+    """Back ``source`` up into ``store`` as if it ran at ``when`` (the pipeline's clock), as the source ``name``
+    (else the id derived from it); returns the set's name in the store.
 
     Real dumps with made-up start times: how tests get a store with backups of several ages in no time.
     """
-    from dbkeeper.engines import engine_for
+    from dbkeeper.engines import engine_for, source_key
     from dbkeeper.pipeline import BackupOptions, run_backup
+    from dbkeeper.repo import Repository
+    from dbkeeper.repo.sources import source_id
     from dbkeeper.storage.local import LocalStore
 
-    doc = run_backup(engine_for(source, name=name), LocalStore(store), BackupOptions(), clock=lambda: when)
-    return doc.file
+    repo = Repository(LocalStore(store))
+    doc = run_backup(engine_for(source), repo, source_id(source_key(source), name), BackupOptions(), clock=lambda: when)
+    return doc.name

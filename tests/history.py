@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from dbkeeper import manifest
 from dbkeeper.engines import engine_for
-from dbkeeper.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX, Manifest
 from dbkeeper.pipeline import BackupOptions, run_backup
+from dbkeeper.repo import Repository, names
+from dbkeeper.repo.manifest import Manifest, iso
 from dbkeeper.storage.local import LocalStore
 from helpers import make_sqlite_app
 
@@ -43,22 +43,37 @@ def small_app(path: Path) -> Path:
     return make_sqlite_app(path, users=30, sessions=20)
 
 
-def real_backup(store: LocalStore, db: Path, when: datetime, options: BackupOptions | None = None) -> Template:
-    doc = run_backup(engine_for(str(db)), store, options or BackupOptions(), clock=lambda: when)
-    return Template(doc, store.local_path(doc.file).read_bytes())
+SOURCE = "app"  # the source id of the histories here, as a config's [[sources]] name
 
 
-def plant(store: LocalStore, template: Template, when: datetime, database: str | None = None) -> str:
-    """Another backup like ``template`` made at ``when``; returns its name."""
+def real_backup(
+    store: LocalStore, db: Path, when: datetime, options: BackupOptions | None = None, source: str = SOURCE
+) -> Template:
+    doc = run_backup(engine_for(str(db)), Repository(store), source, options or BackupOptions(), clock=lambda: when)
+    return Template(doc, store.local_path(doc.name).read_bytes())
+
+
+def plant(
+    store: LocalStore, template: Template, when: datetime, database: str | None = None, source: str | None = None
+) -> str:
+    """Another backup like ``template`` made at ``when`` (of another database or source if given); its name."""
     db = database or template.manifest.database
-    parsed = manifest.parse_name(template.manifest.file)
+    source_id = source or template.manifest.source_id or SOURCE
+    parsed = names.parse(template.manifest.name)
     assert parsed is not None
-    name = manifest.backup_name(db, when, parsed.extension)
-    stamp = manifest.iso(when)
-    doc = dataclasses.replace(template.manifest, database=db, file=name, created_at=stamp, completed_at=stamp)
+    name = names.new_name(source_id, db, when, parsed.extension).name
+    stamp = iso(when)
+    doc = dataclasses.replace(
+        template.manifest,
+        source_id=source_id,
+        database=db,
+        file=names.basename(name),
+        created_at=stamp,
+        completed_at=stamp,
+    )
     store.put(name, [template.data])
-    store.put(name + SHA256_SUFFIX, [manifest.sha256_line(doc.sha256, name)])
-    store.put(name + MANIFEST_SUFFIX, [doc.to_json()])
+    store.put(names.sidecar(name), [names.sha256_line(doc.sha256, name)])
+    store.put(names.manifest(name), [doc.to_json()])
     return name
 
 
@@ -68,8 +83,8 @@ def daily(store: LocalStore, template: Template, last: str, count: int, database
     return [plant(store, template, end - timedelta(days=n), database) for n in range(count)]
 
 
-def name_at(text: str, database: str = "app", ext: str = ".db.gz") -> str:
-    return manifest.backup_name(database, at(text), ext)
+def name_at(text: str, database: str = "app", ext: str = ".db.gz", source: str = SOURCE) -> str:
+    return names.new_name(source, database, at(text), ext).name
 
 
 def flip_byte(path: Path) -> None:
@@ -80,11 +95,14 @@ def flip_byte(path: Path) -> None:
 
 
 def files(store: LocalStore) -> list[str]:
-    return sorted(p.name for p in store.root.iterdir()) if store.root.exists() else []
+    """Every file in the store, as object names (``app/app_….db.gz``)."""
+    if not store.root.exists():
+        return []
+    return sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*") if p.is_file())
 
 
-def triples(*names: str) -> list[str]:
-    return sorted(n + suffix for n in names for suffix in ("", SHA256_SUFFIX, MANIFEST_SUFFIX))
+def triples(*set_names: str) -> list[str]:
+    return sorted(part for n in set_names for part in names.files(n))
 
 
 @contextmanager
@@ -104,4 +122,8 @@ def undeletable(path: Path) -> Iterator[None]:
 
 def snapshot(store: LocalStore) -> dict[str, tuple[int, int]]:
     """Every file with its size and mtime, to show that nothing changed."""
-    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in store.root.iterdir()}
+    return {
+        p.relative_to(store.root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in store.root.rglob("*")
+        if p.is_file()
+    }

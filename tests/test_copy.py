@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from dbkeeper import catalog
-from dbkeeper.copy import copy_backup
+from dbkeeper.copy import CopyResult, copy_backup
 from dbkeeper.errors import CheckFailed, DbkeeperError, NotFound
+from dbkeeper.repo import Repository
 from dbkeeper.storage.local import LocalStore
-from dbkeeper.verify import verify
+from dbkeeper.verify import Report, verify
 from helpers import make_sqlite_app
-from history import Template, at, files, flip_byte, plant, real_backup, small_app, snapshot, triples
+from history import NOW, Template, at, files, flip_byte, plant, real_backup, small_app, snapshot, triples
 
 
 @pytest.fixture
@@ -45,23 +45,23 @@ class RecordingStore(LocalStore):
 
 
 def test_copy_is_byte_for_byte_in_commit_order_and_verifies(src: LocalStore, backup: Template, tmp_path: Path) -> None:
-    name = backup.manifest.file
+    name = backup.manifest.name
     dest = RecordingStore(tmp_path / "offsite")
-    result = copy_backup(src, name, [dest])
+    result = copy_in(src, name, [dest])
     assert not result.failures and result.outcomes[0].copied
     assert dest.puts == [name, name + ".sha256", name + ".json"]
     for f in triples(name):
         assert (dest.root / f).read_bytes() == src.local_path(f).read_bytes()
     assert oct(dest.root.stat().st_mode & 0o777) == "0o700"
-    assert verify(dest, name).ok
-    assert [e.status for e in catalog.scan(dest)] == ["ok"]
+    assert verify_in(dest, name).ok
+    assert [e.status for e in Repository(dest).scan(NOW).entries] == ["ok"]
 
 
 def test_a_complete_copy_is_left_alone(src: LocalStore, dest: LocalStore, backup: Template) -> None:
-    name = backup.manifest.file
-    copy_backup(src, name, [dest])
+    name = backup.manifest.name
+    copy_in(src, name, [dest])
     before = snapshot(dest)
-    again = copy_backup(src, name, [dest])
+    again = copy_in(src, name, [dest])
     assert again.outcomes[0].error is None and not again.outcomes[0].copied
     assert snapshot(dest) == before
 
@@ -70,7 +70,7 @@ def test_a_complete_copy_is_left_alone(src: LocalStore, dest: LocalStore, backup
 def test_bytes_that_do_not_match_the_manifest_leave_nothing_at_the_destination(
     src: LocalStore, dest: LocalStore, backup: Template, damage: str
 ) -> None:
-    name = backup.manifest.file
+    name = backup.manifest.name
     data = src.local_path(name)
     if damage == "flipped byte":
         flip_byte(data)
@@ -78,7 +78,7 @@ def test_bytes_that_do_not_match_the_manifest_leave_nothing_at_the_destination(
         data.write_bytes(data.read_bytes()[:-1])
     else:
         data.write_bytes(data.read_bytes() + b"\0")
-    result = copy_backup(src, name, [dest])
+    result = copy_in(src, name, [dest])
     error = result.outcomes[0].error
     assert isinstance(error, CheckFailed) and "does not match its manifest" in error.message
     assert "nothing was written" in error.message
@@ -103,37 +103,37 @@ def test_incomplete_and_broken_backups_are_refused_before_any_destination_is_tou
         (bad_manifest, "not valid JSON"),
     ]:
         with pytest.raises(CheckFailed, match=why):
-            copy_backup(src, name, [dest])
+            copy_in(src, name, [dest])
     assert not dest.root.exists()
 
 
 def test_a_missing_backup_is_not_found(src: LocalStore, dest: LocalStore, backup: Template) -> None:
     with pytest.raises(NotFound, match=r"no backup app_20200101_000000\.db\.gz"):
-        copy_backup(src, "app_20200101_000000.db.gz", [dest])
+        copy_in(src, "app_20200101_000000.db.gz", [dest])
 
 
 def test_a_different_backup_under_the_same_name_is_not_overwritten(
     src: LocalStore, dest: LocalStore, backup: Template, tmp_path: Path
 ) -> None:
-    name = backup.manifest.file
+    name = backup.manifest.name
     (tmp_path / "other").mkdir()
     other_app = make_sqlite_app(tmp_path / "other" / "app.db", users=31, sessions=20)
     other = real_backup(LocalStore(tmp_path / "elsewhere"), other_app, at("2026-11-27"))
-    assert other.manifest.file == name and other.manifest.sha256 != backup.manifest.sha256
-    copy_backup(LocalStore(tmp_path / "elsewhere"), name, [dest])
+    assert other.manifest.name == name and other.manifest.sha256 != backup.manifest.sha256
+    copy_in(LocalStore(tmp_path / "elsewhere"), name, [dest])
     before = snapshot(dest)
-    result = copy_backup(src, name, [dest])
+    result = copy_in(src, name, [dest])
     error = result.outcomes[0].error
     assert error is not None and "different backup" in error.message
     assert snapshot(dest) == before
 
 
 def test_an_incomplete_copy_at_the_destination_is_replaced(src: LocalStore, dest: LocalStore, backup: Template) -> None:
-    name = backup.manifest.file
+    name = backup.manifest.name
     dest.put(name, [b"the first half of an interrupted copy"])
-    result = copy_backup(src, name, [dest])
+    result = copy_in(src, name, [dest])
     assert result.outcomes[0].copied
-    assert verify(dest, name).ok
+    assert verify_in(dest, name).ok
 
 
 def test_a_failing_destination_does_not_stop_the_others(
@@ -141,9 +141,9 @@ def test_a_failing_destination_does_not_stop_the_others(
 ) -> None:
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("a file where a store should be")
-    result = copy_backup(src, backup.manifest.file, [LocalStore(blocked), dest])
+    result = copy_in(src, backup.manifest.name, [LocalStore(blocked), dest])
     assert isinstance(result.outcomes[0].error, DbkeeperError)
-    assert result.outcomes[1].copied and verify(dest, backup.manifest.file).ok
+    assert result.outcomes[1].copied and verify_in(dest, backup.manifest.name).ok
     assert result.to_json()["ok"] is False
     assert [c["status"] for c in result.to_json()["copies"]] == ["failed", "copied"]
 
@@ -156,6 +156,14 @@ def test_encrypted_backups_are_copied_without_a_key(
 
     key, recipient = age_key
     enc = real_backup(src, small_app(tmp_path / "app.db"), at("2026-11-27"), BackupOptions(recipients=(recipient,)))
-    assert enc.manifest.file.endswith(".db.gz.age")
-    copy_backup(src, enc.manifest.file, [dest])
-    assert verify(dest, enc.manifest.file, load_identities(key)).ok
+    assert enc.manifest.name.endswith(".db.gz.age")
+    copy_in(src, enc.manifest.name, [dest])
+    assert verify_in(dest, enc.manifest.name, load_identities(key)).ok
+
+
+def copy_in(src: LocalStore, name: str, dests: list[LocalStore]) -> CopyResult:
+    return copy_backup(Repository(src), name, [Repository(d) for d in dests])
+
+
+def verify_in(store: LocalStore, name: str, *args: object, **kw: object) -> Report:
+    return verify(Repository(store), name, *args, **kw)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dbkeeper import metrics
 from dbkeeper.errors import DbkeeperError
+from dbkeeper.repo import Repository
 from dbkeeper.storage.local import LocalStore
 from helpers import backup_at, cli, make_sqlite_app
 
@@ -29,7 +30,7 @@ def parse(text: str) -> dict[str, dict[str, float]]:
     for family in text_string_to_metric_families(text):
         assert family.type == "gauge" and family.documentation
         for sample in family.samples:
-            out.setdefault(sample.name, {})[sample.labels["database"]] = sample.value
+            out.setdefault(sample.name, {})[sample.labels.get("database", "")] = sample.value
     return out
 
 
@@ -46,7 +47,7 @@ def test_values_come_from_the_newest_good_manifest_and_the_drill_log(
     (tmp_path / "smoke.sql").write_text("-- expect: value = 1\nSELECT 2;\n")
     assert cli(capsys, "drill", "--database", "shop", "--smoke", "smoke.sql")[0] == 3
 
-    text = metrics.render(metrics.collect(LocalStore(tmp_path / "backups"), "docs/DR_DRILL_LOG.md"))
+    text = metrics.render(metrics.collect(Repository(LocalStore(tmp_path / "backups")), "docs/DR_DRILL_LOG.md"))
     got = parse(text)
     manifest = json.loads((tmp_path / "backups" / (newest + ".json")).read_text())
     completed = datetime.strptime(manifest["completed_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
@@ -67,11 +68,13 @@ def test_a_database_without_good_backup_has_last_success_zero(tmp_path: Path) ->
     store = tmp_path / "backups"
     store.mkdir()
     (store / "app_20261101_020000.db.gz").write_bytes(b"incomplete")
-    got = parse(metrics.render(metrics.collect(LocalStore(store), tmp_path / "none.md")))
+    got = parse(metrics.render(metrics.collect(Repository(LocalStore(store)), tmp_path / "none.md")))
     assert got == {
         "dbkeeper_backup_last_success_timestamp_seconds": {"app": 0},
         "dbkeeper_backup_broken_since_last_success": {"app": 1},
         "dbkeeper_drill_last_success_timestamp_seconds": {"app": 0},
+        "dbkeeper_backup_future_dated": {"app": 0},
+        "dbkeeper_store_leftovers": {"": 0},
     }
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from dbkeeper import catalog
 from dbkeeper.crypto import load_identities
 from dbkeeper.errors import CheckFailed, UsageError
 from dbkeeper.pipeline import BackupOptions
 from dbkeeper.prune import FAILED_VERIFY, PruneDecision, PruneResult, policy_from, prune_after_backup, run_prune
+from dbkeeper.repo import Repository
 from dbkeeper.retention import DAMAGED, FUTURE, NEWEST, NO_RULE, Policy
 from dbkeeper.storage.local import LocalStore
 from history import (
@@ -79,7 +79,7 @@ GFS_KEPT = [
 
 def test_gfs_over_400_days_keeps_exactly_what_the_policy_names(store: LocalStore, template: Template) -> None:
     history = daily(store, template, "2026-11-27", 400)
-    result = run_prune(store, GFS, clock=clock())
+    result = run_prune(Repository(store), GFS, clock=clock())
     kept = [name_at(d) for d in GFS_KEPT]
     assert [d.name for d in result.kept] == kept
     assert len(result.removed) == 400 - len(kept)
@@ -95,13 +95,13 @@ def test_gfs_over_400_days_keeps_exactly_what_the_policy_names(store: LocalStore
         NEWEST,
     )
     assert decision(result, history[-1]).reasons == (NO_RULE,)
-    assert all(e.good for e in catalog.scan(store))
+    assert all(e.good for e in Repository(store).scan(NOW).entries)
 
 
 def test_real_backups_made_by_the_pipeline(store: LocalStore, tmp_path: Path) -> None:
     db = small_app(tmp_path / "app.db")
-    names = [real_backup(store, db, at(f"2026-11-2{d}")).manifest.file for d in range(4)]
-    result = run_prune(store, Policy(keep_last=2), clock=clock())
+    names = [real_backup(store, db, at(f"2026-11-2{d}")).manifest.name for d in range(4)]
+    result = run_prune(Repository(store), Policy(keep_last=2), clock=clock())
     assert [d.name for d in result.kept] == names[:1:-1]
     assert files(store) == triples(*names[2:])
 
@@ -114,7 +114,7 @@ def test_newest_good_backup_survives_a_minimal_policy_and_newer_broken_ones(
     store.put(incomplete, [template.data])  # a backup that never got its manifest
     wrong_size = plant(store, template, at("2026-11-26"))
     store.put(wrong_size, [template.data + b"x"])  # the catalog calls it broken
-    result = run_prune(store, Policy(keep_last=1, keep_min=0), clock=clock())
+    result = run_prune(Repository(store), Policy(keep_last=1, keep_min=0), clock=clock())
     assert decision(result, incomplete).reasons == (DAMAGED,)
     assert decision(result, wrong_size).reasons == (DAMAGED,)
     assert decision(result, good[0]).reasons == ("last 1", NEWEST)
@@ -135,9 +135,9 @@ def test_a_damaged_newest_backup_does_not_count(store: LocalStore, template: Tem
         Path(f"{data}.sha256").write_text(f"{digest}  {newest}\n")
         doc = json.loads(Path(f"{data}.json").read_text())
         Path(f"{data}.json").write_text(json.dumps({**doc, "sha256": digest, "size_bytes": len(cut)}))
-    assert all(e.good for e in catalog.scan(store))  # the cheap checks see nothing wrong
+    assert all(e.good for e in Repository(store).scan(NOW).entries)  # the cheap checks see nothing wrong
 
-    result = run_prune(store, Policy(keep_last=1), clock=clock())
+    result = run_prune(Repository(store), Policy(keep_last=1), clock=clock())
     bad = decision(result, newest)
     assert bad.keep and bad.reasons == (DAMAGED,) and bad.status == FAILED_VERIFY
     assert bad.verified is False
@@ -152,7 +152,7 @@ def test_a_damaged_newest_backup_does_not_count(store: LocalStore, template: Tem
 def test_future_dated_backups_are_kept_and_not_counted(store: LocalStore, template: Template) -> None:
     future = plant(store, template, at("2027-03-01"))
     past = daily(store, template, "2026-11-27", 3)
-    result = run_prune(store, Policy(keep_last=1), clock=clock())
+    result = run_prune(Repository(store), Policy(keep_last=1), clock=clock())
     assert decision(result, future).reasons == (FUTURE,)
     assert decision(result, future).verified is None  # not counted, so not checked
     assert decision(result, past[0]).reasons == ("last 1", NEWEST)
@@ -163,18 +163,18 @@ def test_dry_run_deletes_nothing_and_decides_as_the_real_run(store: LocalStore, 
     daily(store, template, "2026-11-27", 30)
     flip_byte(store.local_path(name_at("2026-11-26")))
     before = snapshot(store)
-    dry = run_prune(store, Policy(keep_last=3, keep_weekly=2), dry_run=True, clock=clock())
+    dry = run_prune(Repository(store), Policy(keep_last=3, keep_weekly=2), dry_run=True, clock=clock())
     assert snapshot(store) == before
     assert dry.removed and not any(d.deleted for d in dry.decisions)
     assert decision(dry, name_at("2026-11-26")).status == FAILED_VERIFY
-    real = run_prune(store, Policy(keep_last=3, keep_weekly=2), clock=clock())
+    real = run_prune(Repository(store), Policy(keep_last=3, keep_weekly=2), clock=clock())
     assert [(d.name, d.keep, d.reasons) for d in dry.decisions] == [(d.name, d.keep, d.reasons) for d in real.decisions]
 
 
 def test_nothing_to_remove_means_nothing_to_verify(store: LocalStore, template: Template) -> None:
     names = daily(store, template, "2026-11-27", 5)
     flip_byte(store.local_path(names[0]))
-    result = run_prune(store, Policy.default(), clock=clock())
+    result = run_prune(Repository(store), Policy.default(), clock=clock())
     assert not result.removed
     assert all(d.verified is None for d in result.decisions)
     assert files(store) == triples(*names)
@@ -186,7 +186,7 @@ def test_incomplete_and_broken_entries_are_never_removed(store: LocalStore, temp
     store.put(old_incomplete, [template.data])
     orphan = plant(store, template, at("2020-02-01"))
     store.delete(orphan)  # a manifest whose data is gone
-    result = run_prune(store, Policy(keep_last=1), clock=clock())
+    result = run_prune(Repository(store), Policy(keep_last=1), clock=clock())
     assert {d.name for d in result.removed} == set(names[1:])
     assert decision(result, old_incomplete).keep and decision(result, orphan).keep
     assert files(store) == sorted([old_incomplete, orphan + ".json", orphan + ".sha256", *triples(names[0])])
@@ -195,9 +195,9 @@ def test_incomplete_and_broken_entries_are_never_removed(store: LocalStore, temp
 def test_each_database_is_pruned_on_its_own(store: LocalStore, template: Template) -> None:
     apps = daily(store, template, "2026-11-27", 3)
     others = daily(store, template, "2026-11-20", 3, database="other")
-    result = run_prune(store, Policy(keep_last=1), clock=clock())
+    result = run_prune(Repository(store), Policy(keep_last=1), clock=clock())
     assert [d.name for d in result.kept] == [apps[0], others[0]]
-    only = run_prune(store, Policy(keep_last=1), database="other", dry_run=True, clock=clock())
+    only = run_prune(Repository(store), Policy(keep_last=1), database="other", dry_run=True, clock=clock())
     assert {d.database for d in only.decisions} == {"other"}
 
 
@@ -216,7 +216,7 @@ class RecordingStore(LocalStore):
 def test_deletion_order_is_manifest_then_sidecar_then_data(tmp_path: Path, template: Template) -> None:
     store = RecordingStore(tmp_path / "backups")
     names = daily(store, template, "2026-11-27", 3)
-    run_prune(store, Policy(keep_last=1), clock=clock())
+    run_prune(Repository(store), Policy(keep_last=1), clock=clock())
     assert store.deleted == [n + suffix for n in names[1:] for suffix in (".json", ".sha256", "")]
 
 
@@ -226,23 +226,23 @@ def test_a_deletion_that_fails_half_way_leaves_an_incomplete_entry_never_a_good_
     names = daily(store, template, "2026-11-27", 3)
     stuck = names[1]
     with undeletable(store.local_path(stuck)):
-        result = run_prune(store, Policy(keep_last=1), clock=clock())
+        result = run_prune(Repository(store), Policy(keep_last=1), clock=clock())
         failed = decision(result, stuck)
         assert failed.error is not None and not failed.deleted
         assert "permission denied" in failed.error.message
         assert result.failures == [failed]
         assert decision(result, names[2]).deleted  # the others went on
         assert files(store) == sorted([stuck, *triples(names[0])])
-        entry = next(e for e in catalog.scan(store) if e.name == stuck)
-        assert entry.status == catalog.INCOMPLETE
-        again = run_prune(store, Policy(keep_last=1), clock=clock())
+        entry = next(e for e in Repository(store).scan(NOW).entries if e.name == stuck)
+        assert entry.status == "incomplete"
+        again = run_prune(Repository(store), Policy(keep_last=1), clock=clock())
         assert decision(again, stuck).keep and not again.removed
 
 
 def test_an_empty_policy_is_refused_before_anything_is_read(store: LocalStore, template: Template) -> None:
     daily(store, template, "2026-11-27", 3)
     with pytest.raises(UsageError, match="no keep rule"):
-        run_prune(store, Policy(keep_last=0), clock=clock())
+        run_prune(Repository(store), Policy(keep_last=0), clock=clock())
     assert len(files(store)) == 9
 
 
@@ -255,12 +255,12 @@ def test_encrypted_backups_are_checked_without_the_key_and_fully_with_it(
     names = daily(store, template, "2026-11-27", 4)
     flip_byte(store.local_path(names[0]))
 
-    dry = run_prune(store, Policy(keep_last=2), dry_run=True, clock=clock())
+    dry = run_prune(Repository(store), Policy(keep_last=2), dry_run=True, clock=clock())
     assert decision(dry, names[0]).status == FAILED_VERIFY
     assert [d.name for d in dry.kept if d.verified] == names[1:3]
     assert all("stored bytes only" in d.verify_note for d in dry.kept if d.verified)
 
-    full = run_prune(store, Policy(keep_last=2), identities=load_identities(key), clock=clock())
+    full = run_prune(Repository(store), Policy(keep_last=2), identities=load_identities(key), clock=clock())
     assert [d.name for d in full.kept if d.verified] == names[1:3]
     assert all(d.verify_note == "" for d in full.kept if d.verified)
     assert files(store) == triples(*names[:3])
@@ -270,9 +270,9 @@ def test_prune_after_backup_verifies_the_new_backup_first(store: LocalStore, tem
     names = daily(store, template, "2026-11-27", 4)
     flip_byte(store.local_path(names[0]))
     with pytest.raises(CheckFailed, match="nothing was pruned"):
-        prune_after_backup(store, names[0], Policy(keep_last=1), clock=clock())
+        prune_after_backup(Repository(store), names[0], Policy(keep_last=1), clock=clock())
     assert len(files(store)) == 12
-    result = prune_after_backup(store, names[1], Policy(keep_last=2), clock=clock())
+    result = prune_after_backup(Repository(store), names[1], Policy(keep_last=2), clock=clock())
     assert [d.name for d in result.kept] == names[:3]  # the damaged one and the two that count
     assert files(store) == triples(*names[:3])
 
@@ -280,7 +280,7 @@ def test_prune_after_backup_verifies_the_new_backup_first(store: LocalStore, tem
 def test_prune_after_backup_touches_only_that_database(store: LocalStore, template: Template) -> None:
     apps = daily(store, template, "2026-11-27", 3)
     others = daily(store, template, "2026-11-27", 3, database="other")
-    prune_after_backup(store, apps[0], Policy(keep_last=1), clock=clock())
+    prune_after_backup(Repository(store), apps[0], Policy(keep_last=1), clock=clock())
     assert files(store) == triples(apps[0], *others)
 
 

@@ -22,7 +22,7 @@ def _backup(tmp_path: Path, hours_ago: float, name: str = "app") -> str:
     if not source.exists():
         make_sqlite_app(source, users=100, sessions=10)
     when = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=hours_ago)
-    return backup_at(str(source), tmp_path / "backups", when)
+    return backup_at(str(source), tmp_path / "backups", when, name=name)
 
 
 def test_fresh_backup_and_passed_drill_is_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dbkeeper.errors import ConfigError, UsageError
+from dbkeeper.repo.names import SOURCE_ID_RE
 from dbkeeper.units import parse_duration
 
 DEFAULT_STORE = "backups"
@@ -20,8 +21,17 @@ DEFAULT_STORE = "backups"
 
 @dataclass(frozen=True)
 class SourceConfig:
-    name: str
+    """A ``[[sources]]`` entry. ``name`` is the source's id in the store (its directory, its retention group); a
+    source without one gets an id derived from its host, port and database (or file path)."""
+
+    name: str | None
     url: str
+
+    @property
+    def label(self) -> str:
+        from dbkeeper.engines import redact
+
+        return self.name or redact(self.url)
 
 
 @dataclass(frozen=True)
@@ -131,9 +141,15 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
         _only(src, {"name", "url"}, where, f"sources[{i}].")
         if not isinstance(src.get("url"), str):
             raise fail(f"sources[{i}].url", "is required (postgresql://… or sqlite:///…)")
-        name = src.get("name") or src["url"]
-        sources.append(SourceConfig(str(name), src["url"]))
-    names = [s.name for s in sources]
+        name = src.get("name")
+        if name is not None and (not isinstance(name, str) or not SOURCE_ID_RE.match(name)):
+            raise fail(
+                f"sources[{i}].name",
+                "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it names the"
+                " source's directory in the store)",
+            )
+        sources.append(SourceConfig(name, src["url"]))
+    names = [s.name for s in sources if s.name]
     if len(set(names)) != len(names):
         raise fail("sources", "names must be unique")
     retention = _table(doc, "retention", _RETENTION, where)

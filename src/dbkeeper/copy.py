@@ -9,13 +9,14 @@ way is an incomplete backup at the destination, never a good-looking one.
 - Only complete backups are copied: the manifest must be readable and name its file, and the sidecar must agree
   with it. Anything else is refused with CheckFailed before any destination is touched.
 - A backup already complete at a destination with the same sha256 is left alone ("already there"); a different
-  backup under the same name is refused rather than overwritten. A broken or incomplete copy there is replaced.
-- The manifest and sidecar are copied byte for byte.
+  backup under the same name is refused rather than overwritten, and so is a broken one (a manifest that does not
+  read: whoever wrote it, it is for a human to look at). An incomplete copy there (data without a manifest, as an
+  interrupted copy leaves) is replaced.
+- The set keeps its name (its source's directory included) and its manifest and sidecar are copied byte for byte.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,8 +25,8 @@ from typing import Any
 
 from dbkeeper import codec
 from dbkeeper.errors import CheckFailed, DbkeeperError, NotFound
-from dbkeeper.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX, Manifest, parse_sha256_line
-from dbkeeper.storage import Store
+from dbkeeper.repo import Repository, names
+from dbkeeper.repo.manifest import Manifest, ManifestError
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class CopyResult:
         }
 
 
-def copy_backup(source: Store, name: str, destinations: Sequence[Store]) -> CopyResult:
+def copy_backup(source: Repository, name: str, destinations: Sequence[Repository]) -> CopyResult:
     """Copy ``name`` to every destination; a failing destination is recorded and the others go on."""
     backup = read_source(source, name)
     result = CopyResult(name, source.describe(name), backup.manifest.size_bytes, backup.manifest.sha256)
@@ -97,21 +98,19 @@ def copy_backup(source: Store, name: str, destinations: Sequence[Store]) -> Copy
     return result
 
 
-def read_source(store: Store, name: str) -> Source:
+def read_source(repo: Repository, name: str) -> Source:
     """The backup's manifest and sidecar, checked to describe a complete backup; CheckFailed if they do not."""
     refuse = "only complete backups are copied: `dbkeeper list` shows them, `dbkeeper verify` says what is wrong"
     try:
-        raw = _read(store, name + MANIFEST_SUFFIX)
+        raw = repo.manifest_bytes(name)
     except NotFound:
-        if not _exists(store, name):
-            raise NotFound(f"no backup {name} in {store.url}", "`dbkeeper list` shows the backups there") from None
+        if not repo.exists(name):
+            raise NotFound(f"no backup {name} in {repo.url}", "`dbkeeper list` shows the backups there") from None
         raise CheckFailed(f"{name} is incomplete (it has no manifest) and was not copied", refuse) from None
     try:
-        doc = Manifest.from_json(raw)
-        if doc.file != name:
-            raise ValueError(f"the manifest describes {doc.file}")
-        side_raw = _read(store, name + SHA256_SUFFIX)
-        if parse_sha256_line(side_raw, name) != doc.sha256:
+        doc = repo.read_manifest(name)
+        side_raw = repo.sidecar_bytes(name)
+        if names.parse_sha256_line(side_raw, name) != doc.sha256:
             raise ValueError("the .sha256 sidecar and the manifest disagree")
     except NotFound:
         raise CheckFailed(f"{name} is broken (its .sha256 sidecar is missing) and was not copied", refuse) from None
@@ -120,28 +119,34 @@ def read_source(store: Store, name: str) -> Source:
     return Source(name, doc, raw, side_raw)
 
 
-def copy_one(source: Store, backup: Source, dest: Store) -> bool:
+def copy_one(source: Repository, backup: Source, dest: Repository) -> bool:
     """Copy one backup to one store: True if copied, False if it was already there complete."""
     name, doc = backup.name, backup.manifest
-    existing = _existing_manifest(dest, name)
+    where = dest.describe(name)
+    try:
+        existing: Manifest | None = dest.read_manifest(name)
+    except NotFound:
+        existing = None
+    except ManifestError as exc:
+        raise DbkeeperError(
+            f"{where} already holds a broken backup under that name ({exc}); it was left alone",
+            "look at it (`dbkeeper list` shows why it is broken) and remove it by hand if it is not needed",
+        ) from None
     if existing is not None and existing.sha256 != doc.sha256:
         raise DbkeeperError(
-            f"{dest.describe(name)} already holds a different backup under that name (sha256 differs)",
-            "check that no two hosts write the same store prefix; remove that backup by hand if it is stale",
+            f"{where} already holds a different backup under that name (sha256 differs)",
+            "check that no two hosts write the same source id; remove that backup by hand if it is stale",
         )
     if existing is not None and _complete(dest, name, existing):
         return False
     with source.open(name) as f:
-        dest.put(name, _checked(codec.read_chunks(f), backup, dest.describe(name)))
-    try:
-        dest.put(name + SHA256_SUFFIX, [backup.sha256_bytes])
-        dest.put(name + MANIFEST_SUFFIX, [backup.manifest_bytes])
-    except DbkeeperError:
-        if existing is None:  # leave no orphan of our own making; what was there before is not ours to remove
-            for leftover in (name + SHA256_SUFFIX, name):
-                with contextlib.suppress(DbkeeperError):
-                    dest.delete(leftover)
-        raise
+        dest.put_copy(
+            name,
+            _checked(codec.read_chunks(f), backup, where),
+            backup.sha256_bytes,
+            backup.manifest_bytes,
+            replace=existing is None and dest.exists(name),
+        )
     return True
 
 
@@ -168,33 +173,12 @@ def _checked(chunks: Iterable[bytes], backup: Source, where: str) -> Iterator[by
         )
 
 
-def _existing_manifest(dest: Store, name: str) -> Manifest | None:
-    """The destination's manifest for ``name``, or None when it has none or an unreadable one (to be replaced)."""
-    try:
-        return Manifest.from_json(_read(dest, name + MANIFEST_SUFFIX))
-    except (NotFound, ValueError):
-        return None
-
-
-def _complete(dest: Store, name: str, doc: Manifest) -> bool:
+def _complete(dest: Repository, name: str, doc: Manifest) -> bool:
     """Data of the manifest's size and a sidecar that agrees: what the catalog calls ok."""
-    sizes = {o.name: o.size for o in dest.list()}
-    if sizes.get(name) != doc.size_bytes or name + SHA256_SUFFIX not in sizes:
+    sizes = {o.name: o.size for o in dest.store.list(name)}
+    if sizes.get(name) != doc.size_bytes:
         return False
     try:
-        return parse_sha256_line(_read(dest, name + SHA256_SUFFIX), name) == doc.sha256
+        return dest.read_sidecar(name) == doc.sha256
     except (NotFound, ValueError):
         return False
-
-
-def _read(store: Store, name: str) -> bytes:
-    with store.open(name) as f:
-        return f.read()
-
-
-def _exists(store: Store, name: str) -> bool:
-    try:
-        store.open(name).close()
-    except NotFound:
-        return False
-    return True

@@ -28,12 +28,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dbkeeper import catalog, drill_log, manifest, smoke
+from dbkeeper import drill_log, smoke
 from dbkeeper.engines import Engine, RestoreOptions, scratch_for
 from dbkeeper.errors import DbkeeperError, NotFound
-from dbkeeper.manifest import Manifest
+from dbkeeper.repo import Entry, Repository
+from dbkeeper.repo.manifest import Manifest, iso
+from dbkeeper.repo.names import stamp
 from dbkeeper.restore import default_jobs, restore_into
-from dbkeeper.storage import Store
 from dbkeeper.units import compact_duration, format_duration, format_seconds, human_size
 
 SLOW_FACTOR = 2.0  # a restore this many times slower than the previous drill's is an anomaly …
@@ -109,7 +110,7 @@ class DrillResult:
             "database": self.database,
             "ok": self.ok,
             "result": drill_log.PASS if self.ok else drill_log.FAIL,
-            "started_at": manifest.iso(self.started),
+            "started_at": iso(self.started),
             "backup": self.backup,
             "backup_age_seconds": int(self.backup_age.total_seconds()) if self.backup_age is not None else None,
             "size_bytes": self.size_bytes,
@@ -151,40 +152,51 @@ def utcnow() -> datetime:
 
 
 def run_drills(
-    store: Store,
+    repo: Repository,
     options: DrillOptions,
     *,
     log: str | Path,
+    source: str | None = None,
     database: str | None = None,
     seed: int | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> DrillRun:
-    """Drill every database in the store (or ``database``), logging each drill as it finishes.
+    """Drill every series in the store (each database of each source; or those of ``source``/``database``),
+    logging each drill as it finishes.
 
     ``seed`` makes the random choices repeatable; without one a seed is drawn and reported, so that any drill
     can be repeated exactly (given the same store).
     """
+    now = clock()
     # A server's roles and tablespaces (backup --globals) are not a database to restore and query.
-    entries = [e for e in catalog.scan(store, database) if not (e.manifest and e.manifest.dump_format == "globals")]
-    names = sorted({e.database for e in entries}) or ([database] if database else [])
-    if not names:
-        raise NotFound(f"no backups in {store.url}", "check --store, or run `dbkeeper backup` first")
+    series = [
+        entries
+        for entries in repo.scan(now, source=source, database=database).series().values()
+        if not any(e.is_globals for e in entries)
+    ]
+    if not series:
+        which = " ".join(f"{k} {v}" for k, v in (("of source", source), ("of", database)) if v)
+        raise NotFound(
+            f"no backups in {repo.url}" + (f" {which}" if which else ""),
+            "check --store, or run `dbkeeper backup` first",
+        )
     history = drill_log.read(log)
     seed = secrets.randbelow(2**32) if seed is None else seed
     rng = random.Random(seed)  # noqa: S311 - a repeatable choice, not a secret
     results = []
-    for name in names:
+    for entries in series:
+        name = entries[0].series_name
         previous = drill_log.last(history, name, passed=True)
-        result = drill_one(store, name, [e for e in entries if e.database == name], options, rng, previous, clock)
+        result = drill_one(repo, name, entries, options, rng, previous, clock)
         drill_log.append(log, result.log_row())
         results.append(result)
-    return DrillRun(store.url, seed, options.max_age, str(log), results)
+    return DrillRun(repo.url, seed, options.max_age, str(log), results)
 
 
 def drill_one(
-    store: Store,
+    repo: Repository,
     database: str,
-    entries: Sequence[catalog.Entry],
+    entries: Sequence[Entry],
     options: DrillOptions,
     rng: random.Random,
     previous: drill_log.Row | None,
@@ -195,27 +207,25 @@ def drill_one(
     try:
         chosen = _choose(result, entries, options.max_age, rng)
         if chosen is not None:
-            _restore_and_check(result, store, chosen, options, previous)
+            _restore_and_check(result, repo, chosen, options, previous)
     finally:
         result.total_seconds = time.monotonic() - t0
     return result
 
 
-def _choose(
-    result: DrillResult, entries: Sequence[catalog.Entry], max_age: timedelta, rng: random.Random
-) -> catalog.Entry | None:
+def _choose(result: DrillResult, entries: Sequence[Entry], max_age: timedelta, rng: random.Random) -> Entry | None:
     now = result.started
     good = [e for e in entries if e.good and e.manifest is not None]
-    young = [e for e in good if now - e.created < max_age]
+    young = [e for e in good if now - e.fresh_at < max_age]
     limit = format_duration(max_age)
-    if good and now - good[-1].created >= max_age * AGE_WARNING:
+    if good and now - good[-1].fresh_at >= max_age * AGE_WARNING:
         result.warnings.append(
-            f"the newest backup is {format_duration(now - good[-1].created)} old, close to max-age {limit}:"
+            f"the newest backup is {format_duration(now - good[-1].fresh_at)} old, close to max-age {limit}:"
             " are backups still running?"
         )
     if not young:
         newest = (
-            f"the newest good one, {good[-1].name}, is {format_duration(now - good[-1].created)} old"
+            f"the newest good one, {good[-1].name}, is {format_duration(now - good[-1].fresh_at)} old"
             if good
             else "there is no good backup at all"
         )
@@ -229,7 +239,7 @@ def _choose(
         return None
     chosen = rng.choice(young)
     assert chosen.manifest is not None
-    result.backup, result.backup_age = chosen.name, now - chosen.created
+    result.backup, result.backup_age = chosen.name, now - chosen.fresh_at
     result.size_bytes = chosen.manifest.size_bytes
     result.add(
         "backup",
@@ -242,20 +252,20 @@ def _choose(
 
 def _restore_and_check(
     result: DrillResult,
-    store: Store,
-    chosen: catalog.Entry,
+    repo: Repository,
+    chosen: Entry,
     options: DrillOptions,
     previous: drill_log.Row | None,
 ) -> None:
     doc = chosen.manifest
     assert doc is not None
-    scratch = _Scratch(doc, result.database, result.started, options.target)
+    scratch = _Scratch(doc, chosen.label, result.started, options.target)
     created = False
     try:
         engine = scratch.engine(options.pg_bin)
         result.target = engine.display()
         restored = restore_into(
-            store,
+            repo,
             chosen.name,
             engine,
             RestoreOptions(jobs=default_jobs()),  # the restore a real one would be, timed as such
@@ -327,7 +337,7 @@ class _Scratch:
 
     def __init__(self, doc: Manifest, database: str, started: datetime, target: str | None) -> None:
         self.doc = doc
-        self.name = f"{database[:40]}_drill_{manifest.stamp(started)}"
+        self.name = f"{database[:40]}_drill_{stamp(started)}"
         self.target = target
         self._tempdir: str | None = None
 

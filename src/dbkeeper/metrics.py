@@ -4,7 +4,8 @@
 atomically: temporary file in the same directory, fsync, rename, fsync the directory, so the collector never
 reads half a file. The temporary name does not end ``.prom`` and is never collected.
 
-Everything comes from the catalog (the newest good backup's manifest per database) and the drill log, so the
+Everything comes from the catalog (the newest good backup's manifest per series: labels ``source`` and
+``database``) and the drill log, so the
 numbers are the same whichever host writes them and whenever. A timestamp of a thing that never happened is 0,
 so that ``time() - dbkeeper_backup_last_success_timestamp_seconds > 26 * 3600`` fires for a database whose
 backups all failed. There is no ``last_failure`` metric: a failed backup leaves nothing in the store by design,
@@ -17,13 +18,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
-from dbkeeper import catalog, drill_log
+from dbkeeper import drill_log
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.fsutil import write_atomic
-from dbkeeper.manifest import parse_iso
-from dbkeeper.storage import Store
+from dbkeeper.repo import Repository, catalog
 
 Labels = dict[str, str]
 
@@ -36,8 +37,9 @@ class Family:
     samples: list[tuple[Labels, float]] = field(default_factory=list)
 
 
-def collect(store: Store, drill_log_path: str | Path) -> list[Family]:
-    entries = catalog.scan(store)
+def collect(repo: Repository, drill_log_path: str | Path, now: datetime | None = None) -> list[Family]:
+    now = now or datetime.now(UTC)
+    found = repo.scan(now)
     drills = drill_log.read(drill_log_path)
     fam = {
         f.name: f
@@ -63,35 +65,45 @@ def collect(store: Store, drill_log_path: str | Path) -> list[Family]:
                 "Restore time (verify, load, row counts) of the last drill that passed.",
             ),
             Family("dbkeeper_drill_last_passed", "1 if the last drill passed, 0 if it failed; absent: never drilled."),
+            Family(
+                "dbkeeper_backup_future_dated",
+                "Backups dated more than 5 minutes in the future (a skewed clock or a forged manifest); not counted.",
+            ),
+            Family(
+                "dbkeeper_store_leftovers",
+                "Leftovers of interrupted writes that no running write owns (dbkeeper cleanup removes them).",
+            ),
         ]
     }
 
-    def put(name: str, database: str, value: float | None) -> None:
+    def put(name: str, labels: Labels, value: float | None) -> None:
         if value is not None:
-            fam[name].samples.append(({"database": database}, float(value)))
+            fam[name].samples.append((labels, float(value)))
 
-    for db in sorted({e.database for e in entries}):
-        mine = [e for e in entries if e.database == db]
+    for mine in found.series().values():
+        db = mine[0].series_name
+        labels = {"source": mine[0].source_id, "database": mine[0].label}
         entry = catalog.newest_good(mine)
         newest = entry.manifest if entry else None
-        put(
-            "dbkeeper_backup_last_success_timestamp_seconds",
-            db,
-            parse_iso(newest.completed_at).timestamp() if newest else 0,
-        )
+        # The store's clock bounds the backup host's: a completion time later than the store received it is not
+        # believed.
+        done = min(newest.completed, entry.stored).timestamp() if entry and newest else 0
+        put("dbkeeper_backup_last_success_timestamp_seconds", labels, done)
         if newest is not None:
-            put("dbkeeper_backup_duration_seconds", db, newest.duration_s)
-            put("dbkeeper_backup_size_bytes", db, newest.size_bytes)
-            put("dbkeeper_backup_rows", db, sum(newest.row_counts.values()))
-        put("dbkeeper_backup_broken_since_last_success", db, len(catalog.broken_since_good(mine)))
+            put("dbkeeper_backup_duration_seconds", labels, newest.duration_s)
+            put("dbkeeper_backup_size_bytes", labels, newest.size_bytes)
+            put("dbkeeper_backup_rows", labels, sum(newest.row_counts.values()))
+        put("dbkeeper_backup_broken_since_last_success", labels, len(catalog.broken_since_good(mine)))
+        put("dbkeeper_backup_future_dated", labels, sum(e.status == catalog.FUTURE for e in mine))
         passed = drill_log.last(drills, db, passed=True)
         latest = drill_log.last(drills, db)
-        put("dbkeeper_drill_last_success_timestamp_seconds", db, passed.date.timestamp() if passed else 0)
+        put("dbkeeper_drill_last_success_timestamp_seconds", labels, passed.date.timestamp() if passed else 0)
         if passed is not None:
-            put("dbkeeper_drill_duration_seconds", db, passed.total_seconds)
-            put("dbkeeper_drill_restore_seconds", db, passed.restore_seconds)
+            put("dbkeeper_drill_duration_seconds", labels, passed.total_seconds)
+            put("dbkeeper_drill_restore_seconds", labels, passed.restore_seconds)
         if latest is not None:
-            put("dbkeeper_drill_last_passed", db, 1 if latest.passed else 0)
+            put("dbkeeper_drill_last_passed", labels, 1 if latest.passed else 0)
+    put("dbkeeper_store_leftovers", {"store": repo.url}, sum(s.stale for s in repo.leftovers(now)))
     return [f for f in fam.values() if f.samples]
 
 
@@ -119,9 +131,9 @@ def write(path: str | Path, text: str) -> None:
         ) from exc
 
 
-def update(path: str | Path, store: Store, drill_log_path: str | Path) -> None:
+def update(path: str | Path, repo: Repository, drill_log_path: str | Path) -> None:
     """Collect, render and write in one go: what ``backup`` and ``drill`` call after a run."""
-    write(path, render(collect(store, drill_log_path)))
+    write(path, render(collect(repo, drill_log_path)))
 
 
 def _value(value: float) -> str:

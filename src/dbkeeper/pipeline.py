@@ -4,14 +4,13 @@ The dump is read on its own thread (rows are counted there as the bytes pass), c
 hashing run on the caller's thread, and the store consumes the result. ISA-L, hashlib and pyrage release the
 GIL on large buffers, so the stages overlap on two cores.
 
-Commit order (DESIGN.md): the data file appears under its final name only after the dump tool exited 0 and the
-dump's trailer was seen (both checked inside the stream, before the store renames), then the ``.sha256``
-sidecar, then the manifest, whose presence marks the backup complete.
+Commit order (repo.Repository.commit): the data file appears under its final name only after the dump tool exited 0
+and the dump's trailer was seen (both checked inside the stream, before the store renames), then the ``.sha256``
+sidecar, then the manifest, whose presence marks the backup complete. No write replaces anything.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -19,11 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dbkeeper import codec, crypto, manifest
+from dbkeeper import codec, crypto
 from dbkeeper.engines import Engine
-from dbkeeper.errors import DbkeeperError, ToolError
-from dbkeeper.manifest import Manifest
-from dbkeeper.storage import Store
+from dbkeeper.errors import ToolError
+from dbkeeper.repo import Repository, names
+from dbkeeper.repo.manifest import Manifest, iso
 from dbkeeper.streams import Stalled, Tap, then, threaded
 
 
@@ -44,16 +43,19 @@ def utcnow() -> datetime:
 
 def run_backup(
     engine: Engine,
-    store: Store,
+    repo: Repository,
+    source_id: str,
     options: BackupOptions,
     *,
     progress: Progress | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> Manifest:
+    """Back up ``engine``'s database as a new set of ``source_id``; its manifest once committed."""
     info = engine.inspect()
     recipients = crypto.parse_recipients(options.recipients) if options.recipients else []
-    ext = manifest.data_extension(info.kind, options.compression, bool(recipients))
-    started, name = _free_name(store, info.database, ext, clock)
+    ext = names.data_extension(info.kind, options.compression, bool(recipients))
+    started = clock()
+    name = repo.new_name(source_id, info.database, started, ext).name
     t0 = time.monotonic()
 
     raw_size = 0
@@ -66,6 +68,29 @@ def run_backup(
         if progress:
             progress(raw_size, stored.size)
 
+    def manifest(size: int) -> Manifest:
+        return Manifest(
+            engine=info.engine,
+            source_id=source_id,
+            database=info.database,
+            file=names.basename(name),
+            created_at=iso(started),
+            completed_at=iso(clock()),
+            duration_s=round(time.monotonic() - t0, 3),
+            size_bytes=size,
+            sha256=stored.hexdigest(),
+            compression=options.compression,
+            encryption=_encryption_doc(options.recipients) if recipients else None,
+            dump_format=info.dump_format,
+            server_version=info.server_version,
+            dump_tool_version=info.dump_tool_version,
+            server_encoding=info.server_encoding,
+            source=dict(info.source),
+            row_counts=counts,
+            raw_size_bytes=raw_size,
+            extra=dict(info.extra),
+        )
+
     # The stream allocates steadily; without this the collector keeps rescanning every imported module's objects.
     gc.freeze()
     with engine.dump() as dump:
@@ -77,50 +102,7 @@ def run_backup(
         stream = codec.compress(options.compression, raw, options.level)
         if recipients:
             stream = crypto.encrypt(stream, recipients)
-        size = store.put(name, stored.tap(stream))
-
-    digest = stored.hexdigest()
-    completed = clock()
-    doc = Manifest(
-        engine=info.engine,
-        database=info.database,
-        file=name,
-        created_at=manifest.iso(started),
-        completed_at=manifest.iso(completed),
-        duration_s=round(time.monotonic() - t0, 3),
-        size_bytes=size,
-        sha256=digest,
-        compression=options.compression,
-        encryption=_encryption_doc(options.recipients) if recipients else None,
-        dump_format=info.dump_format,
-        server_version=info.server_version,
-        dump_tool_version=info.dump_tool_version,
-        server_encoding=info.server_encoding,
-        source=dict(info.source),
-        row_counts=counts,
-        raw_size_bytes=raw_size,
-        extra=dict(info.extra),
-    )
-    try:
-        store.put(name + manifest.SHA256_SUFFIX, [manifest.sha256_line(digest, name)])
-        store.put(name + manifest.MANIFEST_SUFFIX, [doc.to_json()])
-    except DbkeeperError:
-        _forget(store, name)
-        raise
-    return doc
-
-
-def _free_name(store: Store, database: str, ext: str, clock: Callable[[], datetime]) -> tuple[datetime, str]:
-    """A start time whose name is not taken yet: names have one-second resolution, and a second backup of the
-    same database within the same second must not replace the first (the per-source lock rules out overlap)."""
-    taken = {o.name for o in store.list()}
-    for _ in range(3):
-        started = clock()
-        name = manifest.backup_name(database, started, ext)
-        if name not in taken and name + manifest.MANIFEST_SUFFIX not in taken:
-            return started, name
-        time.sleep(1.05 - (time.time() % 1.0))
-    raise DbkeeperError(f"{name} already exists in {store.url}", "check the machine's clock")
+        return repo.commit(name, stored.tap(stream), manifest)
 
 
 def _watched(chunks: Iterator[bytes], database: str, stall_timeout: float | None) -> Iterator[bytes]:
@@ -135,10 +117,3 @@ def _watched(chunks: Iterator[bytes], database: str, stall_timeout: float | None
 
 def _encryption_doc(recipients: tuple[str, ...]) -> dict[str, Any]:
     return {"format": "age", "recipients": list(recipients)}
-
-
-def _forget(store: Store, name: str) -> None:
-    """Remove a backup that could not be committed (best effort: what is left has no manifest and is ignored)."""
-    for suffix in (manifest.MANIFEST_SUFFIX, manifest.SHA256_SUFFIX, ""):
-        with contextlib.suppress(DbkeeperError):
-            store.delete(name + suffix)

@@ -1,7 +1,8 @@
-"""Prune: apply the retention policy to each database in a store, verify what it keeps, delete what it removes.
+"""Prune: apply the retention policy to each series in a store, verify what it keeps, delete what it removes.
 
-The catalog is grouped by database and ``retention.apply_policy`` decides per database, dated by the manifests'
-``created_at`` and with ``now`` from the injected clock.
+The catalog is grouped by series (one database of one source: ``repo.catalog``; never the database name alone, so
+two servers' ``casino`` never share a retention group) and ``retention.apply_policy`` decides per series, dated by
+the manifests' ``created_at`` and with ``now`` from the injected clock.
 
 What "good" means. The policy counts only good backups, and a backup that counts pushes older ones out, so a
 counted backup that cannot be restored would cost a good one. Catalog status ok (manifest readable and naming its
@@ -28,17 +29,15 @@ of its database passed verification.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dbkeeper import catalog, manifest
-from dbkeeper.catalog import Entry
 from dbkeeper.errors import CheckFailed, DbkeeperError
-from dbkeeper.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX, iso
+from dbkeeper.repo import Entry, Repository
+from dbkeeper.repo.manifest import iso
 from dbkeeper.retention import Candidate, Decision, Policy, apply_policy
-from dbkeeper.storage import Store
 from dbkeeper.verify import Report, verify
 
 FAILED_VERIFY = "failed verification"
@@ -69,6 +68,7 @@ def policy_from(flags: Mapping[str, int | None], configured: Mapping[str, int]) 
 
 @dataclass
 class PruneDecision:
+    source_id: str
     database: str
     name: str
     created: datetime
@@ -83,6 +83,7 @@ class PruneDecision:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "source": self.source_id,
             "database": self.database,
             "name": self.name,
             "created_at": iso(self.created),
@@ -103,7 +104,7 @@ class PruneResult:
     policy: Policy
     now: datetime
     dry_run: bool
-    decisions: list[PruneDecision] = field(default_factory=list)  # by database, each newest first
+    decisions: list[PruneDecision] = field(default_factory=list)  # by series, each newest first
 
     @property
     def kept(self) -> list[PruneDecision]:
@@ -132,59 +133,59 @@ class PruneResult:
 
 
 def run_prune(
-    store: Store,
+    repo: Repository,
     policy: Policy,
     *,
+    source: str | None = None,
     database: str | None = None,
     dry_run: bool = False,
     identities: list[Any] | None = None,
     clock: Callable[[], datetime] = utcnow,
     verified: Mapping[str, Report] | None = None,
 ) -> PruneResult:
-    """Decide for every database in the store (or only ``database``), verify what counts, then delete.
+    """Decide for every series in the store (or only those of ``source``/``database``), verify what counts, then
+    delete.
 
     ``verified`` holds reports the caller already has (``backup --prune`` verified its new backup). UsageError
     for an empty policy, before anything is read.
     """
     policy.check()
     now = clock()
-    result = PruneResult(store.url, policy, now, dry_run)
+    result = PruneResult(repo.url, policy, now, dry_run)
     reports: dict[str, Report] = dict(verified or {})
-    by_db: dict[str, list[Entry]] = {}
-    for entry in catalog.scan(store, database):
-        by_db.setdefault(entry.database, []).append(entry)
-    for db in sorted(by_db):
-        result.decisions.extend(_decide(store, db, by_db[db], policy, now, identities, reports))
+    for entries in repo.scan(now, source=source, database=database).series().values():
+        result.decisions.extend(_decide(repo, entries, policy, now, identities, reports))
     if not dry_run:
         for decision in result.removed:
-            _delete(store, decision)
+            _delete(repo, decision)
     return result
 
 
 def prune_after_backup(
-    store: Store,
+    repo: Repository,
     name: str,
     policy: Policy,
     *,
     identities: list[Any] | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> PruneResult:
-    """``backup --prune``: verify the new backup ``name``, then prune its database. CheckFailed if it fails."""
+    """``backup --prune``: verify the new backup ``name``, then prune its series. CheckFailed if it fails."""
     policy.check()
-    report = verify(store, name, identities, without_key=True)
-    if not report.ok:
+    report = verify(repo, name, identities, without_key=True)
+    if not report.ok or report.manifest is None:
         raise CheckFailed(
             f"the new backup {name} failed verification ({report.first_problem()}); nothing was pruned",
-            f"run `dbkeeper verify {store.describe(name)}` and check the source and the store",
+            f"run `dbkeeper verify {repo.describe(name)}` and check the source and the store",
         )
-    parsed = manifest.parse_name(name)
-    database = parsed.database if parsed else None
-    return run_prune(store, policy, database=database, identities=identities, clock=clock, verified={name: report})
+    doc = report.manifest
+    source = doc.source_id or doc.database  # a legacy set's source is its database
+    return run_prune(
+        repo, policy, source=source, database=doc.database, identities=identities, clock=clock, verified={name: report}
+    )
 
 
 def _decide(
-    store: Store,
-    database: str,
+    repo: Repository,
     entries: list[Entry],
     policy: Policy,
     now: datetime,
@@ -206,14 +207,16 @@ def _decide(
         if not pending:
             break
         for key in pending:
-            reports[key] = verify(store, key, identities, without_key=True)
+            reports[key] = verify(repo, key, identities, without_key=True)
         if all(reports[key].ok for key in pending):
             break
-    return [_decision(database, by_name[d.key], d, reports.get(d.key)) for d in decisions]
+    return [_decision(by_name[d.key], d, reports.get(d.key)) for d in decisions]
 
 
-def _decision(database: str, entry: Entry, decision: Decision, report: Report | None) -> PruneDecision:
-    out = PruneDecision(database, entry.name, entry.created, decision.keep, decision.reasons, entry.status)
+def _decision(entry: Entry, decision: Decision, report: Report | None) -> PruneDecision:
+    out = PruneDecision(
+        entry.source_id, entry.database, entry.name, entry.created, decision.keep, decision.reasons, entry.status
+    )
     out.problem = entry.problem
     if report is not None:
         out.verified = report.ok
@@ -223,16 +226,11 @@ def _decision(database: str, entry: Entry, decision: Decision, report: Report | 
     return out
 
 
-def _delete(store: Store, decision: PruneDecision) -> None:
+def _delete(repo: Repository, decision: PruneDecision) -> None:
     """Manifest first, then the sidecar, then the data: what is left half way is incomplete, never good."""
     try:
-        for name in _files(decision.name):
-            store.delete(name)
+        repo.delete(decision.name)
     except DbkeeperError as exc:
         decision.error = exc
     else:
         decision.deleted = True
-
-
-def _files(name: str) -> Iterable[str]:
-    return (name + MANIFEST_SUFFIX, name + SHA256_SUFFIX, name)

@@ -20,8 +20,8 @@ from typing import Any
 from dbkeeper import codec, crypto
 from dbkeeper.engines import Engine, RestoreOptions, RestoreSpec, engine_for
 from dbkeeper.errors import CheckFailed, DbkeeperError, EncryptionError, RestoreError, UsageError
-from dbkeeper.manifest import Manifest
-from dbkeeper.storage import Store
+from dbkeeper.repo import Repository
+from dbkeeper.repo.manifest import Manifest
 from dbkeeper.streams import threaded
 from dbkeeper.verify import Check, ContentCheck, Report, add_stored_checks, check_stored, decode, hash_object
 
@@ -71,9 +71,9 @@ def restore_spec(doc: Manifest) -> RestoreSpec:
     )
 
 
-def _read(store: Store, name: str, doc: Manifest, identities: list[Any] | None) -> Iterator[bytes]:
+def _read(repo: Repository, name: str, doc: Manifest, identities: list[Any] | None) -> Iterator[bytes]:
     """A second, unchecked reader of the backup's dump (the checked one is the main stream)."""
-    with store.open(name) as f:
+    with repo.open(name) as f:
         yield from threaded(decode(doc, codec.read_chunks(f), identities), depth=4)
 
 
@@ -89,7 +89,7 @@ def _refused(name: str, report: Report) -> CheckFailed:
 
 
 def run_restore(
-    store: Store,
+    repo: Repository,
     name: str,
     target_url: str,
     options: RestoreOptions,
@@ -100,12 +100,12 @@ def run_restore(
 ) -> RestoreResult:
     """Restore backup ``name`` into the database at ``target_url`` (see the module docstring)."""
     t0 = time.monotonic()
-    report, doc = _checked(store, name, identities)
-    return _restore(store, name, report, doc, engine_for(target_url, pg_bin=pg_bin), options, identities, progress, t0)
+    report, doc = _checked(repo, name, identities)
+    return _restore(repo, name, report, doc, engine_for(target_url, pg_bin=pg_bin), options, identities, progress, t0)
 
 
 def restore_into(
-    store: Store,
+    repo: Repository,
     name: str,
     engine: Engine,
     options: RestoreOptions,
@@ -115,20 +115,20 @@ def restore_into(
 ) -> RestoreResult:
     """``run_restore`` into a database its caller already has the engine of (a drill's scratch database)."""
     t0 = time.monotonic()
-    report, doc = _checked(store, name, identities)
-    return _restore(store, name, report, doc, engine, options, identities, progress, t0)
+    report, doc = _checked(repo, name, identities)
+    return _restore(repo, name, report, doc, engine, options, identities, progress, t0)
 
 
-def _checked(store: Store, name: str, identities: list[Any] | None) -> tuple[Report, Manifest]:
+def _checked(repo: Repository, name: str, identities: list[Any] | None) -> tuple[Report, Manifest]:
     """The checks made before anything is created on the target; the backup's report and manifest."""
-    report = check_stored(store, name)
+    report = check_stored(repo, name)
     doc = report.manifest
     if doc is not None and doc.encryption and not identities:
         raise UsageError(f"{name} is encrypted", crypto.IDENTITY_HINT)
-    if doc is not None and report.ok and hasattr(store, "local_path"):
+    if doc is not None and report.ok and repo.is_local:
         # A local file is hashed first (it is cheap next to a restore): damage is refused before anything is
         # created. Everything else is checked in the same pass as the load.
-        add_stored_checks(report, doc, hash_object(store, name))
+        add_stored_checks(report, doc, hash_object(repo, name))
     if doc is None or not report.ok:
         raise _refused(name, report)
     if doc.dump_format == "globals":
@@ -140,7 +140,7 @@ def _checked(store: Store, name: str, identities: list[Any] | None) -> tuple[Rep
 
 
 def _restore(
-    store: Store,
+    repo: Repository,
     name: str,
     report: Report,
     doc: Manifest,
@@ -159,14 +159,14 @@ def _restore(
         cheap = [Check(c.name, c.ok, c.detail) for c in report.checks if c.name in ("manifest", "sidecar")]
         report = Report(name, report.location, cheap, doc)
         try:
-            with store.open(name) as f:
+            with repo.open(name) as f:
                 # Reading, decryption, decompression and the checks run on their own thread, the load on this one.
                 target.load(
                     threaded(content.stream(codec.read_chunks(f)), depth=4),
-                    reopen=lambda: _read(store, name, doc, identities),
+                    reopen=lambda: _read(repo, name, doc, identities),
                 )
         except (EncryptionError, CheckFailed) as exc:
-            raise _refused(name, content.broken(report, store, exc)) from None
+            raise _refused(name, content.broken(report, repo, exc)) from None
         except DbkeeperError as exc:
             # The loader failed after the whole backup went past (a spooled archive): if the backup itself is
             # damaged, say that rather than what the loader made of it.

@@ -18,8 +18,9 @@ _PART = re.compile(rf"(\d+(?:\.\d+)?)({_WORDS})")
 _WHOLE = re.compile(rf"(?:\d+(?:\.\d+)?(?:{_WORDS}))+")
 
 
-def parse_duration(text: str, what: str = "duration") -> timedelta:
-    """``90m``, ``26h``, ``7d``, ``2w``, ``1d12h`` -> timedelta; UsageError naming ``what`` otherwise."""
+def parse_duration(text: str, what: str = "duration", *, allow_zero: bool = False) -> timedelta:
+    """``90m``, ``26h``, ``7d``, ``2w``, ``1d12h`` -> timedelta; UsageError naming ``what`` otherwise (and for
+    zero, unless ``allow_zero``)."""
     compact = text.strip().lower().replace(" ", "")
     if not _WHOLE.fullmatch(compact):
         raise UsageError(
@@ -27,7 +28,7 @@ def parse_duration(text: str, what: str = "duration") -> timedelta:
             "write a number and a unit: 90m, 26h, 7d, 2w (s, m, h, d, w; parts may be combined: 1d12h)",
         )
     seconds = sum(float(n) * _UNITS[unit[0]] for n, unit in _PART.findall(compact))
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not allow_zero):
         raise UsageError(f"{what} {text!r} must be longer than zero")
     return timedelta(seconds=seconds)
 

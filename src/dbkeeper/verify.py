@@ -14,8 +14,8 @@ from typing import Any
 from dbkeeper import codec, crypto
 from dbkeeper.engines import check_for
 from dbkeeper.errors import CheckFailed, DbkeeperError, EncryptionError, UsageError
-from dbkeeper.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX, Manifest, parse_sha256_line
-from dbkeeper.storage import Store
+from dbkeeper.repo import Repository
+from dbkeeper.repo.manifest import Manifest, ManifestError
 from dbkeeper.streams import Tap
 
 
@@ -56,27 +56,26 @@ class Report:
         }
 
 
-def read_manifest(store: Store, name: str) -> Manifest:
+def read_manifest(repo: Repository, name: str) -> Manifest:
+    """The set's manifest; CheckFailed naming the set when it does not fit the schema or this file."""
     try:
-        with store.open(name + MANIFEST_SUFFIX) as f:
-            return Manifest.from_json(f.read())
-    except ValueError as exc:
+        return repo.read_manifest(name)
+    except ManifestError as exc:
         raise CheckFailed(f"{name}: {exc}") from exc
 
 
-def check_stored(store: Store, name: str) -> Report:
+def check_stored(repo: Repository, name: str) -> Report:
     """The cheap checks: the manifest reads and describes this file, and the sidecar agrees with it."""
-    report = Report(name, store.describe(name))
+    report = Report(name, repo.describe(name))
     try:
-        doc = read_manifest(store, name)
+        doc = read_manifest(repo, name)
     except DbkeeperError as exc:
         report.add("manifest", False, str(exc))
         return report
     report.manifest = doc
-    report.add("manifest", doc.file == name, "readable" if doc.file == name else f"describes {doc.file}")
+    report.add("manifest", True, "readable")
     try:
-        with store.open(name + SHA256_SUFFIX) as f:
-            side = parse_sha256_line(f.read(), name)
+        side = repo.read_sidecar(name)
         report.add(
             "sidecar",
             side == doc.sha256,
@@ -132,44 +131,44 @@ class ContentCheck:
             report.add("row counts", not diff, diff or f"{len(counts)} tables, {sum(counts.values())} rows as recorded")
         return report
 
-    def broken(self, report: Report, store: Store, failure: EncryptionError | CheckFailed) -> Report:
+    def broken(self, report: Report, repo: Repository, failure: EncryptionError | CheckFailed) -> Report:
         """The stream broke off: hash the whole object for the checksum verdict, and name what broke."""
         self.checker.close()
-        add_stored_checks(report, self.doc, hash_object(store, report.backup))
+        add_stored_checks(report, self.doc, hash_object(repo, report.backup))
         report.add("decrypt" if isinstance(failure, EncryptionError) else "decompress", False, str(failure))
         return report
 
 
-def verify(store: Store, name: str, identities: list[Any] | None = None, *, without_key: bool = False) -> Report:
+def verify(repo: Repository, name: str, identities: list[Any] | None = None, *, without_key: bool = False) -> Report:
     """Check one backup completely. Never raises for a damaged backup: the report says what is wrong.
 
     An encrypted backup needs an identity (UsageError without one), unless ``without_key``: then only what the
     stored bytes show is checked (manifest, sidecar, size, checksum) and ``partial`` says so. That is for hosts
     that hold only the public recipients, as a backup host should (prune, ``backup --prune``).
     """
-    report = check_stored(store, name)
+    report = check_stored(repo, name)
     doc = report.manifest
     if doc is None:
         return report
     if doc.encryption and not identities:
         if not without_key:
             raise UsageError(f"{name} is encrypted", "pass --identity FILE (an age identity for one of its recipients)")
-        add_stored_checks(report, doc, hash_object(store, name))
+        add_stored_checks(report, doc, hash_object(repo, name))
         report.partial = "encrypted and no identity given: checked the stored bytes only, not their content"
         return report
     content = ContentCheck(doc, identities)
     try:
-        with store.open(name) as f:
+        with repo.open(name) as f:
             for _ in content.stream(codec.read_chunks(f)):
                 pass
     except (EncryptionError, CheckFailed) as exc:
-        return content.broken(report, store, exc)
+        return content.broken(report, repo, exc)
     return content.finish(report)
 
 
-def hash_object(store: Store, name: str) -> Tap:
+def hash_object(repo: Repository, name: str) -> Tap:
     stored = Tap()
-    with store.open(name) as f:
+    with repo.open(name) as f:
         for _ in stored.tap(codec.read_chunks(f)):
             pass
     return stored

@@ -23,6 +23,7 @@ from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, DbkeeperError
 COMMANDS = {
     "backup": "backup",
     "list": "list_",
+    "cleanup": "cleanup",
     "verify": "verify",
     "restore": "restore",
     "copy": "copy",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
 
-from dbkeeper import config
+from dbkeeper import config, crypto
 from dbkeeper.config import Config
 from dbkeeper.errors import DbkeeperError
+from dbkeeper.repo import Repository
 from dbkeeper.storage import Store, open_store
 from dbkeeper.units import human_size as human_size  # re-exported for the commands
 
@@ -43,7 +45,45 @@ def open_store_for(url: str, cfg: Config, args: argparse.Namespace | None = None
     kms = getattr(args, "sse_kms_key_id", None) or cfg.s3.get("sse_kms_key_id")
     if kms and not sse:
         sse = "aws:kms"
-    return open_store(url, endpoint_url=cfg.s3.get("endpoint_url"), sse=sse, sse_kms_key_id=kms)
+    return open_store(
+        url, endpoint_url=cfg.s3.get("endpoint_url"), sse=sse, sse_kms_key_id=kms, region=cfg.s3.get("region")
+    )
+
+
+def open_repo_for(url: str, cfg: Config, args: argparse.Namespace | None = None) -> Repository:
+    """The repository over the store ``url`` (see ``open_store_for``)."""
+    return Repository(open_store_for(url, cfg, args))
+
+
+def add_identity(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--identity",
+        metavar="FILE",
+        help="age identity file for encrypted backups (env DBKEEPER_AGE_IDENTITY)",
+    )
+
+
+def identities(args: argparse.Namespace, cfg: Config) -> list[Any] | None:
+    path = getattr(args, "identity", None) or os.environ.get("DBKEEPER_AGE_IDENTITY") or cfg.identity
+    return crypto.load_identities(path) if path else None
+
+
+def locate_backup(args: argparse.Namespace, cfg: Config) -> tuple[Repository, str]:
+    """The repository and set name a BACKUP argument (``args.backup``) points at (see ``repo.locate``)."""
+    from datetime import UTC, datetime
+
+    from dbkeeper.repo import locate
+
+    def opener(url: str | None) -> Repository:
+        return open_repo_for(url or store_url(args, cfg), cfg, args)
+
+    return locate(args.backup, opener, datetime.now(UTC), source=getattr(args, "source", None), database=args.database)
+
+
+def add_selection(parser: argparse.ArgumentParser, what: str = "only") -> None:
+    """--source ID and --database NAME: which series a command looks at."""
+    parser.add_argument("--source", metavar="ID", help=f"{what} this source's backups (its id: `dbkeeper list`)")
+    parser.add_argument("--database", metavar="NAME", help=f"{what} this database's backups")
 
 
 def emit_json(doc: Any) -> None:
@@ -99,7 +139,7 @@ def print_error(exc: DbkeeperError, context: str = "") -> None:
         sys.stderr.write(f"  Try: {exc.hint}\n")
 
 
-def update_metrics(args: argparse.Namespace, cfg: Config, store: Store, log: str | None = None) -> bool:
+def update_metrics(args: argparse.Namespace, cfg: Config, repo: Repository, log: str | None = None) -> bool:
     """Rewrite the metrics file if one is configured; a failure is reported here and returns False."""
     path = getattr(args, "metrics_file", None) or cfg.metrics_file
     if not path:
@@ -107,7 +147,7 @@ def update_metrics(args: argparse.Namespace, cfg: Config, store: Store, log: str
     try:
         from dbkeeper import metrics
 
-        metrics.update(path, store, log or drill_log_path(cfg))
+        metrics.update(path, repo, log or drill_log_path(cfg))
     except DbkeeperError as exc:
         print_error(exc)
         return False

@@ -7,16 +7,18 @@ from typing import Any
 
 from dbkeeper import drill_log, smoke
 from dbkeeper.cli.common import (
+    add_identity,
     add_json,
     add_metrics_file,
+    add_selection,
     add_store,
     emit_json,
+    identities,
     load_config,
-    open_store_for,
+    open_repo_for,
     store_url,
     update_metrics,
 )
-from dbkeeper.cli.verify import add_identity, identities
 from dbkeeper.drill import DrillOptions, DrillResult, DrillRun, run_drills
 from dbkeeper.errors import EXIT_CHECK, EXIT_FAILED
 from dbkeeper.units import compact_duration, format_seconds, parse_duration
@@ -34,7 +36,7 @@ def register(sub: Any) -> None:
         " the drill log. The source database is never touched. Exit 3 when a drill fails.",
     )
     add_store(p)
-    p.add_argument("--database", metavar="NAME", help="drill only this database (default: every one in the store)")
+    add_selection(p, "drill only")
     p.add_argument(
         "--max-age",
         metavar="AGE",
@@ -79,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
         pg_bin=args.pg_bin or cfg.pg_bin,
         identities=tuple(identities(args, cfg) or ()),
     )
-    store = open_store_for(store_url(args, cfg), cfg)
+    repo = open_repo_for(store_url(args, cfg), cfg)
     log = args.log or conf.get("log") or drill_log.DEFAULT_PATH
-    result = run_drills(store, options, log=log, database=args.database, seed=args.seed)
-    metrics_ok = update_metrics(args, cfg, store, log)
+    result = run_drills(repo, options, log=log, source=args.source, database=args.database, seed=args.seed)
+    metrics_ok = update_metrics(args, cfg, repo, log)
     if args.json:
         emit_json(result.to_json())
     else:

@@ -5,12 +5,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dbkeeper.cli.common import add_json, add_store, emit_json, load_config, open_store_for, print_error, store_url
-from dbkeeper.cli.verify import add_identity, identities
+from dbkeeper.cli.common import (
+    add_identity,
+    add_json,
+    add_selection,
+    add_store,
+    emit_json,
+    identities,
+    load_config,
+    open_repo_for,
+    print_error,
+    store_url,
+)
+from dbkeeper.cli.render import prune_summary
 from dbkeeper.errors import EXIT_FAILED
-from dbkeeper.manifest import iso
 from dbkeeper.prune import RULE_FLAGS, PruneDecision, PruneResult, policy_from, run_prune
-from dbkeeper.retention import Policy
+from dbkeeper.repo.manifest import iso
 
 _FLAG_HELP = {
     "keep_last": "keep the N newest backups",
@@ -25,14 +35,15 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "prune",
         help="remove the backups the retention policy does not keep",
-        description="Apply the retention policy (restic's forget rules, UTC) to each database in the store and delete"
+        description="Apply the retention policy (restic's forget rules, UTC) to each database of each source in the"
+        " store (never to two sources together, even when their databases share a name) and delete"
         " the backups it does not keep. The policy comes from the --keep-* flags, else [retention] in the config,"
         " else keep_last = 14. Only complete backups that pass verification count toward the policy: the backups"
         " it would keep are verified before anything is deleted. Damaged, incomplete and future-dated backups are"
         " never removed, nor the newest good one. N = -1 keeps one in every period.",
     )
     add_store(p)
-    p.add_argument("--database", metavar="NAME", help="only this database's backups")
+    add_selection(p)
     for flag in RULE_FLAGS:
         p.add_argument(f"--{flag.replace('_', '-')}", type=int, metavar="N", help=_FLAG_HELP[flag])
     p.add_argument("--keep-min", type=int, metavar="N", help="always keep the N newest good backups (default 1)")
@@ -45,10 +56,11 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     policy = policy_from({k: getattr(args, k) for k in (*RULE_FLAGS, "keep_min")}, cfg.retention)
-    store = open_store_for(store_url(args, cfg), cfg)
+    repo = open_repo_for(store_url(args, cfg), cfg)
     result = run_prune(
-        store,
+        repo,
         policy,
+        source=args.source,
         database=args.database,
         dry_run=args.dry_run,
         identities=identities(args, cfg),
@@ -64,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(result: PruneResult) -> list[str]:
-    """A table of decisions, newest first per database, and a summary line."""
+    """A table of decisions, newest first per series, and a summary line."""
     lines = []
     if result.decisions:
         width = max(len(d.name) for d in result.decisions)
@@ -72,23 +84,8 @@ def render(result: PruneResult) -> list[str]:
         for d in result.decisions:
             action = "keep" if d.keep else ("remove" if result.dry_run or d.deleted else "FAILED")
             lines.append(f"{action:<7} {d.name:<{width}}  {iso(d.created)}  {_why(d)}")
-    lines.append(summary(result))
+    lines.append(prune_summary(result))
     return lines
-
-
-def summary(result: PruneResult) -> str:
-    kept, removed = len(result.kept), len(result.removed)
-    head = f"{result.store}: policy {describe(result.policy)}: kept {kept}, "
-    if result.dry_run:
-        return head + f"would remove {removed} (dry run: nothing was deleted)"
-    deleted = sum(d.deleted for d in result.decisions)
-    failed = f", {len(result.failures)} could not be deleted" if result.failures else ""
-    return head + f"removed {deleted}{failed}"
-
-
-def describe(policy: Policy) -> str:
-    rules = [f"{k} {getattr(policy, k)}" for k in RULE_FLAGS if getattr(policy, k)]
-    return ", ".join(rules) + (f", keep_min {policy.keep_min}" if policy.keep_min != 1 else "")
 
 
 def _why(d: PruneDecision) -> str:

@@ -5,9 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dbkeeper import catalog
-from dbkeeper.cli.common import ProgressLine, add_json, add_store, emit_json, load_config, open_store_for, store_url
-from dbkeeper.cli.verify import add_identity, identities
+from dbkeeper.cli.common import (
+    ProgressLine,
+    add_identity,
+    add_json,
+    add_selection,
+    add_store,
+    emit_json,
+    identities,
+    load_config,
+    locate_backup,
+)
 from dbkeeper.engines import RestoreOptions
 from dbkeeper.errors import UsageError
 from dbkeeper.restore import default_jobs, run_restore
@@ -17,7 +25,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "restore",
         help="restore a backup into a database",
-        description="Restore BACKUP (a path, a name in the store, s3://…/file, or latest) into TARGET"
+        description="Restore BACKUP (a path, a name in the store as `dbkeeper list` shows it, s3://…/file, or latest"
+        " with --source/--database) into TARGET"
         " (postgresql://user@host:port/newdb or sqlite:///path.db). The backup is verified first, restored into a"
         " temporary, checked against the manifest's row counts, and only then put in place. An existing TARGET is"
         " replaced only with --drop-existing; any failure leaves it as it was.",
@@ -32,7 +41,7 @@ def register(sub: Any) -> None:
         help="load with triggers and FK checks off (session_replication_role=replica; superuser)",
     )
     add_store(p)
-    p.add_argument("--database", metavar="NAME", help="with latest: the database")
+    add_selection(p, "with latest:")
     p.add_argument("--pg-bin", metavar="DIR", help="directory of psql (config pg_bin)")
     p.add_argument(
         "--jobs",
@@ -55,13 +64,11 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
     cfg = load_config(args)
-    store, name = catalog.resolve(
-        args.backup, store_url(args, cfg), args.database, lambda url: open_store_for(url, cfg, args)
-    )
+    repo, name = locate_backup(args, cfg)
     options = RestoreOptions(args.drop_existing, args.no_owner, args.disable_triggers, jobs=args.jobs)
     bar = ProgressLine(f"restore {name}", enabled=not args.json)
     result = run_restore(
-        store,
+        repo,
         name,
         args.target,
         options,

@@ -1,4 +1,4 @@
-"""dbkeeper status: one line per database, OK or CRITICAL; exit 3 when any is critical (a cron or Nagios check)."""
+"""dbkeeper status: one line per series (a database of a source), OK, WARNING or CRITICAL; exit 3 when any is not OK."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from dbkeeper.cli.common import add_json, add_store, drill_log_path, emit_json, load_config, open_store_for, store_url
+from dbkeeper.cli.common import (
+    add_json,
+    add_selection,
+    add_store,
+    drill_log_path,
+    emit_json,
+    load_config,
+    open_repo_for,
+    store_url,
+)
 from dbkeeper.errors import EXIT_CHECK
 from dbkeeper.status import check
 from dbkeeper.units import parse_duration
@@ -18,13 +27,14 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "status",
         help="is every database backed up recently and drilled? (for cron and monitoring)",
-        description="For each database in the store: its newest good backup, that backup's age and size, and the"
-        " last drill from the drill log, as one line 'OK|CRITICAL name: …'. CRITICAL, and exit 3, when the newest"
-        " good backup is older than --max-age, when broken backups are newer than it (a failing nightly), or when"
-        " the last drill failed.",
+        description="For each database of each source in the store: its newest good backup, that backup's age and"
+        " size, and the last drill from the drill log, as one line 'OK|WARNING|CRITICAL source: …'."
+        " CRITICAL when the newest good backup is older than --max-age, when broken backups are newer than it (a"
+        " failing nightly), or when the last drill failed; WARNING for backups dated in the future and for"
+        " leftovers of interrupted writes (`dbkeeper cleanup`). Exit 3 unless everything is OK.",
     )
     add_store(p)
-    p.add_argument("--database", metavar="NAME", help="only this database")
+    add_selection(p)
     p.add_argument(
         "--max-age", metavar="AGE", help=f"the newest backup must be younger than this (default {DEFAULT_MAX_AGE})"
     )
@@ -40,19 +50,23 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     max_age = parse_duration(args.max_age or DEFAULT_MAX_AGE, "--max-age")
-    store = open_store_for(store_url(args, cfg), cfg)
+    repo = open_repo_for(store_url(args, cfg), cfg)
     report = check(
-        store,
+        repo,
         max_age=max_age,
         drill_log_path=args.drill_log or drill_log_path(cfg),
         now=datetime.now(UTC),
+        source=args.source,
         database=args.database,
     )
     if args.json:
         emit_json(report.to_json())
-    elif not report.databases:
-        print(f"CRITICAL: no backups in {store.url}" + (f" of {args.database}" if args.database else ""))
-    else:
-        for db in report.databases:
-            print(db.line())
+        return 0 if report.ok else EXIT_CHECK
+    if not report.databases:
+        which = " ".join(f"{k} {v}" for k, v in (("of source", args.source), ("of", args.database)) if v)
+        print(f"CRITICAL: no backups in {repo.url}" + (f" {which}" if which else ""))
+    for db in report.databases:
+        print(db.line())
+    if report.leftovers:
+        print(report.leftover_line())
     return 0 if report.ok else EXIT_CHECK

@@ -1,0 +1,224 @@
+"""The repository: the one layer that names, writes, reads and deletes backup sets in a store.
+
+It sits over a Store as restic's repository sits over its backend: commands and runs ask it for a catalog, a
+manifest, a set's bytes, a new set's name, a commit or a deletion, and never build an object name themselves.
+``names`` is the layout, ``manifest`` the schema, ``sources`` the source ids, ``catalog`` the scan.
+
+Commit (``commit``): the data under its final name, then the ``.sha256`` sidecar, then the manifest, each with
+``if_absent``, so a set never replaces another, whoever else writes the store: a second writer that picked the
+same name fails with AlreadyExists and removes nothing of the first's. Until the manifest is there, the set is
+incomplete and counts for nothing. A failed commit removes the objects it wrote itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import BinaryIO
+
+from dbkeeper.errors import AlreadyExists, DbkeeperError, NotFound
+from dbkeeper.repo import catalog, names
+from dbkeeper.repo.catalog import Catalog, Entry, latest, scan
+from dbkeeper.repo.manifest import Manifest
+from dbkeeper.storage import Leftover, Store
+
+MAX_SEQ = 999
+LEFTOVER_AGE = {"temporary file": timedelta(hours=1), "unfinished upload": timedelta(hours=24)}
+
+
+@dataclass(frozen=True)
+class LeftoverState:
+    """A leftover as ``list``, ``status`` and ``cleanup`` see it: stale ones may be removed."""
+
+    leftover: Leftover
+    age: timedelta
+    min_age: timedelta = timedelta(hours=24)  # younger ones may belong to a write still running elsewhere
+
+    @property
+    def stale(self) -> bool:
+        return not self.leftover.in_use and self.age >= self.min_age
+
+    def describe(self) -> str:
+        from dbkeeper.units import format_duration, human_size
+
+        state = "in use by a running write" if self.leftover.in_use else f"{format_duration(self.age)} old"
+        return f"{self.leftover.kind} for {self.leftover.name} ({human_size(self.leftover.size)}, {state})"
+
+
+class Repository:
+    """Backup sets in one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.url = store.url
+
+    def describe(self, name: str) -> str:
+        return self.store.describe(name)
+
+    @property
+    def is_local(self) -> bool:
+        """True for a directory store, where reading a whole set first costs little next to a restore."""
+        from dbkeeper.storage.local import LocalStore
+
+        return isinstance(self.store, LocalStore)
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def scan(self, now: datetime, *, source: str | None = None, database: str | None = None) -> Catalog:
+        return scan(self.store, now, source=source, database=database)
+
+    def latest(self, now: datetime, *, source: str | None = None, database: str | None = None) -> Entry:
+        return latest(self.scan(now, source=source, database=database), source=source, database=database)
+
+    def manifest_bytes(self, name: str) -> bytes:
+        return self._read(names.manifest(name))
+
+    def sidecar_bytes(self, name: str) -> bytes:
+        return self._read(names.sidecar(name))
+
+    def read_manifest(self, name: str) -> Manifest:
+        """The set's manifest, checked against the schema (ManifestError) and naming this file (ManifestError)."""
+        from dbkeeper.repo.manifest import ManifestError
+
+        doc = Manifest.from_json(self.manifest_bytes(name))
+        if doc.file != names.basename(name):
+            raise ManifestError(f"the manifest describes {doc.file}")
+        return doc
+
+    def read_sidecar(self, name: str) -> str:
+        """The digest in the set's ``.sha256`` sidecar; ValueError if it is malformed, NotFound if absent."""
+        return names.parse_sha256_line(self.sidecar_bytes(name), name)
+
+    def open(self, name: str) -> BinaryIO:
+        """The set's stored bytes (compressed, maybe encrypted)."""
+        return self.store.open(name)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.store.open(name).close()
+        except NotFound:
+            return False
+        return True
+
+    def _read(self, name: str) -> bytes:
+        with self.store.open(name) as f:
+            return f.read(16 << 20)
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def new_name(self, source_id: str, database: str, started: datetime, extension: str) -> names.SetName:
+        """A name for a new set that nothing in the store uses yet: the start second, then ``-2``, ``-3`` …"""
+        taken = {o.name for o in self.store.list(f"{source_id}/")}
+        for seq in range(1, MAX_SEQ + 1):
+            candidate = names.new_name(source_id, database, started, extension, seq)
+            if not any(n in taken for n in names.files(candidate.name)):
+                return candidate
+        raise DbkeeperError(
+            f"{MAX_SEQ} backups of {source_id} started in the same second already exist in {self.url}",
+            "check the machine's clock and what runs the backups",
+        )
+
+    def commit(
+        self,
+        name: str,
+        data: Iterable[bytes],
+        build: Callable[[int], Manifest],
+        *,
+        size_hint: int | None = None,
+    ) -> Manifest:
+        """Write a new set: the data, then ``build(size)``'s manifest with its sidecar. AlreadyExists if any of
+        the three names is taken (nothing of what is there is touched)."""
+        size = self.store.put(name, data, if_absent=True, size_hint=size_hint)
+        try:
+            doc = build(size)
+            self.store.put(names.sidecar(name), [names.sha256_line(doc.sha256, name)], if_absent=True)
+            self.store.put(names.manifest(name), [doc.to_json()], if_absent=True)
+        except BaseException as exc:
+            self._forget(name, sidecar=not isinstance(exc, AlreadyExists))
+            raise
+        return doc
+
+    def put_copy(self, name: str, data: Iterable[bytes], sidecar: bytes, manifest: bytes, *, replace: bool) -> None:
+        """Write a set exactly as another store holds it (``copy``): the data (over an incomplete one of the same
+        name only when ``replace``), then the sidecar and the manifest, byte for byte. A failure removes what this
+        call wrote."""
+        self.store.put(name, data, if_absent=not replace)
+        try:
+            self.store.put(names.sidecar(name), [sidecar], if_absent=not replace)
+            self.store.put(names.manifest(name), [manifest], if_absent=True)
+        except BaseException as exc:
+            if not replace:
+                self._forget(name, sidecar=not isinstance(exc, AlreadyExists))
+            raise
+
+    def delete(self, name: str) -> None:
+        """Remove a set: manifest first, then the sidecar, then the data (see ``names.files``)."""
+        for part in names.files(name):
+            self.store.delete(part)
+
+    def _forget(self, name: str, *, sidecar: bool) -> None:
+        """Remove what a failed commit wrote (best effort: what stays has no manifest and counts for nothing)."""
+        for part in (names.sidecar(name), name) if sidecar else (name,):
+            with contextlib.suppress(DbkeeperError):
+                self.store.delete(part)
+
+    # -- leftovers -----------------------------------------------------------------------------------------
+    def leftovers(self, now: datetime, older_than: timedelta | None = None) -> list[LeftoverState]:
+        """What interrupted writes left; stale once older than ``older_than`` (default: an hour for a temporary
+        file, whose running writer would hold its lock anyway; a day for an upload, which nothing can tell apart
+        from one still running on another host) and owned by no running write."""
+        return [
+            LeftoverState(
+                lo,
+                max(now - lo.started, timedelta(0)),
+                LEFTOVER_AGE.get(lo.kind, timedelta(hours=24)) if older_than is None else older_than,
+            )
+            for lo in self.store.leftovers()
+        ]
+
+    def remove_leftover(self, state: LeftoverState) -> None:
+        self.store.remove_leftover(state.leftover)
+
+
+__all__ = ["Catalog", "Entry", "LeftoverState", "Manifest", "Repository", "catalog", "locate", "names"]
+
+
+def locate(
+    spec: str,
+    repo: Callable[[str | None], Repository],
+    now: datetime,
+    *,
+    source: str | None = None,
+    database: str | None = None,
+) -> tuple[Repository, str]:
+    """Where a BACKUP argument points: ``latest`` (of ``source``/``database``), a set's name in the store
+    (``casino-eu/casino_20261127_020000.sql.gz``, or only its file name when one set has it), a local path, or
+    ``s3://…/file``. ``repo(url)`` opens a repository (None: the configured store)."""
+    import os
+    from pathlib import Path
+
+    if spec == "latest":
+        here = repo(None)
+        return here, here.latest(now, source=source, database=database).name
+    if spec.startswith("s3://"):
+        prefix, _, name = spec.rpartition("/")
+        return repo(prefix), name
+    path = Path(spec)
+    if path.is_file():
+        return repo(str(path.parent)), path.name
+    here = repo(None)
+    parsed = names.parse(spec)
+    if parsed is not None and not parsed.legacy:
+        return here, spec
+    if parsed is not None:
+        matches = [e.name for e in here.scan(now).entries if names.basename(e.name) == spec]
+        if len(matches) == 1:
+            return here, matches[0]
+        if len(matches) > 1:
+            from dbkeeper.errors import UsageError
+
+            raise UsageError(f"several sources hold a backup named {spec}", f"name one: {', '.join(matches)}")
+        return here, spec
+    if os.sep in spec or "/" in spec:
+        raise NotFound(f"{spec} does not exist", "give a path to a backup file, a name from `dbkeeper list`, or latest")
+    return here, spec
