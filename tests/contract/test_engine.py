@@ -16,6 +16,7 @@ import pytest
 from dbkeeper.engines import Engine, RestoreOptions, RestoreSpec, check_for
 from dbkeeper.errors import CheckFailed, DbkeeperError, RestoreError
 from dbkeeper.pipeline import BackupOptions, run_backup
+from dbkeeper.repo import Repository
 from dbkeeper.restore import run_restore
 from dbkeeper.storage.local import LocalStore
 from engine_cases import EngineCase, Interrupted
@@ -165,8 +166,9 @@ def test_a_truncated_dump_is_refused_by_the_checker_and_by_restore(engine_case: 
 
     # The same cut in a stored backup whose checksums were rewritten to match: only the content can tell.
     store = LocalStore(tmp_path / "store")
-    doc = run_backup(source, store, BackupOptions(compression="none"))
-    path = store.local_path(doc.file)
+    repo = Repository(store)
+    doc = run_backup(source, repo, "src", BackupOptions(compression="none"))
+    path = store.local_path(doc.name)
     cut = engine_case.truncate(path.read_bytes())
     digest = hashlib.sha256(cut).hexdigest()
     path.write_bytes(cut)
@@ -175,7 +177,7 @@ def test_a_truncated_dump_is_refused_by_the_checker_and_by_restore(engine_case: 
     manifest.update(sha256=digest, size_bytes=len(cut), raw_size_bytes=len(cut))
     Path(f"{path}.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckFailed, match="nothing was restored") as refused:
-        run_restore(store, doc.file, engine_case.url("dst"), RestoreOptions(), pg_bin=engine_case.pg_bin)
+        run_restore(repo, doc.name, engine_case.url("dst"), RestoreOptions(), pg_bin=engine_case.pg_bin)
     assert problems[0].split(": ")[-1] in refused.value.message  # the checker's finding, said by restore
     assert not engine_case.exists("dst")
     assert settled(engine_case) == []
