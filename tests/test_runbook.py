@@ -11,7 +11,7 @@ file and backup name, swapped for this test's. A line that cannot run here opts 
 
 The failures of the error table are made to happen for real (``FAULTS``): a wrong password, a lock another process
 holds, a byte flipped in the bucket, a file-size limit standing in for a full disk (as tests/cli/test_sqlite_cli.py
-and tests/engines/test_postgres.py do), rows that break a foreign key, a server newer than every ``pg_dump`` on a
+and tests/engines/test_pg_engine.py do), rows that break a foreign key, a server newer than every ``pg_dump`` on a
 restricted PATH. Only the encoding case is injected by editing a manifest: dbkeeper creates a restore target with
 the source's encoding, so a wrong manifest is the one way left to meet it.
 """

@@ -125,7 +125,7 @@ class ContentCheck:
         doc = self.doc
         add_stored_checks(report, doc, self.stored)
         report.add("decompress", True, f"{doc.compression} stream is whole")
-        report.add("content", not problems, "; ".join(problems) if problems else _content_ok(doc))
+        report.add("content", not problems, "; ".join(problems) if problems else self.checker.passed)
         if not problems:
             diff = _count_diff(doc.row_counts, counts)
             report.add("row counts", not diff, diff or f"{len(counts)} tables, {sum(counts.values())} rows as recorded")
@@ -183,10 +183,6 @@ def add_stored_checks(report: Report, doc: Manifest, stored: Tap) -> None:
         sum_ok,
         "sha256 matches" if sum_ok else "sha256 of the stored bytes differs from the manifest",
     )
-
-
-def _content_ok(doc: Manifest) -> str:
-    return "header and 'dump complete' trailer present" if doc.engine == "postgresql" else "integrity_check ok"
 
 
 def _count_diff(expected: dict[str, int], found: dict[str, int]) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dbkeeper.engines.sqlite import SqliteEngine
 from dbkeeper.pipeline import BackupOptions, run_backup
+from dbkeeper.repo import Repository
 from dbkeeper.storage.local import LocalStore
 from dbkeeper.verify import verify
 from helpers import make_sqlite_app
@@ -33,8 +34,8 @@ def test_backup_is_consistent_while_the_app_writes(tmp_path: Path) -> None:
     thread.start()
     try:
         time.sleep(0.2)
-        store = LocalStore(tmp_path / "backups")
-        docs = [run_backup(SqliteEngine(str(db)), store, BackupOptions()) for _ in range(3)]
+        repo = Repository(LocalStore(tmp_path / "backups"))
+        docs = [run_backup(SqliteEngine(str(db)), repo, "app", BackupOptions()) for _ in range(3)]
     finally:
         stop.set()
         thread.join()
@@ -42,12 +43,12 @@ def test_backup_is_consistent_while_the_app_writes(tmp_path: Path) -> None:
     for doc in docs:
         counts = doc.row_counts
         assert counts["users"] - 20_000 == counts["game_sessions"] - 2500  # pairs never split
-        assert verify(store, doc.file).ok
+        assert verify(repo, doc.name).ok
 
 
 def test_backups_in_the_same_second_never_replace_each_other(tmp_path: Path) -> None:
     db = make_sqlite_app(tmp_path / "app.db", users=10, sessions=10)
-    store = LocalStore(tmp_path / "backups")
-    docs = [run_backup(SqliteEngine(str(db)), store, BackupOptions()) for _ in range(3)]
-    assert len({d.file for d in docs}) == 3
-    assert all(verify(store, d.file).ok for d in docs)
+    repo = Repository(LocalStore(tmp_path / "backups"))
+    docs = [run_backup(SqliteEngine(str(db)), repo, "app", BackupOptions()) for _ in range(3)]
+    assert len({d.name for d in docs}) == 3
+    assert all(verify(repo, d.name).ok for d in docs)

@@ -2,6 +2,11 @@
 
 An engine dumps a database to a byte stream, checks such a stream, and restores one into a target that only
 becomes visible when the restore is whole. It knows nothing of stores, manifests on disk, or the CLI.
+
+Everything that depends on the kind of database is asked of an engine: its identity (``key``, for locks), its
+name for people (``display``), a scratch database beside it (``scratch``; ``scratch_for`` places a drill's), the
+checker of its dumps (``check_for``) and the restore target (``restore_target`` from a typed ``RestoreSpec``).
+The interface is in ``interface.py``; ``postgres/`` and ``sqlite.py`` implement it; this module picks one.
 """
 
 from __future__ import annotations

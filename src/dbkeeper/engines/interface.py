@@ -77,6 +77,8 @@ class Dump(Protocol):
 class DumpCheck(Protocol):
     """Checks a dump's raw bytes as they stream past (verify)."""
 
+    passed: str  # what a clean result means, in the words of a report ("integrity_check ok")
+
     def feed(self, chunk: bytes) -> None: ...
     def result(self) -> tuple[dict[str, int], list[str]]:
         """(row counts found in the dump, problems) once all bytes were fed."""

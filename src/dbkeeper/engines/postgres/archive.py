@@ -19,12 +19,14 @@ from contextlib import suppress
 
 from dbkeeper import proc
 from dbkeeper.codec import read_chunks
-from dbkeeper.engines.postgres.dumpformat import PlainDumpScanner
+from dbkeeper.engines.postgres.dumpformat import PASSED, PlainDumpScanner
 from dbkeeper.errors import NoSpace, ToolError
 
 
 class ArchiveText:
     """Feeds archive bytes to ``pg_restore -f -`` and scans the SQL it prints, on a thread."""
+
+    passed = PASSED
 
     def __init__(self, pg_restore: str) -> None:
         self.scanner = PlainDumpScanner()

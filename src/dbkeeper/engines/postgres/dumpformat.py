@@ -28,6 +28,7 @@ _IDENT = rb'(?:"(?:[^"]|"")*"|[^\s".(]+)'
 _COPY_RE = re.compile(rb"^COPY (" + _IDENT + rb"(?:\." + _IDENT + rb")*)(?: \(.*\))? FROM stdin;$", re.DOTALL)
 _OWNER_RE = re.compile(rb"^ALTER [A-Z ]+ .+ OWNER TO .+;$")
 _END = b"\n\\.\n"
+PASSED = "header and 'dump complete' trailer present"  # what a clean check of pg_dump's text means
 
 
 class PlainDumpScanner:
@@ -116,6 +117,8 @@ class PlainDumpScanner:
 
 class PlainCheck:
     """The DumpCheck of a plain dump (and of pg_dumpall's globals): the scanner's counts and problems."""
+
+    passed = PASSED
 
     def __init__(self) -> None:
         self._scanner = PlainDumpScanner()
