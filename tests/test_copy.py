@@ -38,8 +38,8 @@ class RecordingStore(LocalStore):
         super().__init__(path)
         self.puts: list[str] = []
 
-    def put(self, name: str, chunks: Iterable[bytes]) -> int:
-        size = super().put(name, chunks)
+    def put(self, name: str, chunks: Iterable[bytes], *, if_absent: bool = False, size_hint: int | None = None) -> int:
+        size = super().put(name, chunks, if_absent=if_absent, size_hint=size_hint)
         self.puts.append(name)
         return size
 
@@ -93,7 +93,7 @@ def test_incomplete_and_broken_backups_are_refused_before_any_destination_is_tou
     no_sidecar = plant(src, backup, at("2026-11-25"))
     src.delete(no_sidecar + ".sha256")
     disagree = plant(src, backup, at("2026-11-24"))
-    src.put(disagree + ".sha256", [f"{'0' * 64}  {disagree}\n".encode()])
+    src.put(disagree + ".sha256", [f"{'0' * 64}  {disagree.split('/')[-1]}\n".encode()])
     bad_manifest = plant(src, backup, at("2026-11-23"))
     src.put(bad_manifest + ".json", [b"{not json"])
     for name, why in [

@@ -70,7 +70,7 @@ def _leftovers(cluster: Cluster) -> list[str]:
 def test_drill_passes_and_never_touches_the_source(pg: Cluster, pgdb: PgDb, capsys: pytest.CaptureFixture[str]) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
-    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    assert cli(capsys, "backup", pgdb.url, "--name", name)[0] == 0
     source_before = comparable_dump(cluster, name)
     databases_before = databases(cluster)
 
@@ -117,7 +117,7 @@ def test_failed_smoke_check_fails_the_drill_and_the_scratch_database_is_dropped(
 ) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
-    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    assert cli(capsys, "backup", pgdb.url, "--name", name)[0] == 0
     (tmp_path / "bad.sql").write_text(
         "-- expect: rows >= 1000000\nSELECT count(*) FROM users;\n"
         "SELECT count(*) FROM no_such_table;\n"
@@ -143,7 +143,7 @@ def test_damaged_backup_fails_the_drill_and_nothing_is_created(
 ) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
-    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    assert cli(capsys, "backup", pgdb.url, "--name", name)[0] == 0
     store = tmp_path / "backups"
     data = backup_files(store)[0]
     if damage == "flip":
@@ -171,7 +171,7 @@ def test_damaged_backup_fails_the_drill_and_nothing_is_created(
 def test_target_server_and_keep(pg: Cluster, pgdb: PgDb, capsys: pytest.CaptureFixture[str]) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
-    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    assert cli(capsys, "backup", pgdb.url, "--name", name)[0] == 0
     target = cluster.url("this_part_is_replaced") + "?sslmode=disable"
     code, doc = cli_json(capsys, "drill", "--target", target, "--keep")
     assert code == 0, doc
@@ -189,7 +189,7 @@ def test_unreachable_target_fails_the_drill_with_the_runbook_message(
 ) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
-    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    assert cli(capsys, "backup", pgdb.url, "--name", name)[0] == 0
     code, out, _ = cli(capsys, "drill", "--target", "postgresql://postgres@127.0.0.1:1/x")
     assert code == 3
     assert "FAILED  restore" in out and "cannot reach PostgreSQL at 127.0.0.1:1" in out and "Try: " in out
@@ -203,7 +203,7 @@ def test_unreachable_target_fails_the_drill_with_the_runbook_message(
 def _sqlite_store(tmp_path: Path, ages_h: list[float], name: str = "app") -> list[str]:
     app = make_sqlite_app(tmp_path / f"{name}.db", users=1200, sessions=300)
     now = datetime.now(UTC).replace(microsecond=0)
-    return [backup_at(str(app), tmp_path / "backups", now - timedelta(hours=h)) for h in ages_h]
+    return [backup_at(str(app), tmp_path / "backups", now - timedelta(hours=h), name) for h in ages_h]
 
 
 def test_sqlite_drill_passes_and_removes_its_scratch_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -291,7 +291,10 @@ def test_a_database_with_no_backup_at_all(tmp_path: Path, capsys: pytest.Capture
 def test_interrupted_drill_still_drops_its_database(pg: Cluster, pgdb: PgDb, tmp_path: Path) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
-    assert run_dbkeeper("backup", pgdb.url, env={"PGPASSWORD": cluster.env()["PGPASSWORD"]}).returncode == 0
+    assert (
+        run_dbkeeper("backup", pgdb.url, "--name", name, env={"PGPASSWORD": cluster.env()["PGPASSWORD"]}).returncode
+        == 0
+    )
     (tmp_path / "slow.sql").write_text("SELECT pg_sleep(60);\n")
     child = subprocess.Popen(
         [sys.executable, "-m", "dbkeeper", "drill", "--smoke", "slow.sql"],

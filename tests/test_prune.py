@@ -132,7 +132,7 @@ def test_a_damaged_newest_backup_does_not_count(store: LocalStore, template: Tem
         cut = data.read_bytes()[:-100]
         digest = hashlib.sha256(cut).hexdigest()
         data.write_bytes(cut)
-        Path(f"{data}.sha256").write_text(f"{digest}  {newest}\n")
+        Path(f"{data}.sha256").write_text(f"{digest}  {newest.split('/')[-1]}\n")
         doc = json.loads(Path(f"{data}.json").read_text())
         Path(f"{data}.json").write_text(json.dumps({**doc, "sha256": digest, "size_bytes": len(cut)}))
     assert all(e.good for e in Repository(store).scan(NOW).entries)  # the cheap checks see nothing wrong

@@ -47,7 +47,7 @@ MAX_NOT_RUN = 4  # and opts out of running at most this many
 HOSTS = {"backup1": "backup1", "ops1": "ops1", "any machine": "anywhere", "a dev machine": "dev"}
 WORKDIR = "/srv/dbkeeper/"  # the runbook's files under it go into their host's directory
 # The lines other than dbkeeper's that run too; the rest of a sh block (apt, chmod, systemctl …) is only shown.
-SHELL_LINES = ("age-keygen ", "age -d ", "sha256sum -c ", "(cd backups && sha256sum -c ")
+SHELL_LINES = ("age-keygen ", "age -d ", "(cd backups/casino && sha256sum -c ", "(cd casino && sha256sum -c ")
 OUTPUT = {"age -d ": "-- PostgreSQL database dump"}  # what such a pipeline must print (head exits 0 regardless)
 
 DOC_RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"  # age's own example key
@@ -312,7 +312,7 @@ class World:
     def newest(self, host: str) -> str:
         """The newest complete casino backup in backup1's own store, or, for every other host, in the bucket."""
         if host == "backup1":
-            names = [p.name for p in (self.host_dir(host) / "backups").glob("casino_*.json")]
+            names = [p.name for p in (self.host_dir(host) / "backups" / "casino").glob("casino_*.json")]
         else:
             names = [k.rsplit("/", 1)[1] for k in self._keys() if k.endswith(".json")]
         stems = [m.group(0) for name in names if (m := BACKUP_STEM.match(name))]
@@ -324,7 +324,7 @@ class World:
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
     def newest_object(self, suffix: str = "") -> str:
-        return f"casino/{self.newest('ops1')}.sql.gz.age{suffix}"
+        return f"casino/casino/{self.newest('ops1')}.sql.gz.age{suffix}"
 
     def substitute(self, text: str, host: str) -> str:
         for placeholder, value in SUBSTITUTIONS.items():

@@ -174,18 +174,16 @@ def run_drills(
         for entries in repo.scan(now, source=source, database=database).series().values()
         if not any(e.is_globals for e in entries)
     ]
-    if not series:
-        which = " ".join(f"{k} {v}" for k, v in (("of source", source), ("of", database)) if v)
-        raise NotFound(
-            f"no backups in {repo.url}" + (f" {which}" if which else ""),
-            "check --store, or run `dbkeeper backup` first",
-        )
+    named = source or database
+    if not series and not named:
+        raise NotFound(f"no backups in {repo.url}", "check --store, or run `dbkeeper backup` first")
     history = drill_log.read(log)
     seed = secrets.randbelow(2**32) if seed is None else seed
     rng = random.Random(seed)  # noqa: S311 - a repeatable choice, not a secret
     results = []
-    for entries in series:
-        name = entries[0].series_name
+    # A series asked for by name that has no backup at all is a failed drill, logged like any other.
+    for entries in series or [[]]:
+        name = entries[0].series_name if entries else str(named)
         previous = drill_log.last(history, name, passed=True)
         result = drill_one(repo, name, entries, options, rng, previous, clock)
         drill_log.append(log, result.log_row())

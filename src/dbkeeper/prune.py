@@ -36,6 +36,7 @@ from typing import Any
 
 from dbkeeper.errors import CheckFailed, DbkeeperError
 from dbkeeper.repo import Entry, Repository
+from dbkeeper.repo.catalog import FUTURE
 from dbkeeper.repo.manifest import iso
 from dbkeeper.retention import Candidate, Decision, Policy, apply_policy
 from dbkeeper.verify import Report, verify
@@ -195,7 +196,10 @@ def _decide(
     """Apply the policy, verify the kept good backups that count, and again without any that failed."""
     by_name = {e.name: e for e in entries}
     while True:
-        good = {e.name for e in entries if e.good and (e.name not in reports or reports[e.name].ok)}
+        # A set dated in the future goes to the policy as it is, which keeps it for that reason and counts it not.
+        good = {
+            e.name for e in entries if (e.good or e.status == FUTURE) and (e.name not in reports or reports[e.name].ok)
+        }
         decisions = apply_policy([Candidate(e.name, e.created, e.name in good, e.seq) for e in entries], policy, now)
         if all(d.keep for d in decisions):
             break

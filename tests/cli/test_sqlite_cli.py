@@ -93,7 +93,7 @@ def test_damaged_backup_is_refused_by_verify_and_restore(
         import hashlib
 
         digest = hashlib.sha256(data).hexdigest()
-        (store / (name + ".sha256")).write_text(f"{digest}  {name}\n")
+        (store / (name + ".sha256")).write_text(f"{digest}  {name.split('/')[-1]}\n")
         doc = json.loads((store / (name + ".json")).read_text())
         doc.update(sha256=digest, size_bytes=len(data))
         (store / (name + ".json")).write_text(json.dumps(doc))

@@ -30,7 +30,7 @@ def test_custom_archive_round_trip_with_parallel_restore(
     manifest = doc["backups"][0]["manifest"]
     assert manifest["dump_format"] == "custom" and manifest["file"].endswith(".dump.gz")
     assert {unquote_qualified(k): v for k, v in manifest["row_counts"].items()} == HARD_CASES_ROW_COUNTS
-    archive = gzip.decompress((tmp_path / "backups" / manifest["file"]).read_bytes())
+    archive = gzip.decompress((tmp_path / "backups" / doc["backups"][0]["name"]).read_bytes())
     assert archive.startswith(b"PGDMP")  # pg_restore reads it after gunzip
     code, out, _ = cli(capsys, "verify", "latest")
     assert code == 0 and "verified" in out
@@ -54,7 +54,7 @@ def test_archive_cut_short_is_refused_even_with_recomputed_checksums(
     damaged = gzip.compress(archive[: len(archive) // 2])
     (store / data).write_bytes(damaged)
     digest = hashlib.sha256(damaged).hexdigest()
-    (store / f"{data}.sha256").write_text(f"{digest}  {data}\n")
+    (store / f"{data}.sha256").write_text(f"{digest}  {data.split('/')[-1]}\n")
     doc = json.loads((store / f"{data}.json").read_text())
     doc.update(sha256=digest, size_bytes=len(damaged))
     (store / f"{data}.json").write_text(json.dumps(doc))

@@ -37,8 +37,10 @@ def test_round_trip_of_every_hard_case(hard_db: PgDb, capsys: pytest.CaptureFixt
     counts = {unquote_qualified(k): v for k, v in manifest["row_counts"].items()}
     assert counts == HARD_CASES_ROW_COUNTS
     files = backup_files(tmp_path / "backups")
-    assert files[0] == manifest["file"] and files[0].startswith(f"{name}_") and files[0].endswith(".sql.gz")
-    assert subprocess.run(["sha256sum", "-c", files[0] + ".sha256"], cwd=tmp_path / "backups").returncode == 0
+    source, _, file = files[0].partition("/")
+    assert source == manifest["source_id"] and source.startswith(f"127.0.0.1-{cluster.port}-{name}-")
+    assert file == manifest["file"] and file.startswith(f"{name}_") and file.endswith(".sql.gz")
+    assert subprocess.run(["sha256sum", "-c", file + ".sha256"], cwd=tmp_path / "backups" / source).returncode == 0
     assert subprocess.run(["gzip", "-t", files[0]], cwd=tmp_path / "backups").returncode == 0
 
     code, out, _ = cli(capsys, "verify", "latest", "--database", name)
@@ -84,9 +86,10 @@ def test_password_from_pgpass_and_never_shown(
     url = pgdb.url.replace("postgres@", f"postgres:{password}@")
     code, out, err = cli(capsys, "backup", url, "--json")
     assert code == 0 and password not in out + err
-    for f in (tmp_path / "backups").iterdir():
-        assert password.encode() not in f.read_bytes() or f.suffix == ".gz"
-    assert all(password not in json.loads(f.read_text()).__repr__() for f in (tmp_path / "backups").glob("*.json"))
+    for f in (tmp_path / "backups").rglob("*"):
+        assert f.is_dir() or password.encode() not in f.read_bytes() or f.suffix == ".gz"
+        assert password not in f.name
+    assert all(password not in json.loads(f.read_text()).__repr__() for f in (tmp_path / "backups").rglob("*.json"))
 
 
 @pytest.mark.parametrize(
@@ -145,7 +148,7 @@ def _big_table(cluster: Cluster, db: str, rows: int = 3_000_000) -> None:
 def _wait_for_temp_file(store: Path, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if store.exists() and any(p.name.endswith(".dbkeeper-tmp") and p.stat().st_size > 0 for p in store.iterdir()):
+        if store.exists() and any(p.name.endswith(".dbkeeper-tmp") and p.stat().st_size > 0 for p in store.rglob("*")):
             return
         time.sleep(0.01)
     raise AssertionError("the backup never started writing")
@@ -199,7 +202,7 @@ def test_sigkill_mid_dump_leaves_nothing_that_looks_like_a_backup(pgdb: PgDb, tm
             continue
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert [f for f in backup_files(store) if not f.startswith(".")] == []
+    assert [f for f in backup_files(store) if ".dbkeeper-tmp" not in f] == []
     listing = run_dbkeeper("list", "--json")
     assert json.loads(listing.stdout)["backups"] == []
     assert run_dbkeeper("backup", pgdb.url, env=cluster.env()).returncode == 0
@@ -277,8 +280,9 @@ def test_globals_kept_beside_the_database(pgdb: PgDb, capsys: pytest.CaptureFixt
     assert code == 0, doc
     kinds = [(b["manifest"]["database"], b["manifest"]["dump_format"]) for b in doc["backups"]]
     assert kinds == [(name, "plain"), (f"{name}.globals", "globals")]
-    globals_file = doc["backups"][1]["manifest"]["file"]
-    assert globals_file.startswith(f"{name}.globals_") and globals_file.endswith(".sql.gz")
+    globals_file = doc["backups"][1]["name"]
+    assert doc["backups"][0]["source_id"] == doc["backups"][1]["source_id"]  # kept beside the database
+    assert globals_file.split("/")[1].startswith(f"{name}.globals_") and globals_file.endswith(".sql.gz")
     text = subprocess.run(["zcat", str(tmp_path / "backups" / globals_file)], capture_output=True, text=True).stdout
     assert "CREATE ROLE casino_reader;" in text and "cluster dump complete" in text
     code, out, _ = cli(capsys, "verify", str(tmp_path / "backups" / globals_file))
