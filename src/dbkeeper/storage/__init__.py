@@ -13,6 +13,7 @@ abort could not reach the endpoint) is invisible to ``list`` and reported by ``l
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,9 +53,7 @@ class Store(Protocol):
 
     url: str
 
-    def put(
-        self, name: str, chunks: Iterable[bytes], *, if_absent: bool = False, size_hint: int | None = None
-    ) -> int:
+    def put(self, name: str, chunks: Iterable[bytes], *, if_absent: bool = False, size_hint: int | None = None) -> int:
         """Store the concatenated chunks under ``name`` atomically; return the byte count.
 
         ``if_absent``: fail with AlreadyExists instead of replacing an existing object (local: ``link()``;
@@ -80,7 +79,7 @@ class Store(Protocol):
         """A human-readable location of the object (a path or a URL)."""
         ...
 
-    def leftovers(self) -> list[Leftover]:
+    def leftovers(self) -> builtins.list[Leftover]:
         """What interrupted writes left behind (see Leftover)."""
         ...
 
@@ -118,9 +117,7 @@ def open_store(
     if url.startswith("s3://"):
         from dbkeeper.storage.s3 import S3Store
 
-        return S3Store.from_url(
-            url, endpoint_url=endpoint_url, sse=sse, sse_kms_key_id=sse_kms_key_id, region=region
-        )
+        return S3Store.from_url(url, endpoint_url=endpoint_url, sse=sse, sse_kms_key_id=sse_kms_key_id, region=region)
     from dbkeeper.storage.local import LocalStore
 
     return LocalStore(url)
