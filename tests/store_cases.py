@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import posixpath
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,42 @@ class StoreCase:
     """Write raw bytes at a path relative to the store's root, bypassing the store ("../x" is outside it)."""
     leftovers: Callable[[], list[str]]
     """Whatever a put left behind that is not an object: temporary files, unfinished multipart uploads."""
+    abandon: Callable[[str], None]
+    """Leave what a writer killed in the middle of a put of that name leaves (a real SIGKILL where it can be)."""
+
+
+_WRITER = """
+import sys, time
+from dbkeeper.storage.local import LocalStore
+
+def slow():
+    yield b"x" * 100_000
+    print("writing", flush=True)  # the first chunk is in the temporary file
+    time.sleep(600)
+    yield b"never"
+
+LocalStore(sys.argv[1]).put(sys.argv[2], slow())
+"""
+
+
+def start_local_writer(root: Path, name: str) -> subprocess.Popen[str]:
+    """A real process in the middle of ``LocalStore(root).put(name, ...)``: it has written 100,000 bytes and
+    waits, holding its temporary file's lock, until it is killed."""
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(root), name], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line != "writing\n":
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"the writer did not start writing (exit {proc.returncode})")
+    return proc
+
+
+def kill_writer(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.stdout is not None
+    proc.stdout.close()
 
 
 def _local(tmp_path: Path) -> StoreCase:
@@ -34,7 +73,10 @@ def _local(tmp_path: Path) -> StoreCase:
     def leftovers() -> list[str]:
         return sorted(p.name for p in tmp_path.rglob(f"*{TEMP_MARK}*"))
 
-    return StoreCase(LocalStore(root), plant, leftovers)
+    def abandon(name: str) -> None:
+        kill_writer(start_local_writer(root, name))
+
+    return StoreCase(LocalStore(root), plant, leftovers, abandon)
 
 
 def _s3(request: pytest.FixtureRequest) -> StoreCase:
@@ -49,7 +91,12 @@ def _s3(request: pytest.FixtureRequest) -> StoreCase:
     def leftovers() -> list[str]:
         return sorted(u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
 
-    return StoreCase(store, plant, leftovers)
+    def abandon(name: str) -> None:
+        key = f"team/host1/{name}"
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"x" * 100_000)
+
+    return StoreCase(store, plant, leftovers, abandon)
 
 
 def make_case(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreCase:

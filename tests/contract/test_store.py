@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from dbkeeper.errors import NotFound, StoreError
+from dbkeeper.errors import AlreadyExists, NotFound, StoreError
+from dbkeeper.storage import TEMP_MARK
 from store_cases import StoreCase
 
 MiB = 1024 * 1024
@@ -96,6 +97,7 @@ def test_failed_put_leaves_nothing(case: StoreCase, fail_after: int, error: type
     assert [o.name for o in case.store.list()] == ["obj"]
     assert read_all(case, "obj") == b"previous version"
     assert case.leftovers() == []
+    assert case.store.leftovers() == []
 
 
 def test_delete_is_idempotent(case: StoreCase) -> None:
@@ -119,20 +121,100 @@ def test_list_of_an_empty_store(case: StoreCase) -> None:
     assert case.store.list() == []
 
 
-def test_list_names_direct_children_relative_to_the_root(case: StoreCase) -> None:
+def test_list_names_every_object_relative_to_the_root(case: StoreCase) -> None:
     case.store.put("a.sql.gz", [b"a"])
     case.plant("sub/nested.sql.gz", b"n")  # a "directory" below the root
     case.plant(".hidden", b"h")
+    case.plant("sub/.hidden", b"h")
+    case.plant(f"sub/.x.sql.gz.1234abcd{TEMP_MARK}", b"t")
     case.plant("../outside", b"o")  # next to the root
     case.plant("../host1-sibling", b"s")  # shares the root's name as a string prefix
-    assert [o.name for o in case.store.list()] == ["a.sql.gz"]
+    assert [o.name for o in case.store.list()] == ["a.sql.gz", "sub/nested.sql.gz"]
 
 
-@pytest.mark.parametrize("name", ["", "a/b", ".hidden", "../escape"])
+def test_names_with_slashes_round_trip_and_list_by_prefix(case: StoreCase) -> None:
+    names = ["z/y/x/w", "ab", "a/b2", "a/b/d", "a/b/c.sql.gz"]
+    for name in names:
+        assert case.store.put(name, [name.encode()]) == len(name)
+    assert [o.name for o in case.store.list()] == sorted(names)
+    assert [o.name for o in case.store.list("a/b")] == ["a/b/c.sql.gz", "a/b/d", "a/b2"]  # a partial name
+    assert [o.name for o in case.store.list("a/b/")] == ["a/b/c.sql.gz", "a/b/d"]
+    assert [o.name for o in case.store.list("a")] == ["a/b/c.sql.gz", "a/b/d", "a/b2", "ab"]
+    assert [o.name for o in case.store.list("z/y/")] == ["z/y/x/w"]
+    assert case.store.list("a/b/c.sql.gz") == case.store.list("a/b/c")
+    assert case.store.list("nothing/") == case.store.list("q") == []
+    for name in names:
+        assert read_all(case, name) == name.encode()
+    case.store.delete("a/b/d")
+    assert [o.name for o in case.store.list("a/b/")] == ["a/b/c.sql.gz"]
+    assert case.store.describe("a/b/d").endswith("host1/a/b/d")
+
+
+INVALID = ["", "..", "a/../b", "/lead", "trail/", "a//b", "a/./b", ".hidden", "a/.hidden", "back\\slash", "n\0ul"]
+
+
+@pytest.mark.parametrize("name", [*INVALID, "../escape", f"obj{TEMP_MARK}", f"a/b{TEMP_MARK}/c", "x" * 901])
 def test_invalid_names_are_refused(case: StoreCase, name: str) -> None:
     with pytest.raises(StoreError):
         case.store.put(name, [b"x"])
+    with pytest.raises(StoreError):
+        case.store.put(name, [b"x"], if_absent=True)
+    with pytest.raises(StoreError):
+        case.store.open(name)
+    with pytest.raises(StoreError):
+        case.store.delete(name)
     assert case.store.list() == []
+    assert case.leftovers() == []
+
+
+@pytest.mark.parametrize("size", [5, BIG], ids=["small", "multipart"])
+def test_put_if_absent_never_replaces(case: StoreCase, size: int) -> None:
+    first, second = os.urandom(size), os.urandom(size)
+    assert case.store.put("db/obj", chunked(first), if_absent=True) == size
+    with pytest.raises(AlreadyExists) as info:
+        case.store.put("db/obj", chunked(second), if_absent=True)
+    assert "db/obj" in str(info.value) and info.value.hint
+    assert read_all(case, "db/obj") == first
+    assert [o.name for o in case.store.list()] == ["db/obj"]
+    assert case.leftovers() == []
+    assert case.store.leftovers() == []
+    case.store.put("db/obj", [second])  # without if_absent it replaces
+    assert read_all(case, "db/obj") == second
+
+
+@pytest.mark.parametrize("fail_after", [3 * MiB, 8 * MiB], ids=["first-part", "multipart"])
+@pytest.mark.parametrize("if_absent", [False, True])
+def test_failed_put_of_a_nested_name_leaves_nothing(case: StoreCase, fail_after: int, if_absent: bool) -> None:
+    def failing() -> Iterator[bytes]:
+        yield from chunked(os.urandom(fail_after), MiB)
+        raise Boom("producer died")
+
+    with pytest.raises(Boom):
+        case.store.put("deep/er/obj", failing(), if_absent=if_absent)
+    assert case.store.list() == []
+    assert case.leftovers() == []
+    assert case.store.leftovers() == []
+    case.store.put("deep/er/obj", [b"later"], if_absent=if_absent)  # nothing is in the way
+    assert read_all(case, "deep/er/obj") == b"later"
+
+
+def test_leftovers_of_an_empty_store(case: StoreCase) -> None:
+    assert case.store.leftovers() == []
+
+
+def test_a_killed_writer_leaves_a_leftover_that_can_be_removed(case: StoreCase) -> None:
+    case.store.put("sub/done", [b"kept"])
+    case.abandon("sub/obj")
+    assert [o.name for o in case.store.list()] == ["sub/done"]
+    [left] = case.store.leftovers()
+    assert (left.name, left.size, left.in_use) == ("sub/obj", 100_000, False)
+    assert left.started.tzinfo is not None
+    assert case.leftovers() != []
+    case.store.remove_leftover(left)
+    assert case.store.leftovers() == []
+    assert case.leftovers() == []
+    case.store.remove_leftover(left)  # gone already
+    assert read_all(case, "sub/done") == b"kept"
 
 
 def test_describe_names_the_object(case: StoreCase) -> None:

@@ -121,3 +121,21 @@ def open_store(
     from dbkeeper.storage.local import LocalStore
 
     return LocalStore(url)
+
+
+# The wrappers import this module's names, so they come last.
+from dbkeeper.storage.dryrun import DryRunStore, Planned  # noqa: E402
+from dbkeeper.storage.retry import RetryingStore  # noqa: E402
+
+__all__ = [
+    "MAX_NAME",
+    "TEMP_MARK",
+    "DryRunStore",
+    "Leftover",
+    "ObjectInfo",
+    "Planned",
+    "RetryingStore",
+    "Store",
+    "check_name",
+    "open_store",
+]

@@ -1,24 +1,29 @@
 """A directory store.
 
 Atomic put (restic's ``local.Save``): write to a temporary name in the same directory, fsync, rename, fsync the
-directory; remove the temporary file on any failure. Files are 0600 and directories we create 0700: a backup
-is a copy of the whole database and must be no easier to read than the database itself.
+directory; remove the temporary file on any failure. Only SIGKILL or a crash can leave the temporary file, and
+``leftovers`` finds it: the writer's ``flock`` on it tells a dead writer's file from a running one's.
+
+Files are 0600 and directories we create 0700: a backup is a copy of the whole database and must be no easier
+to read than the database itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from dbkeeper.errors import NoSpace, NotFound, PermissionDenied, StoreError
+from dbkeeper.errors import AlreadyExists, NoSpace, NotFound, PermissionDenied, StoreError
 from dbkeeper.fsutil import fsync_dir
-from dbkeeper.storage import TEMP_MARK, ObjectInfo
+from dbkeeper.storage import TEMP_MARK, Leftover, ObjectInfo, check_name
 
 
 def _map_os_error(exc: OSError, what: str) -> StoreError:
@@ -53,6 +58,12 @@ def _write_behind(fd: int, offset: int, length: int = 0) -> None:
 
 
 class LocalStore:
+    """Objects are files below ``root``; a name's ``/`` parts are subdirectories.
+
+    Symbolic links below the root are never followed: ``list`` and ``leftovers`` skip them, and ``put`` refuses
+    to create an object through a linked directory, so nothing the store does reaches outside its root.
+    """
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.root = Path(path)
         self.url = str(path)
@@ -66,21 +77,46 @@ class LocalStore:
             raise _map_os_error(exc, f"creating store directory {self.root}") from exc
 
     def _path(self, name: str) -> Path:
-        if not name or "/" in name or name.startswith("."):
-            raise StoreError(f"invalid object name {name!r}")
-        return self.root / name
+        return self.root.joinpath(*check_name(name).split("/"))
+
+    def _make_dirs(self, name: str) -> None:
+        """Create the directories ``name`` needs below the root (0700), each made durable in its parent."""
+        parent = self.root
+        for part in name.split("/")[:-1]:
+            path = parent / part
+            try:
+                path.mkdir(mode=0o700)
+            except FileExistsError:
+                if path.is_symlink() or not path.is_dir():
+                    raise StoreError(
+                        f"cannot store {name!r}: {path} is not a directory (or is a symbolic link)",
+                        "the store never writes through links; move what is there aside",
+                    ) from None
+            except OSError as exc:
+                raise _map_os_error(exc, f"creating directory {path}") from exc
+            else:
+                fsync_dir(parent)
+            parent = path
 
     def describe(self, name: str) -> str:
         return str(self._path(name))
 
-    def put(self, name: str, chunks: Iterable[bytes]) -> int:
-        self._ensure_root()
+    def put(self, name: str, chunks: Iterable[bytes], *, if_absent: bool = False, size_hint: int | None = None) -> int:
+        """Write a hidden temporary file beside the object, fsync it, then rename it (``link`` with
+        ``if_absent``, which fails instead of replacing) and fsync the directory.
+
+        The writer holds an exclusive ``flock`` on the temporary file until it is renamed or removed: that is how
+        ``leftovers`` tells a running write from one whose process died. ``size_hint`` is not needed here.
+        """
         final = self._path(name)
-        tmp = self.root / f".{name}.{secrets.token_hex(4)}{TEMP_MARK}"
+        self._ensure_root()
+        self._make_dirs(name)
+        tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}{TEMP_MARK}"
         written = flushed = behind = 0
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-            with os.fdopen(fd, "wb", buffering=0) as out:
+            with os.fdopen(fd, "wb", buffering=0) as out:  # closing it releases the lock, after the rename
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 for chunk in chunks:
                     view = memoryview(chunk)
                     while view:
@@ -92,48 +128,154 @@ class LocalStore:
                         _write_behind(fd, behind, written - behind)
                         behind, flushed = flushed, written
                 out.flush()
-                os.fsync(out.fileno())
+                os.fsync(fd)
                 _write_behind(fd, 0)
-            if tmp.stat().st_size != written:
-                raise StoreError(f"short write to {tmp}: expected {written} bytes")
-            os.replace(tmp, final)
+                if os.fstat(fd).st_size != written:
+                    raise StoreError(f"short write to {tmp}: expected {written} bytes")
+                if if_absent:
+                    self._link(tmp, final, name)
+                else:
+                    os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise _map_os_error(exc, str(final)) from exc
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        fsync_dir(self.root)
+        fsync_dir(final.parent)
         return written
 
-    def open(self, name: str) -> BinaryIO:
+    def _link(self, tmp: Path, final: Path, name: str) -> None:
+        """Give the temporary file its final name unless that name is taken; then drop the temporary name."""
         try:
-            return open(self._path(name), "rb")
-        except OSError as exc:
-            raise _map_os_error(exc, str(self._path(name))) from exc
+            os.link(tmp, final)
+        except FileExistsError:
+            raise AlreadyExists(
+                f"{final} already exists; it was not replaced",
+                f"delete {name!r} first if it should be replaced, or store under another name",
+            ) from None
+        tmp.unlink()
 
-    def list(self) -> list[ObjectInfo]:
-        if not self.root.exists():
-            return []
+    def open(self, name: str) -> BinaryIO:
+        path = self._path(name)
         try:
-            entries = list(os.scandir(self.root))
+            return open(path, "rb")
         except OSError as exc:
-            raise _map_os_error(exc, f"listing {self.root}") from exc
-        out = []
-        for entry in entries:
-            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            raise _map_os_error(exc, str(path)) from exc
+
+    def _walk(self, prefix: str = "") -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """Every regular file below the root whose relative name could start with ``prefix`` (dot-names
+        included; symbolic links and the directories they name skipped), as (relative directory, entry).
+
+        Only directories that can hold such names are read, so ``list("host/")`` does not walk the whole tree.
+        """
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            try:
+                with os.scandir(self.root / rel if rel else self.root) as it:
+                    entries = list(it)
+            except FileNotFoundError:
                 continue
-            st = entry.stat(follow_symlinks=False)
-            out.append(ObjectInfo(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
-        return sorted(out, key=lambda o: o.name)
+            except OSError as exc:
+                raise _map_os_error(exc, f"listing {self.root / rel}") from exc
+            for entry in entries:
+                if entry.is_symlink():
+                    continue
+                path = f"{rel}{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    if not entry.name.startswith(".") and (prefix.startswith(path + "/") or path.startswith(prefix)):
+                        stack.append(path + "/")
+                elif entry.is_file(follow_symlinks=False):
+                    yield rel, entry
 
     def delete(self, name: str) -> None:
+        """Remove the file and make that durable; the directories it leaves (maybe empty) stay."""
+        path = self._path(name)
         try:
-            self._path(name).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError as exc:
-            raise _map_os_error(exc, f"deleting {self._path(name)}") from exc
-        fsync_dir(self.root)
+            raise _map_os_error(exc, f"deleting {path}") from exc
+        fsync_dir(path.parent)
+
+    def leftovers(self) -> list[Leftover]:
+        """Temporary files of puts that have not finished: ``in_use`` if a writer still holds the lock."""
+        if not self.root.exists():
+            return []
+        out = []
+        for rel, entry in self._walk():
+            match = _TEMP_NAME.fullmatch(entry.name)
+            if match is None:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                in_use = _locked(Path(entry.path))
+            except FileNotFoundError:  # its put just finished
+                continue
+            except OSError as exc:
+                raise _map_os_error(exc, f"inspecting {entry.path}") from exc
+            started = datetime.fromtimestamp(st.st_mtime, UTC)
+            key = rel + entry.name
+            out.append(Leftover("temporary file", rel + match["name"], key, st.st_size, started, in_use))
+        return sorted(out, key=lambda o: o.key)
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        """Unlink a temporary file, unless a running put holds its lock (checked again now, under the lock)."""
+        parts = leftover.key.split("/")
+        if any(p in ("", ".", "..") for p in parts) or not _TEMP_NAME.fullmatch(parts[-1]):
+            raise StoreError(f"{leftover.key!r} is not a temporary file of this store; not removed")
+        path = self.root.joinpath(*parts)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _map_os_error(exc, f"removing {path}") from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(
+                    f"{path} is being written by a running backup; not removed",
+                    "let that run finish (or stop it) and clean up again",
+                ) from None
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise _map_os_error(exc, f"removing {path}") from exc
+        finally:
+            os.close(fd)
+        fsync_dir(path.parent)
 
     def local_path(self, name: str) -> Path:
         """The file behind an object (local stores only)."""
         return self._path(name)
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        if not self.root.exists():
+            return []
+        out = []
+        for rel, entry in self._walk(prefix):
+            name = rel + entry.name
+            if entry.name.startswith(".") or not name.startswith(prefix):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # deleted while we listed
+                continue
+            out.append(ObjectInfo(name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+        return sorted(out, key=lambda o: o.name)
+
+
+_TEMP_NAME = re.compile(rf"\.(?P<name>.+)\.[0-9a-f]+{re.escape(TEMP_MARK)}")
+
+
+def _locked(path: Path) -> bool:
+    """Whether some process holds a ``flock`` on the file (a put that is still writing it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases our lock, if we got it
+    return False

@@ -2,8 +2,14 @@
 
 Objects live at ``s3://bucket/prefix/name``. A PutObject is atomic, and a multipart upload becomes an object
 only when CompleteMultipartUpload succeeds, so ``put`` needs no temporary name: on any failure or interruption
-the upload is aborted and nothing is visible. (If the abort itself cannot reach the endpoint, the unfinished
-upload stays invisible but billed; a bucket lifecycle rule ``AbortIncompleteMultipartUpload`` removes it.)
+the upload is aborted and nothing is visible. (If the abort itself cannot reach the endpoint, or the process is
+killed, the unfinished upload stays invisible but billed: ``leftovers`` reports it and ``remove_leftover`` aborts
+it; a bucket lifecycle rule ``AbortIncompleteMultipartUpload`` removes it too.)
+
+``if_absent`` is a conditional write, ``If-None-Match: *`` on PutObject and on CompleteMultipartUpload (AWS since
+2024, MinIO, moto): the endpoint refuses to replace an object, even one another writer stores at the same moment.
+An endpoint that answers such a write with 501 NotImplemented gets a HeadObject before the write instead (and
+for the rest of the store's life): a check that a concurrent writer can race, the best that endpoint allows.
 
 Credentials come from boto3's standard chain (environment, profiles, instance and task roles); dbkeeper's
 config never holds keys. The endpoint comes from ``endpoint_url``, else ``AWS_ENDPOINT_URL_S3`` or
@@ -26,7 +32,7 @@ from __future__ import annotations
 import io
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -46,8 +52,8 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from dbkeeper.errors import NotFound, PermissionDenied, StoreError, Transient, UsageError
-from dbkeeper.storage import TEMP_MARK, ObjectInfo
+from dbkeeper.errors import AlreadyExists, NotFound, PermissionDenied, StoreError, Transient, UsageError
+from dbkeeper.storage import Leftover, ObjectInfo, check_name
 
 MiB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MiB
@@ -80,6 +86,8 @@ _DENIED = {
     "Forbidden",
     "403",
 }
+_EXISTS = {"PreconditionFailed", "ConditionalRequestConflict"}  # 412; 409 while another conditional write runs
+_UNSUPPORTED = {"NotImplemented"}  # an endpoint without conditional writes (501)
 _TRANSIENT = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError"}
 _BOTO_ERRORS = (BotoCoreError, ClientError, urllib3.exceptions.HTTPError)
 _NO_CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)
@@ -152,6 +160,7 @@ class S3Store:
         self._sse: dict[str, str] = {"ServerSideEncryption": sse} if sse else {}
         if sse_kms_key_id:
             self._sse["SSEKMSKeyId"] = sse_kms_key_id
+        self._conditional = True  # False once the endpoint has refused If-None-Match as not implemented
 
     @classmethod
     def from_url(
@@ -185,9 +194,7 @@ class S3Store:
         return str(self._client.meta.endpoint_url)
 
     def _key(self, name: str) -> str:
-        if not name or "/" in name or name.startswith(".") or TEMP_MARK in name:
-            raise StoreError(f"invalid object name {name!r}")
-        return self._base + name
+        return self._base + check_name(name)
 
     def describe(self, name: str) -> str:
         return f"{self.url}/{name}"
@@ -200,19 +207,57 @@ class S3Store:
         except _BOTO_ERRORS as exc:
             raise map_error(exc, action, target, self.bucket, self.endpoint) from exc
 
-    def put(self, name: str, chunks: Iterable[bytes], *, size_hint: int | None = None) -> int:
+    def put(self, name: str, chunks: Iterable[bytes], *, if_absent: bool = False, size_hint: int | None = None) -> int:
         """Upload the stream: one PutObject if it fits in one part, else a multipart upload of equal parts."""
         key, what = self._key(name), self.describe(name)
         base = base_part_size(size_hint, self.part_size)
         parts = _split(chunks, base)
         head = [next(parts)]  # a list the upload empties: nothing here pins the first part
         if len(head[0]) < base:
-            with self._mapped("upload", what):
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=head[0], **self._sse)
-            return len(head[0])
-        return self._multipart(key, what, _drain(head, parts))
+            body = head[0]
+            self._write(
+                key,
+                what,
+                if_absent,
+                lambda extra: self._client.put_object(Bucket=self.bucket, Key=key, Body=body, **self._sse, **extra),
+            )
+            return len(body)
+        if if_absent and not self._conditional:
+            self._refuse_existing(key, what)
+        return self._multipart(key, what, _drain(head, parts), if_absent)
 
-    def _multipart(self, key: str, what: str, parts: Iterator[bytearray]) -> int:
+    def _write(self, key: str, what: str, if_absent: bool, call: Callable[[dict[str, str]], Any]) -> None:
+        """Make the write that creates the object (``call`` with extra request parameters), conditional when
+        ``if_absent``; an endpoint that does not implement the condition gets a check before the write."""
+        with self._mapped("upload", what):
+            if not if_absent:
+                call({})
+                return
+            if self._conditional:
+                try:
+                    call({"IfNoneMatch": "*"})
+                    return
+                except ClientError as exc:
+                    if not _unsupported(exc):
+                        raise
+                self._conditional = False
+            self._refuse_existing(key, what)
+            call({})
+
+    def _refuse_existing(self, key: str, what: str) -> None:
+        """AlreadyExists if ``key`` holds an object (the check for endpoints without conditional writes)."""
+        with self._mapped("check", what):
+            try:
+                self._client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if isinstance(map_error(exc, "check", what, self.bucket, self.endpoint), NotFound):
+                    return
+                raise
+        raise _already_exists(what)
+
+    def _multipart(self, key: str, what: str, parts: Iterator[bytearray], if_absent: bool = False) -> int:
+        """Upload the parts through one thread, then complete; on any failure or interruption (a boto error, the
+        stream's own exception, KeyboardInterrupt, a refused complete) abort the upload before raising."""
         with self._mapped("upload", what):
             upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=key, **self._sse)["UploadId"]
         done: list[dict[str, Any]] = []
@@ -232,19 +277,28 @@ class S3Store:
                 del part
             while pending:
                 done.append(pending.popleft().result())
-            self._client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
+            self._write(
+                key,
+                what,
+                if_absent,
+                lambda extra: self._client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}, **extra
+                ),
             )
         except BaseException as exc:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True)
-            aborted = self._abort(key, upload_id)
+            try:
+                for future in pending:
+                    future.cancel()
+                pool.shutdown(wait=True)  # a part in flight would outlive the abort
+            finally:
+                aborted = self._abort(key, upload_id)
             if isinstance(exc, _BOTO_ERRORS):
                 error = map_error(exc, "upload", what, self.bucket, self.endpoint)
                 if not aborted:
                     error.hint = f"{error.hint}; an unfinished (invisible) upload may remain"
                 raise error from exc
+            if isinstance(exc, StoreError) and not aborted:
+                exc.hint = f"{exc.hint or 'retry'}; an unfinished (invisible) upload may remain"
             raise
         finally:
             pool.shutdown(wait=False)
@@ -257,11 +311,59 @@ class S3Store:
         return {"PartNumber": number, "ETag": response["ETag"]}
 
     def _abort(self, key: str, upload_id: str) -> bool:
+        """Abort the upload; False if the endpoint could not be told (the upload then stays a leftover)."""
         try:
             self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except _BOTO_ERRORS:
             return False
         return True
+
+    def leftovers(self) -> list[Leftover]:
+        """Unfinished multipart uploads under the prefix: a killed writer's, or one whose abort failed. S3 cannot
+        tell a running upload from an abandoned one, so ``in_use`` is False: ``started`` is the clue."""
+        out = []
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        with self._mapped("list unfinished uploads in", self.url):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._base):
+                for upload in page.get("Uploads", []):
+                    key, upload_id = upload["Key"], upload["UploadId"]
+                    size = self._uploaded(key, upload_id)
+                    out.append(
+                        Leftover(
+                            "unfinished upload",
+                            key[len(self._base) :],
+                            f"{key}\n{upload_id}",
+                            size,
+                            upload["Initiated"],
+                        )
+                    )
+        return sorted(out, key=lambda o: (o.name, o.key))
+
+    def _uploaded(self, key: str, upload_id: str) -> int:
+        """The bytes the upload's parts hold (0 if it went away meanwhile)."""
+        total = 0
+        try:
+            for page in self._client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=key, UploadId=upload_id
+            ):
+                total += sum(part["Size"] for part in page.get("Parts", []))
+        except ClientError as exc:
+            if isinstance(map_error(exc, "list", key, self.bucket, self.endpoint), NotFound):
+                return 0
+            raise
+        return total
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        """Abort the unfinished upload (an upload gone already is not an error)."""
+        key, _, upload_id = leftover.key.rpartition("\n")
+        if not key.startswith(self._base) or not upload_id:
+            raise StoreError(f"{leftover.key!r} is not an unfinished upload of {self.url}; not removed")
+        what = f"unfinished upload of s3://{self.bucket}/{key}"
+        try:
+            with self._mapped("abort", what):
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except NotFound:
+            return
 
     def open(self, name: str) -> BinaryIO:
         """A buffered stream over the object's body; the object is never read into memory whole."""
@@ -270,14 +372,16 @@ class S3Store:
             body = self._client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
         return io.BufferedReader(_Body(body, self, what), buffer_size=MiB)
 
-    def list(self) -> list[ObjectInfo]:
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every object below the store's prefix starting with ``prefix``; keys that are no valid object name
+        (a dot or temporary part, an empty part: another tool's, or planted) are skipped."""
         out = []
         paginator = self._client.get_paginator("list_objects_v2")
         with self._mapped("list", self.url):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._base, Delimiter="/"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._base + prefix):
                 for obj in page.get("Contents", []):
                     name = obj["Key"][len(self._base) :]
-                    if name and not name.startswith(".") and TEMP_MARK not in name:
+                    if _valid(name):
                         out.append(ObjectInfo(name, obj["Size"], obj["LastModified"]))
         return sorted(out, key=lambda o: o.name)
 
@@ -307,6 +411,27 @@ class _Body(io.RawIOBase):
         super().close()
 
 
+def _valid(name: str) -> bool:
+    try:
+        check_name(name)
+    except StoreError:
+        return False
+    return True
+
+
+def _unsupported(exc: ClientError) -> bool:
+    """Whether the endpoint refused a conditional write as not implemented (rather than the condition failing)."""
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return code in _UNSUPPORTED or int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) == 501
+
+
+def _already_exists(target: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"{target} already exists; it was not replaced",
+        "delete it first if it should be replaced, or store under another name",
+    )
+
+
 def map_error(exc: Exception, action: str, target: str, bucket: str, endpoint: str) -> StoreError:
     """One StoreError for one botocore failure: "cannot <action> <target>: <why>", the kind, what to try."""
     failed = f"cannot {action} {target}"
@@ -318,6 +443,8 @@ def map_error(exc: Exception, action: str, target: str, bucket: str, endpoint: s
                 f"{failed}: bucket {bucket!r} does not exist",
                 f"create it (aws s3 mb s3://{bucket}) or fix the store URL",
             )
+        if code in _EXISTS or status == 412:
+            return _already_exists(target)
         if code in _NOT_FOUND or status == 404:
             return NotFound(f"not found: {target}")
         if code == "RequestTimeTooSkewed":
