@@ -1,12 +1,17 @@
 import ctypes
 import mmap
 import os
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from dbkeeper.storage import local
+from dbkeeper.errors import StoreError
+from dbkeeper.storage import TEMP_MARK, Leftover, local
 from dbkeeper.storage.local import LocalStore
+from store_cases import kill_writer, start_local_writer
 
 
 def test_a_large_put_starts_writeback_as_it_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,3 +77,79 @@ def _fstype(path: Path) -> str:
             if inside and len(point) > len(best):
                 best, kind = point, fstype
     return kind
+
+
+def test_a_running_writers_file_is_in_use_and_kept(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    writer = start_local_writer(tmp_path, "db/obj")
+    try:
+        [left] = store.leftovers()
+        assert (left.name, left.in_use, left.size) == ("db/obj", True, 100_000)
+        assert left.key.startswith("db/.obj.") and left.key.endswith(TEMP_MARK)
+        with pytest.raises(StoreError, match="being written") as info:
+            store.remove_leftover(left)
+        assert info.value.hint
+        assert (tmp_path / left.key).exists()
+        assert store.list() == []
+    finally:
+        kill_writer(writer)
+    [dead] = store.leftovers()
+    assert dead.key == left.key and not dead.in_use
+    store.remove_leftover(dead)
+    assert store.leftovers() == [] and os.listdir(tmp_path / "db") == []
+
+
+def test_a_put_holds_its_temporary_files_lock_until_renamed(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    seen = []
+
+    def chunks() -> Iterator[bytes]:
+        yield b"x"
+        seen.extend(store.leftovers())
+        yield b"y"
+
+    store.put("obj", chunks())
+    assert [(o.name, o.in_use) for o in seen] == [("obj", True)]
+    assert store.leftovers() == []
+
+
+def test_remove_leftover_touches_only_temporary_files(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put("db/obj", [b"x"])
+    for key in ("db/obj", "../outside.dbkeeper-tmp", f"db/../.obj.0badcafe{TEMP_MARK}"):
+        forged = Leftover("temporary file", "db/obj", key, 1, datetime.now(UTC))
+        with pytest.raises(StoreError):
+            store.remove_leftover(forged)
+    assert store.open("db/obj").read() == b"x"
+
+
+def test_modes_and_nested_directories(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    LocalStore(root).put("a/b/c", [b"x"])
+    for d in (root, root / "a", root / "a" / "b"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    assert stat.S_IMODE((root / "a" / "b" / "c").stat().st_mode) == 0o600
+
+
+def test_links_below_the_root_are_never_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s")
+    root = tmp_path / "store"
+    store = LocalStore(root)
+    store.put("real/obj", [b"x"])
+    (root / "linkdir").symlink_to(outside)
+    (root / "real" / "linkfile").symlink_to(outside / "secret")
+    (outside / f".obj.0badcafe{TEMP_MARK}").write_bytes(b"t")
+    assert [o.name for o in store.list()] == ["real/obj"]
+    assert store.leftovers() == []
+    with pytest.raises(StoreError, match="link"):
+        store.put("linkdir/new", [b"y"])
+    assert sorted(os.listdir(outside)) == [f".obj.0badcafe{TEMP_MARK}", "secret"]
+
+
+def test_a_missing_root_is_empty_and_created_on_put(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "not" / "yet")
+    assert store.list() == [] and store.list("a/") == [] and store.leftovers() == []
+    store.put("a/b", [b"x"], size_hint=1)
+    assert [o.name for o in store.list("a/")] == ["a/b"]

@@ -14,10 +14,11 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from dbkeeper.errors import NotFound, PermissionDenied, StoreError, Transient, UsageError
-from dbkeeper.storage import open_store
+from dbkeeper.errors import AlreadyExists, NotFound, PermissionDenied, StoreError, Transient, UsageError
+from dbkeeper.storage import TEMP_MARK, Leftover, open_store
 from dbkeeper.storage.local import LocalStore
 from dbkeeper.storage.s3 import (
     DEFAULT_PART_SIZE,
@@ -319,3 +320,85 @@ def test_put_memory_is_bounded(s3_bucket: str) -> None:
     print(f"200 MiB put: peak {peak / MiB:.1f} MiB, {total / MiB / elapsed:.0f} MiB/s (under tracemalloc)")
     assert peak < 4 * DEFAULT_PART_SIZE  # three parts (uploading, queued, filling) and change
     assert [(o.name, o.size) for o in store.list()] == [("big", total)]
+
+
+class NoConditionalWrites:
+    """An endpoint without conditional writes, as some S3-compatibles are: moto honours If-None-Match, so this
+    answers any request carrying it with 501 NotImplemented before it is sent (the one fault injected here)."""
+
+    def __init__(self, store: S3Store) -> None:
+        self.refused: list[str] = []
+        store._client.meta.events.register("before-send.s3", self)
+
+    def __call__(self, request: Any, **kwargs: Any) -> Any:
+        if "If-None-Match" not in request.headers:
+            return None
+        self.refused.append(request.method)
+        body = b"<Error><Code>NotImplemented</Code><Message>If-None-Match is not supported</Message></Error>"
+        return AWSResponse(request.url, 501, {"Content-Type": "application/xml"}, _Raw(body))
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **kwargs: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+@pytest.mark.parametrize("size", [10, BIG], ids=["put-object", "multipart"])
+def test_if_absent_without_conditional_writes_checks_first(s3_bucket: str, s3_client: Any, size: int) -> None:
+    store = S3Store.from_url(f"s3://{s3_bucket}/p", part_size=MIN_PART_SIZE)
+    endpoint = NoConditionalWrites(store)
+    assert store.put("db/obj", zeros(size), if_absent=True) == size
+    assert len(endpoint.refused) == 1  # refused once, then not asked again
+    with pytest.raises(AlreadyExists):
+        store.put("db/obj", [b"other"], if_absent=True)
+    with pytest.raises(AlreadyExists):
+        store.put("db/obj", zeros(BIG), if_absent=True)
+    assert len(endpoint.refused) == 1
+    assert s3_client.head_object(Bucket=s3_bucket, Key="p/db/obj")["ContentLength"] == size
+    assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+def test_a_refused_conditional_complete_aborts_the_upload(s3_bucket: str, s3_client: Any) -> None:
+    """moto, like AWS, keeps the upload open when CompleteMultipartUpload fails its condition (measured)."""
+    store = S3Store.from_url(f"s3://{s3_bucket}/p", part_size=MIN_PART_SIZE)
+    store.put("obj", [b"first"])
+    with pytest.raises(AlreadyExists) as info:
+        store.put("obj", zeros(BIG), if_absent=True)
+    assert f"s3://{s3_bucket}/p/obj" in str(info.value) and one_line(info.value)
+    assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert store.open("obj").read() == b"first"
+
+
+def test_leftovers_report_uploaded_bytes_and_only_under_the_prefix(s3_bucket: str, s3_client: Any) -> None:
+    for key in ("p/db/obj", "other/obj"):
+        upload_id = s3_client.create_multipart_upload(Bucket=s3_bucket, Key=key)["UploadId"]
+        for number in (1, 2):
+            s3_client.upload_part(
+                Bucket=s3_bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(MIN_PART_SIZE)
+            )
+    store = S3Store.from_url(f"s3://{s3_bucket}/p")
+    [left] = store.leftovers()
+    assert (left.kind, left.name, left.size, left.in_use) == ("unfinished upload", "db/obj", 2 * MIN_PART_SIZE, False)
+    forged = Leftover(left.kind, left.name, left.key.replace("p/db/obj", "other/obj"), 0, left.started)
+    with pytest.raises(StoreError):
+        store.remove_leftover(forged)
+    store.remove_leftover(left)
+    assert [u["Key"] for u in s3_client.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]] == ["other/obj"]
+
+
+def test_list_walks_every_depth_and_skips_foreign_keys(s3_bucket: str, s3_client: Any) -> None:
+    for key in ("p/a/b/c", "p/a/.hidden/x", "p/a//double", f"p/x{TEMP_MARK}", "p/top", "pother/no"):
+        s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"x")
+    store = S3Store.from_url(f"s3://{s3_bucket}/p")
+    assert [o.name for o in store.list()] == ["a/b/c", "top"]
+    assert [o.name for o in store.list("a/")] == ["a/b/c"]
+    assert [o.name for o in store.list("t")] == ["top"]
+
+
+def test_open_store_passes_the_region(s3_env: dict[str, str]) -> None:
+    store = open_store("s3://bucket/p", region="eu-central-1")
+    assert isinstance(store, S3Store)
+    assert store._client.meta.region_name == "eu-central-1"

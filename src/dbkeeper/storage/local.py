@@ -75,6 +75,7 @@ class LocalStore:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise _map_os_error(exc, f"creating store directory {self.root}") from exc
+        fsync_dir(self.root.parent)  # the first object's durability starts with the root's own entry
 
     def _path(self, name: str) -> Path:
         return self.root.joinpath(*check_name(name).split("/"))

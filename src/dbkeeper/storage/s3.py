@@ -258,13 +258,14 @@ class S3Store:
     def _multipart(self, key: str, what: str, parts: Iterator[bytearray], if_absent: bool = False) -> int:
         """Upload the parts through one thread, then complete; on any failure or interruption (a boto error, the
         stream's own exception, KeyboardInterrupt, a refused complete) abort the upload before raising."""
-        with self._mapped("upload", what):
-            upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=key, **self._sse)["UploadId"]
         done: list[dict[str, Any]] = []
         pending: deque[Future[dict[str, Any]]] = deque()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbkeeper-s3-upload")
         total = 0
+        upload_id = ""
         try:
+            # inside the try: an interruption right after the upload is created still aborts it
+            upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=key, **self._sse)["UploadId"]
             for number, part in enumerate(parts, start=1):
                 if number > _MAX_PARTS:
                     raise StoreError(
@@ -291,7 +292,7 @@ class S3Store:
                     future.cancel()
                 pool.shutdown(wait=True)  # a part in flight would outlive the abort
             finally:
-                aborted = self._abort(key, upload_id)
+                aborted = not upload_id or self._abort(key, upload_id)
             if isinstance(exc, _BOTO_ERRORS):
                 error = map_error(exc, "upload", what, self.bucket, self.endpoint)
                 if not aborted:
