@@ -18,7 +18,8 @@ until every good backup that is kept has passed. Each backup is read at most onc
 - An encrypted backup without an identity (a backup host holds only the public recipients) is checked as far as
   its stored bytes go (manifest, sidecar, size, checksum); the decision says so. With ``identities`` it is
   decrypted and checked fully.
-- ``dry_run`` verifies the same way (it only reads), so it shows the decisions the real run would make.
+- ``dry_run`` verifies the same way (it only reads), so it shows the decisions the real run would make; it runs
+  the same deletions against a DryRunStore (restic's dry-run backend), which records them and changes nothing.
 
 Deletion order per backup: manifest first, then ``.sha256``, then the data. A prune stopped half way leaves a data
 file without a manifest, which every listing shows as incomplete, never as a good backup with missing data. A
@@ -39,6 +40,7 @@ from dbkeeper.repo import Entry, Repository
 from dbkeeper.repo.catalog import FUTURE
 from dbkeeper.repo.manifest import iso
 from dbkeeper.retention import Candidate, Decision, Policy, apply_policy
+from dbkeeper.storage import DryRunStore
 from dbkeeper.verify import Report, verify
 
 FAILED_VERIFY = "failed verification"
@@ -152,13 +154,14 @@ def run_prune(
     """
     policy.check()
     now = clock()
+    if dry_run:
+        repo = Repository(DryRunStore(repo.store))
     result = PruneResult(repo.url, policy, now, dry_run)
     reports: dict[str, Report] = dict(verified or {})
     for entries in repo.scan(now, source=source, database=database).series().values():
         result.decisions.extend(_decide(repo, entries, policy, now, identities, reports))
-    if not dry_run:
-        for decision in result.removed:
-            _delete(repo, decision)
+    for decision in result.removed:
+        _delete(repo, decision, dry_run)
     return result
 
 
@@ -230,11 +233,11 @@ def _decision(entry: Entry, decision: Decision, report: Report | None) -> PruneD
     return out
 
 
-def _delete(repo: Repository, decision: PruneDecision) -> None:
+def _delete(repo: Repository, decision: PruneDecision, dry_run: bool) -> None:
     """Manifest first, then the sidecar, then the data: what is left half way is incomplete, never good."""
     try:
         repo.delete(decision.name)
     except DbkeeperError as exc:
         decision.error = exc
     else:
-        decision.deleted = True
+        decision.deleted = not dry_run

@@ -18,7 +18,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from dbkeeper.errors import AlreadyExists, NotFound, PermissionDenied, StoreError, Transient, UsageError
-from dbkeeper.storage import TEMP_MARK, Leftover, open_store
+from dbkeeper.storage import TEMP_MARK, Leftover, RetryingStore, open_store
 from dbkeeper.storage.local import LocalStore
 from dbkeeper.storage.s3 import (
     DEFAULT_PART_SIZE,
@@ -56,8 +56,9 @@ def test_sse_aes256_is_set_on_every_object(s3_bucket: str, s3_client: Any, size:
 @pytest.mark.parametrize("size", [10, BIG], ids=["put-object", "multipart"])
 def test_sse_kms_uses_the_given_key(s3_env: dict[str, str], s3_bucket: str, s3_client: Any, size: int) -> None:
     key_id = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
-    store = open_store(f"s3://{s3_bucket}/p", sse="aws:kms", sse_kms_key_id=key_id)
-    assert isinstance(store, S3Store)
+    opened = open_store(f"s3://{s3_bucket}/p", sse="aws:kms", sse_kms_key_id=key_id)
+    assert isinstance(opened, RetryingStore) and isinstance(opened.store, S3Store)  # S3 comes with retries
+    store = opened.store
     store.part_size = MIN_PART_SIZE
     store.put("obj", zeros(size))
     head = s3_client.head_object(Bucket=s3_bucket, Key="p/obj")
@@ -133,8 +134,9 @@ def test_endpoint_argument_beats_the_environment(
 
 
 def test_endpoint_from_aws_endpoint_url(s3_store_url: str, s3_server: MotoServer) -> None:
-    store = open_store(s3_store_url)
-    assert isinstance(store, S3Store)
+    opened = open_store(s3_store_url)
+    assert isinstance(opened, RetryingStore) and isinstance(opened.store, S3Store)
+    store = opened.store
     assert store.endpoint == s3_server.url
     store.put("obj", [b"x"])
     assert store.url == s3_store_url
@@ -399,6 +401,7 @@ def test_list_walks_every_depth_and_skips_foreign_keys(s3_bucket: str, s3_client
 
 
 def test_open_store_passes_the_region(s3_env: dict[str, str]) -> None:
-    store = open_store("s3://bucket/p", region="eu-central-1")
-    assert isinstance(store, S3Store)
+    opened = open_store("s3://bucket/p", region="eu-central-1")
+    assert isinstance(opened, RetryingStore) and isinstance(opened.store, S3Store)
+    store = opened.store
     assert store._client.meta.region_name == "eu-central-1"

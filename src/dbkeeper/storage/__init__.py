@@ -112,12 +112,15 @@ def open_store(
     """The store a user named: ``s3://bucket/prefix`` or a directory path.
 
     The keyword options concern S3 only (endpoint, server-side encryption, region); a directory store ignores
-    them.
+    them. An S3 store comes wrapped in RetryingStore: throttling and dropped connections are tried again (a local
+    disk has no Transient failures to retry).
     """
     if url.startswith("s3://"):
         from dbkeeper.storage.s3 import S3Store
 
-        return S3Store.from_url(url, endpoint_url=endpoint_url, sse=sse, sse_kms_key_id=sse_kms_key_id, region=region)
+        return RetryingStore(
+            S3Store.from_url(url, endpoint_url=endpoint_url, sse=sse, sse_kms_key_id=sse_kms_key_id, region=region)
+        )
     from dbkeeper.storage.local import LocalStore
 
     return LocalStore(url)
