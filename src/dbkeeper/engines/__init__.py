@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbkeeper.engines.interface import (
     Dump,
@@ -28,6 +28,9 @@ from dbkeeper.engines.interface import (
     redact,
 )
 from dbkeeper.errors import UsageError
+
+if TYPE_CHECKING:
+    from dbkeeper.engines.postgres.leftovers import ServerLeftover
 
 __all__ = [
     "Dump",
@@ -130,6 +133,30 @@ def scratch_for(
             return SqliteEngine(str(path)).scratch(name)
         return SqliteEngine(str(path / f"{name}.db"))
     raise UsageError(f"no scratch database for {kind} backups")
+
+
+def server_leftovers(url: str, *, pg_bin: str | None = None) -> list[ServerLeftover]:
+    """What interrupted restores left on the PostgreSQL server of ``url`` (a database URL, or the server's alone:
+    ``postgresql://user@host:port``); see engines/postgres/leftovers.py."""
+    from dbkeeper.engines.postgres.conn import PgConn
+    from dbkeeper.engines.postgres.leftovers import find
+
+    return find(PgConn.from_url(url, dbname="postgres"), pg_bin=pg_bin)
+
+
+def drop_server_leftover(url: str, leftover: ServerLeftover, *, pg_bin: str | None = None) -> None:
+    """Drop a temporary database ``server_leftovers`` found (never a database renamed aside)."""
+    from dbkeeper.engines.postgres.conn import PgConn
+    from dbkeeper.engines.postgres.leftovers import drop
+
+    drop(PgConn.from_url(url, dbname="postgres"), leftover, pg_bin=pg_bin)
+
+
+def server_key(url: str) -> str:
+    """What identifies the PostgreSQL server of ``url`` (host and port, as in its SourceKey)."""
+    from dbkeeper.engines.postgres.conn import PgConn, pg_key
+
+    return pg_key(PgConn.from_url(url, dbname="postgres")).canonical.rsplit("/", 1)[0]
 
 
 def source_key(url: str, *, globals_only: bool = False) -> SourceKey:

@@ -11,6 +11,7 @@ from dbkeeper.engines.postgres.archive import load_archive
 from dbkeeper.engines.postgres.clients import pick
 from dbkeeper.engines.postgres.conn import PgConn, quote_ident, quote_literal
 from dbkeeper.engines.postgres.errors import classify
+from dbkeeper.engines.postgres.leftovers import ASIDE_MARK, TEMP_MARK
 from dbkeeper.engines.postgres.load import load_plain
 from dbkeeper.engines.postgres.psql import query
 from dbkeeper.errors import DbkeeperError, RestoreError, SourceError, ToolError
@@ -33,8 +34,8 @@ class PgRestoreTarget:
         self.description = conn.display()
         self._admin_db = "postgres"
         token = secrets.token_hex(4)
-        self.temp = f"{self.target[:40]}_dbkeeper_tmp_{token}"
-        self._aside = f"{self.target[:40]}_dbkeeper_old_{token}"
+        self.temp = f"{self.target[:40]}{TEMP_MARK}{token}"
+        self._aside = f"{self.target[:40]}{ASIDE_MARK}{token}"
         self._created = False
         self.existed = self._exists(self.target)
         if self.existed and not options.drop_existing:

@@ -1,0 +1,91 @@
+"""What an interrupted restore leaves on a PostgreSQL server, found and removed on request (``dbkeeper cleanup``).
+
+A restore loads into ``<target>_dbkeeper_tmp_<token>`` and, with ``--drop-existing``, renames the database it
+replaces to ``<target>_dbkeeper_old_<token>`` for the moment between the two renames. A restore killed with
+SIGKILL, or whose server stopped, cannot drop either. They are told apart here:
+
+- a temporary database is a half-loaded copy nobody needs: removable once no session uses it (a running restore
+  has its loader connected) and it is older than the caller's minimum age, judged by the creation time of its
+  files where this role may read them (superuser or ``pg_read_server_files``);
+- a replaced database held a target's data: it is reported, never dropped. If its target is missing, it is the
+  only copy of that data, and the fix is to rename it back (the message says how).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from dbkeeper.engines.postgres.conn import PgConn, quote_ident, quote_literal
+from dbkeeper.engines.postgres.psql import query
+
+TEMP_MARK = "_dbkeeper_tmp_"
+ASIDE_MARK = "_dbkeeper_old_"
+TEMPORARY, REPLACED = "temporary database", "replaced database"
+
+
+@dataclass(frozen=True)
+class ServerLeftover:
+    kind: str  # TEMPORARY | REPLACED
+    name: str
+    server: str  # where, for people
+    size: int
+    sessions: int  # connected now: a running restore's loader
+    created: datetime | None  # None where this role may not read the server's files
+    target_exists: bool = True  # for a replaced database: is the database it was renamed from there?
+
+    def describe(self) -> str:
+        if self.kind == REPLACED and not self.target_exists:
+            target = self.name.split(ASIDE_MARK)[0]
+            return (
+                f"{self.kind} {self.name} on {self.server}: the only copy of {target}, whose replacement never"
+                f" arrived; put it back with ALTER DATABASE {quote_ident(self.name)} RENAME TO {quote_ident(target)}"
+            )
+        return f"{self.kind} {self.name} on {self.server}"
+
+
+def _like(mark: str) -> str:
+    return quote_literal("%" + mark.replace("_", "\\_") + "%")
+
+
+def find(conn: PgConn, *, pg_bin: str | None = None) -> list[ServerLeftover]:
+    """Every temporary and replaced database of dbkeeper's on ``conn``'s server."""
+    admin = conn.with_db("postgres")
+    may_read = (
+        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+        " OR pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')"
+    )
+    sql = (
+        "SELECT d.datname, pg_database_size(d.oid),"
+        " (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname),"
+        f" CASE WHEN {may_read} THEN extract(epoch FROM"
+        " (pg_stat_file('base/' || d.oid || '/PG_VERSION', true)).modification) END,"
+        f" EXISTS (SELECT 1 FROM pg_database t WHERE t.datname = split_part(d.datname, {quote_literal(ASIDE_MARK)}, 1))"
+        f" FROM pg_database d WHERE d.datname LIKE {_like(TEMP_MARK)} OR d.datname LIKE {_like(ASIDE_MARK)}"
+        " ORDER BY d.datname"
+    )
+    out = []
+    for name, size, sessions, created, target_exists in query(admin, sql, pg_bin=pg_bin, doing="looking for leftovers"):
+        out.append(
+            ServerLeftover(
+                kind=TEMPORARY if TEMP_MARK in name else REPLACED,
+                name=name,
+                server=conn.where,
+                size=int(size),
+                sessions=int(sessions),
+                created=datetime.fromtimestamp(float(created), UTC) if created else None,
+                target_exists=target_exists == "t",
+            )
+        )
+    return out
+
+
+def drop(conn: PgConn, leftover: ServerLeftover, *, pg_bin: str | None = None) -> None:
+    """Drop a temporary database (never a replaced one); fails, changing nothing, if a session connected since."""
+    assert leftover.kind == TEMPORARY and TEMP_MARK in leftover.name
+    query(
+        conn.with_db("postgres"),
+        f"DROP DATABASE IF EXISTS {quote_ident(leftover.name)}",
+        pg_bin=pg_bin,
+        doing=f"dropping {leftover.name}",
+    )
