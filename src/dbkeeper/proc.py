@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO
 
 from dbkeeper.errors import ToolError
@@ -189,3 +190,33 @@ def run(
     if done.returncode != 0:
         raise tool_failure(os.path.basename(str(argv[0])), done.returncode, done.stderr.decode("utf-8", "replace"))
     return done.stdout.decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done, then act as they would have: for a step that must not be
+    left half done by Ctrl-C, a cron timeout or systemd stopping the job (a restore's swap of two databases).
+    SIGKILL cannot wait: what it leaves is for ``dbkeeper cleanup`` to settle. Only the main thread has signal
+    handlers; elsewhere this holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[signal.Signals] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def note(signum: int, frame: object) -> None:
+        caught.append(signal.Signals(signum))
+
+    for sig in previous:
+        signal.signal(sig, note)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in caught[:1]:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)

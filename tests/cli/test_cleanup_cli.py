@@ -82,6 +82,11 @@ def test_a_database_renamed_aside_is_reported_with_the_way_back_and_never_droppe
         assert code == 0
         assert f"keep         replaced database {aside}" in out
         assert f'ALTER DATABASE "{aside}" RENAME TO "shop"' in out  # the target is gone: this is its only copy
+        pg15.create_db("shop")  # with the target back, it is the old copy a finished swap left
+        try:
+            assert "the old copy of shop; drop it when sure" in cli(capsys, "cleanup", "--server", server)[1]
+        finally:
+            pg15.drop_db("shop")
         assert aside in databases(pg15)
     finally:
         pg15.drop_db(aside)

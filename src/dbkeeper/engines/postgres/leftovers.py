@@ -6,7 +6,9 @@ SIGKILL, or whose server stopped, cannot drop either. They are told apart here:
 
 - a temporary database is a half-loaded copy nobody needs: removable once no session uses it (a running restore
   has its loader connected) and it is older than the caller's minimum age, judged by the creation time of its
-  files where this role may read them (superuser or ``pg_read_server_files``);
+  files where this role may read them (superuser or ``pg_read_server_files``). A restore killed while it
+  replaced a database may have left that database refusing connections (``locked``): removing the temporary
+  database lets it accept them again;
 - a replaced database held a target's data: it is reported, never dropped. If its target is missing, it is the
   only copy of that data, and the fix is to rename it back (the message says how).
 """
@@ -32,16 +34,25 @@ class ServerLeftover:
     size: int
     sessions: int  # connected now: a running restore's loader
     created: datetime | None  # None where this role may not read the server's files
-    target_exists: bool = True  # for a replaced database: is the database it was renamed from there?
+    target: str | None = None  # for a replaced database: the database it was renamed from, if it is there
+    locked: str | None = None  # for a temporary database: the target it left refusing connections
 
     def describe(self) -> str:
-        if self.kind == REPLACED and not self.target_exists:
-            target = self.name.split(ASIDE_MARK)[0]
+        prefix = self.name.split(ASIDE_MARK)[0]
+        if self.kind == REPLACED and self.target is None:
+            # Names keep the target's first 40 characters only: a longer name is not known here in full.
+            short = len(prefix) < 40
+            target = quote_ident(prefix) if short else f"the name that begins with {prefix}"
             return (
-                f"{self.kind} {self.name} on {self.server}: the only copy of {target}, whose replacement never"
-                f" arrived; put it back with ALTER DATABASE {quote_ident(self.name)} RENAME TO {quote_ident(target)}"
+                f"{self.kind} {self.name} on {self.server}: the only copy of {prefix}{'' if short else '…'}, whose"
+                " replacement never"
+                f" arrived; put it back with ALTER DATABASE {quote_ident(self.name)} RENAME TO {target}"
+                " (and WITH ALLOW_CONNECTIONS true)"
             )
-        return f"{self.kind} {self.name} on {self.server}"
+        if self.kind == REPLACED:
+            return f"{self.kind} {self.name} on {self.server}: the old copy of {self.target}; drop it when sure"
+        locked = f", and {self.locked} left refusing connections" if self.locked else ""
+        return f"{self.kind} {self.name} on {self.server}{locked}"
 
 
 def _like(mark: str) -> str:
@@ -60,12 +71,18 @@ def find(conn: PgConn, *, pg_bin: str | None = None) -> list[ServerLeftover]:
         " (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname),"
         f" CASE WHEN {may_read} THEN extract(epoch FROM"
         " (pg_stat_file('base/' || d.oid || '/PG_VERSION', true)).modification) END,"
-        f" EXISTS (SELECT 1 FROM pg_database t WHERE t.datname = split_part(d.datname, {quote_literal(ASIDE_MARK)}, 1))"
+        " (SELECT min(t.datname) FROM pg_database t"
+        f" WHERE left(t.datname, 40) = split_part(d.datname, {quote_literal(ASIDE_MARK)}, 1)"
+        f" AND t.datname NOT LIKE {_like(TEMP_MARK)} AND t.datname NOT LIKE {_like(ASIDE_MARK)}),"
+        " (SELECT min(x.datname) FROM pg_database x WHERE NOT x.datallowconn AND NOT x.datistemplate"
+        f" AND left(x.datname, 40) = split_part(d.datname, {quote_literal(TEMP_MARK)}, 1)"
+        f" AND x.datname NOT LIKE {_like(TEMP_MARK)} AND x.datname NOT LIKE {_like(ASIDE_MARK)})"
         f" FROM pg_database d WHERE d.datname LIKE {_like(TEMP_MARK)} OR d.datname LIKE {_like(ASIDE_MARK)}"
         " ORDER BY d.datname"
     )
     out = []
-    for name, size, sessions, created, target_exists in query(admin, sql, pg_bin=pg_bin, doing="looking for leftovers"):
+    rows = query(admin, sql, pg_bin=pg_bin, doing="looking for leftovers")
+    for name, size, sessions, created, target, locked in rows:
         out.append(
             ServerLeftover(
                 kind=TEMPORARY if TEMP_MARK in name else REPLACED,
@@ -74,18 +91,25 @@ def find(conn: PgConn, *, pg_bin: str | None = None) -> list[ServerLeftover]:
                 size=int(size),
                 sessions=int(sessions),
                 created=datetime.fromtimestamp(float(created), UTC) if created else None,
-                target_exists=target_exists == "t",
+                target=(target or None) if ASIDE_MARK in name else None,
+                locked=(locked or None) if TEMP_MARK in name else None,
             )
         )
     return out
 
 
 def drop(conn: PgConn, leftover: ServerLeftover, *, pg_bin: str | None = None) -> None:
-    """Drop a temporary database (never a replaced one); fails, changing nothing, if a session connected since."""
+    """Drop a temporary database (never a replaced one), and let the target it left locked accept connections
+    again; fails, changing nothing, if a session connected since."""
     assert leftover.kind == TEMPORARY and TEMP_MARK in leftover.name
+    admin = conn.with_db("postgres")
     query(
-        conn.with_db("postgres"),
-        f"DROP DATABASE IF EXISTS {quote_ident(leftover.name)}",
-        pg_bin=pg_bin,
-        doing=f"dropping {leftover.name}",
+        admin, f"DROP DATABASE IF EXISTS {quote_ident(leftover.name)}", pg_bin=pg_bin, doing=f"dropping {leftover.name}"
     )
+    if leftover.locked:
+        query(
+            admin,
+            f"ALTER DATABASE {quote_ident(leftover.locked)} WITH ALLOW_CONNECTIONS true",
+            pg_bin=pg_bin,
+            doing=f"letting {leftover.locked} accept connections again",
+        )

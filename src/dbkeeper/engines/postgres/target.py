@@ -15,6 +15,7 @@ from dbkeeper.engines.postgres.leftovers import ASIDE_MARK, TEMP_MARK
 from dbkeeper.engines.postgres.load import load_plain
 from dbkeeper.engines.postgres.psql import query
 from dbkeeper.errors import DbkeeperError, RestoreError, SourceError, ToolError
+from dbkeeper.proc import signals_held
 
 
 class PgRestoreTarget:
@@ -128,29 +129,26 @@ class PgRestoreTarget:
         return counts
 
     def commit(self) -> None:
+        """Put the restored database in place. A new target is one rename. Replacing one: its owner and settings
+        are carried over, new sessions are refused and the open ones ended, then ONE transaction renames the old
+        database aside and the new one in (PostgreSQL allows ALTER DATABASE … RENAME in a transaction block), so
+        the target name is never missing; then the old one is dropped. SIGINT and SIGTERM wait while this runs:
+        the swap is whole or not done at all, and the target always accepts connections afterwards. SIGKILL can
+        stop it between the steps: ``dbkeeper cleanup`` finds what that left (leftovers.py)."""
         t, tmp, aside = quote_ident(self.target), quote_ident(self.temp), quote_ident(self.aside)
-        if self.existed:
-            self._carry_over(tmp)
+        if not self.existed:
+            self._q(f"ALTER DATABASE {tmp} RENAME TO {t}", f"renaming the restored database to {self.target}")
+            self._created = False
+            return
+        self._carry_over(tmp)
+        with signals_held():
             self._q(f"ALTER DATABASE {t} WITH ALLOW_CONNECTIONS false", f"locking {self.target}")
             try:
-                self._q(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    f" WHERE datname = {quote_literal(self.target)} AND pid <> pg_backend_pid()",
-                    f"ending sessions on {self.target}",
-                )
-                self._rename_when_free(t, aside)
+                self._swap_when_free(t, tmp, aside)
             except BaseException:
                 self._q(f"ALTER DATABASE {t} WITH ALLOW_CONNECTIONS true", f"unlocking {self.target}")
                 raise
-        try:
-            self._q(f"ALTER DATABASE {tmp} RENAME TO {t}", f"renaming the restored database to {self.target}")
-        except BaseException:
-            if self.existed:
-                self._q(f"ALTER DATABASE {aside} RENAME TO {t}", f"putting {self.target} back")
-                self._q(f"ALTER DATABASE {t} WITH ALLOW_CONNECTIONS true", f"unlocking {self.target}")
-            raise
-        self._created = False
-        if self.existed:
+            self._created = False
             self._q(f"DROP DATABASE {aside}", f"dropping the replaced database (now {self.aside})")
 
     def _carry_over(self, tmp: str) -> None:
@@ -175,11 +173,18 @@ class PgRestoreTarget:
     def aside(self) -> str:
         return self._aside
 
-    def _rename_when_free(self, t: str, aside: str) -> None:
-        """Rename the target aside; a session that was just ended may take a moment to go."""
+    def _swap_when_free(self, t: str, tmp: str, aside: str) -> None:
+        """End the target's sessions, then rename it aside and the restored one in, in one transaction; a session
+        that was just ended may take a moment to go."""
+        end_sessions = (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            f" WHERE datname = {quote_literal(self.target)} AND pid <> pg_backend_pid()"
+        )
+        swap = f"BEGIN; ALTER DATABASE {t} RENAME TO {aside}; ALTER DATABASE {tmp} RENAME TO {t}; COMMIT;"
         for attempt in range(50):
+            self._q(end_sessions, f"ending sessions on {self.target}")
             try:
-                self._q(f"ALTER DATABASE {t} RENAME TO {aside}", f"moving {self.target} aside")
+                self._q(swap, f"swapping the restored database in for {self.target}")
                 return
             except DbkeeperError as exc:
                 if "being accessed by other users" not in (exc.message + str(getattr(exc, "stderr", ""))):
