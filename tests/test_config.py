@@ -23,8 +23,10 @@ def test_valid_schedule_and_notify(tmp_path: Path) -> None:
         '[notify]\nwebhook_url = "https://hooks.slack.com/services/T/B/X"\nping_url = "https://hc-ping.com/u"\n'
         "on_success = true\n",
     )
-    assert cfg.schedule == {"backup": "30 1 * * *", "prune": "off", "drill": "@weekly"}
-    assert cfg.notify["on_success"] is True
+    assert cfg.schedule == config.ScheduleConfig(backup="30 1 * * *", prune="off", drill="@weekly")
+    assert cfg.notify == config.NotifyConfig(
+        webhook_url="https://hooks.slack.com/services/T/B/X", ping_url="https://hc-ping.com/u", on_success=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -52,8 +54,8 @@ def test_notify_urls_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("DBKEEPER_WEBHOOK_URL", "https://example.com/hook/SECRET")
     monkeypatch.setenv("DBKEEPER_PING_URL", "https://hc-ping.com/SECRET")
     cfg = load(tmp_path, '[notify]\nwebhook_url = "https://other.example/x"\n')
-    assert cfg.notify["webhook_url"] == "https://example.com/hook/SECRET"
-    assert cfg.notify["ping_url"] == "https://hc-ping.com/SECRET"
+    assert cfg.notify.webhook_url == "https://example.com/hook/SECRET"
+    assert cfg.notify.ping_url == "https://hc-ping.com/SECRET"
     monkeypatch.setenv("DBKEEPER_PING_URL", "hc-ping.com/SECRET")
     with pytest.raises(ConfigError, match="DBKEEPER_PING_URL: must be an http") as info:
         load(tmp_path, "")
