@@ -1,4 +1,4 @@
-"""Config validation of [schedule] and [notify]: an error names the file, the key and what is allowed."""
+"""Config validation of [schedule], [notify] and [drill]: an error names the file, the key and what is allowed."""
 
 from __future__ import annotations
 
@@ -41,6 +41,15 @@ def test_valid_schedule_and_notify(tmp_path: Path) -> None:
         ('[notify]\nwebhook_url = "hooks.slack.com/x"', "notify.webhook_url: must be an http:// or https:// URL"),
         ('[notify]\nping_url = "file:///etc/passwd"', "notify.ping_url: must be an http:// or https:// URL"),
         ('[notify]\non_success = "yes"', "notify.on_success: must be true or false"),
+        ('[schedule]\nbackup = "\u00b2 2 * * *"', "schedule.backup: minute: '\u00b2' is not supported"),
+        ('[schedule]\nbackup = "*/\u00b2 2 * * *"', "schedule.backup: minute: step '\u00b2' in '*/\u00b2' must be"),
+        pytest.param(
+            f'[schedule]\nbackup = "{"9" * 5000} 2 * * *"',
+            "schedule.backup: minute: 99999999999999999999… is out of range 0-59",
+            id="5000-digit-minute",
+        ),
+        ('[drill]\nmax_age = "99999999999d"', "drill.max_age: max_age '99999999999d' is too long; write at most"),
+        pytest.param(f'[drill]\nmax_age = "{"9" * 400}w"', "9w' is too long", id="400-digit-max_age"),
     ],
 )
 def test_invalid_values_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -48,6 +57,14 @@ def test_invalid_values_name_file_and_key(tmp_path: Path, text: str, message: st
         load(tmp_path, text)
     assert info.value.message.startswith(f"{tmp_path / 'dbkeeper.toml'}: ")
     assert message in info.value.message
+
+
+def test_an_integer_too_long_for_python_is_invalid_toml(tmp_path: Path) -> None:
+    path = tmp_path / "dbkeeper.toml"
+    path.write_text(f"[retention]\nkeep_last = {'9' * 5000}\n")
+    with pytest.raises(ConfigError, match="is not valid TOML") as info:
+        config.load(str(path))
+    assert info.value.message.startswith(f"{path} is not valid TOML: ")
 
 
 def test_notify_urls_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -151,7 +151,7 @@ def load(path: str | None = None) -> Config:
         doc = tomllib.loads(candidate.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {candidate}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # a TOMLDecodeError, or an integer of more digits than int() takes
         raise ConfigError(f"{candidate} is not valid TOML: {exc}") from exc
     return _with_env(_parse(doc, str(candidate)))
 
