@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from dbkeeper.config import RetentionConfig
 from dbkeeper.crypto import load_identities
 from dbkeeper.errors import CheckFailed, UsageError
 from dbkeeper.pipeline import BackupOptions
@@ -299,10 +300,12 @@ def test_prune_after_backup_touches_only_that_database(store: LocalStore, templa
 def test_policy_from_flags_else_config_else_default(
     flags: dict[str, int | None], configured: dict[str, int], expected: Policy
 ) -> None:
-    assert policy_from(flags, configured) == expected
+    assert policy_from(flags, RetentionConfig(**configured)) == expected
 
 
 def test_policy_from_refuses_bad_numbers() -> None:
     with pytest.raises(UsageError):
-        policy_from({"keep_last": -3}, {})
-    assert dataclasses.asdict(policy_from({"keep_last": 0}, {}))["keep_last"] == 0  # empty: refused when applied
+        policy_from({"keep_last": -3}, RetentionConfig())
+    assert (
+        dataclasses.asdict(policy_from({"keep_last": 0}, RetentionConfig()))["keep_last"] == 0
+    )  # empty: refused when applied

@@ -7,7 +7,8 @@ An error names the file, the key and what is allowed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,19 +36,81 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """``[retention]``: each rule a count, -1 for unlimited; None when the table does not set it."""
+
+    keep_last: int | None = None
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+    keep_yearly: int | None = None
+    keep_min: int | None = None
+
+    def rules(self) -> dict[str, int]:
+        """The rules the table sets (not keep_min, a floor rather than a rule), by name."""
+        named = {
+            "keep_last": self.keep_last,
+            "keep_daily": self.keep_daily,
+            "keep_weekly": self.keep_weekly,
+            "keep_monthly": self.keep_monthly,
+            "keep_yearly": self.keep_yearly,
+        }
+        return {name: value for name, value in named.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """``[s3]``: options for every s3:// store; None when not set (the flags and boto3's defaults apply)."""
+
+    endpoint_url: str | None = None
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class DrillConfig:
+    """``[drill]``: defaults for ``dbkeeper drill``'s options; None when not set."""
+
+    max_age: timedelta | None = None
+    smoke: str | None = None
+    log: str | None = None
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """``[schedule]``: a cron expression (checked at load) or ``"off"`` per job; None when not set (the default)."""
+
+    backup: str | None = None
+    prune: str | None = None
+    copy: str | None = None
+    drill: str | None = None
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """``[notify]``, with ``$DBKEEPER_WEBHOOK_URL`` and ``$DBKEEPER_PING_URL`` over it: http(s) URLs."""
+
+    webhook_url: str | None = None
+    ping_url: str | None = None
+    on_success: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     path: str | None = None
     store: str = DEFAULT_STORE
     copy_to: tuple[str, ...] = ()
     pg_bin: str | None = None
     sources: tuple[SourceConfig, ...] = ()
-    retention: dict[str, int] = field(default_factory=dict)
+    retention: RetentionConfig = RetentionConfig()
     encryption_recipients: tuple[str, ...] = ()
     identity: str | None = None
-    s3: dict[str, str] = field(default_factory=dict)
-    drill: dict[str, Any] = field(default_factory=dict)
-    schedule: dict[str, Any] = field(default_factory=dict)
-    notify: dict[str, Any] = field(default_factory=dict)
+    s3: S3Config = S3Config()
+    drill: DrillConfig = DrillConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    notify: NotifyConfig = NotifyConfig()
     metrics_file: str | None = None
 
     def source(self, name: str) -> SourceConfig | None:
@@ -88,21 +151,20 @@ def load(path: str | None = None) -> Config:
         doc = tomllib.loads(candidate.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {candidate}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # a TOMLDecodeError, or an integer of more digits than int() takes
         raise ConfigError(f"{candidate} is not valid TOML: {exc}") from exc
     return _with_env(_parse(doc, str(candidate)))
 
 
 def _with_env(cfg: Config) -> Config:
-    from dataclasses import replace
-
     store = os.environ.get("DBKEEPER_STORE")
     if store:
         cfg = replace(cfg, store=store)
-    notify = dict(cfg.notify)
-    for key, var in (("webhook_url", "DBKEEPER_WEBHOOK_URL"), ("ping_url", "DBKEEPER_PING_URL")):
-        if os.environ.get(var):
-            notify[key] = _http_url(os.environ[var], var)
+    notify = cfg.notify
+    if os.environ.get("DBKEEPER_WEBHOOK_URL"):
+        notify = replace(notify, webhook_url=_http_url(os.environ["DBKEEPER_WEBHOOK_URL"], "DBKEEPER_WEBHOOK_URL"))
+    if os.environ.get("DBKEEPER_PING_URL"):
+        notify = replace(notify, ping_url=_http_url(os.environ["DBKEEPER_PING_URL"], "DBKEEPER_PING_URL"))
     return replace(cfg, notify=notify) if notify != cfg.notify else cfg
 
 
@@ -168,15 +230,7 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
     pg_bin = doc.get("pg_bin")
     if pg_bin is not None and not isinstance(pg_bin, str):
         raise fail("pg_bin", "must be a directory path")
-    drill = _table(doc, "drill", _DRILL, where)
-    for key, value in drill.items():
-        if not isinstance(value, str) or not value:
-            raise fail(f"drill.{key}", "must be a string" + (' such as "7d"' if key == "max_age" else ""))
-    if "max_age" in drill:
-        try:
-            parse_duration(drill["max_age"], "max_age")
-        except UsageError as exc:
-            raise fail("drill.max_age", f"{exc.message}; {exc.hint}") from exc
+    drill = _drill(doc, where)
     metrics = doc.get("metrics_file")
     if metrics is not None and not isinstance(metrics, str):
         raise fail("metrics_file", "must be a file path")
@@ -186,10 +240,10 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
         copy_to=tuple(copy_to),
         pg_bin=pg_bin,
         sources=tuple(sources),
-        retention=retention,
+        retention=RetentionConfig(**retention),
         encryption_recipients=tuple(recipients),
         identity=identity,
-        s3={k: str(v) for k, v in _table(doc, "s3", _S3, where).items()},
+        s3=S3Config(**{k: str(v) for k, v in _table(doc, "s3", _S3, where).items()}),
         drill=drill,
         schedule=_schedule(doc, where, bool(copy_to)),
         notify=_notify(doc, where),
@@ -197,7 +251,21 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
     )
 
 
-def _schedule(doc: dict[str, Any], where: str, copy_to: bool) -> dict[str, str]:
+def _drill(doc: dict[str, Any], where: str) -> DrillConfig:
+    table = _table(doc, "drill", _DRILL, where)
+    for key, value in table.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: drill.{key}: must be a string" + (' such as "7d"' if key == "max_age" else ""))
+    max_age = None
+    if "max_age" in table:
+        try:
+            max_age = parse_duration(table["max_age"], "max_age")
+        except UsageError as exc:
+            raise ConfigError(f"{where}: drill.max_age: {exc.message}; {exc.hint}") from exc
+    return DrillConfig(max_age, table.get("smoke"), table.get("log"), table.get("target"))
+
+
+def _schedule(doc: dict[str, Any], where: str, copy_to: bool) -> ScheduleConfig:
     table = _table(doc, "schedule", _SCHEDULE, where)
     if table.get("copy", "off") != "off" and not copy_to:
         raise ConfigError(
@@ -215,17 +283,16 @@ def _schedule(doc: dict[str, Any], where: str, copy_to: bool) -> dict[str, str]:
                 cron.parse(value)
             except cron.CronError as exc:
                 raise ConfigError(f"{where}: schedule.{key}: {exc}", f"write {allowed}") from None
-    return table
+    return ScheduleConfig(**table)
 
 
-def _notify(doc: dict[str, Any], where: str) -> dict[str, Any]:
+def _notify(doc: dict[str, Any], where: str) -> NotifyConfig:
     table = _table(doc, "notify", _NOTIFY, where)
-    for key in ("webhook_url", "ping_url"):
-        if key in table:
-            _http_url(table[key], f"{where}: notify.{key}")
-    if not isinstance(table.get("on_success", False), bool):
+    urls = {key: _http_url(table[key], f"{where}: notify.{key}") for key in ("webhook_url", "ping_url") if key in table}
+    on_success = table.get("on_success", False)
+    if not isinstance(on_success, bool):
         raise ConfigError(f"{where}: notify.on_success: must be true or false")
-    return table
+    return NotifyConfig(urls.get("webhook_url"), urls.get("ping_url"), on_success)
 
 
 def _table(doc: dict[str, Any], key: str, allowed: set[str], where: str) -> dict[str, Any]:

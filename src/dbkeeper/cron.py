@@ -31,6 +31,7 @@ _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
 _DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 _SYSTEMD_DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
 _SYSTEMD_WEEK = [1, 2, 3, 4, 5, 6, 0]  # systemd's weeks start on Monday
+_DIGITS = 20  # a longer number is out of every field's range
 
 
 class CronError(ValueError):
@@ -110,9 +111,10 @@ def _field(text: str, name: str, low: int, high: int) -> frozenset[int]:
         base, _, step_text = item.partition("/")
         step = 1
         if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
+            digits = step_text.lstrip("0")
+            if not _is_number(step_text) or not digits:
                 raise CronError(f"{name}: step {step_text!r} in {item!r} must be a whole number above 0")
-            step = int(step_text)
+            step = int(digits) if len(digits) <= _DIGITS else high + 1  # any step past the range does the same
         if base == "*":
             start, stop = low, high
         elif "-" in base:
@@ -131,12 +133,20 @@ def _value(text: str, name: str, low: int, high: int) -> int:
     names = _MONTHS if name == "month" else _DAYS if name == "day of week" else []
     if text.lower() in names:
         return names.index(text.lower()) + (1 if name == "month" else 0)
-    if not text.isdigit():
+    if not _is_number(text):
         raise CronError(f"{name}: {text!r} is not supported; use numbers, *, lists, ranges and steps")
-    value = int(text)
+    digits = text.lstrip("0") or "0"
+    if len(digits) > _DIGITS:  # int() refuses thousands of digits; out of every range anyway
+        raise CronError(f"{name}: {digits[:_DIGITS]}… is out of range {low}-{high}")
+    value = int(digits)
     if not low <= value <= high:
         raise CronError(f"{name}: {value} is out of range {low}-{high}")
     return value
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also holds for '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def to_oncalendar(cron: Cron) -> str:

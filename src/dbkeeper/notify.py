@@ -48,7 +48,7 @@ class Notifier:
     @classmethod
     def from_config(cls, cfg: Config) -> Notifier:
         n = cfg.notify
-        return cls(n.get("webhook_url"), n.get("ping_url"), bool(n.get("on_success", False)))
+        return cls(n.webhook_url, n.ping_url, n.on_success)
 
     def run(self, job: str) -> Run:
         """``with notifier.run("backup") as run:`` pings start, then reports the outcome on leaving."""

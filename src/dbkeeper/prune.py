@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from dbkeeper.config import RetentionConfig
 from dbkeeper.errors import CheckFailed, DbkeeperError
 from dbkeeper.repo import Entry, Repository
 from dbkeeper.repo.catalog import FUTURE
@@ -51,7 +52,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def policy_from(flags: Mapping[str, int | None], configured: Mapping[str, int]) -> Policy:
+def policy_from(flags: Mapping[str, int | None], configured: RetentionConfig) -> Policy:
     """The policy a run uses: rule flags if any is given, else the config's ``[retention]`` rules, else the default.
 
     Rule flags replace the configured rules as a whole (``--keep-daily 7`` alone does not inherit keep_last), as
@@ -60,12 +61,12 @@ def policy_from(flags: Mapping[str, int | None], configured: Mapping[str, int]) 
     """
     rules = {k: v for k, v in flags.items() if k in RULE_FLAGS and v is not None}
     if not rules:
-        rules = {k: v for k, v in configured.items() if k in RULE_FLAGS}
+        rules = configured.rules()
     if not rules:
         rules = {k: getattr(Policy.default(), k) for k in RULE_FLAGS}
     keep_min = flags.get("keep_min")
     if keep_min is None:
-        keep_min = configured.get("keep_min", 1)
+        keep_min = 1 if configured.keep_min is None else configured.keep_min
     return Policy(**rules, keep_min=keep_min)
 
 

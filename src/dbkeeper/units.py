@@ -30,7 +30,10 @@ def parse_duration(text: str, what: str = "duration", *, allow_zero: bool = Fals
     seconds = sum(float(n) * _UNITS[unit[0]] for n, unit in _PART.findall(compact))
     if seconds < 0 or (seconds == 0 and not allow_zero):
         raise UsageError(f"{what} {text!r} must be longer than zero")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise UsageError(f"{what} {text!r} is too long", "write at most 999999999d") from None
 
 
 def format_duration(delta: timedelta) -> str:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dbkeeper.config import Config, SourceConfig
+from dbkeeper.config import Config, ScheduleConfig, SourceConfig
 from dbkeeper.errors import UsageError
 from dbkeeper.schedule import due, find, jobs, next_runs
 
@@ -15,7 +15,9 @@ S1, S2 = "s3://acme/casino", "/mnt/offsite"
 
 
 def cfg(schedule: dict[str, str] | None = None, copy_to: tuple[str, ...] = ()) -> Config:
-    return Config(path="/srv/app/dbkeeper.toml", sources=SOURCES, copy_to=copy_to, schedule=schedule or {})
+    return Config(
+        path="/srv/app/dbkeeper.toml", sources=SOURCES, copy_to=copy_to, schedule=ScheduleConfig(**(schedule or {}))
+    )
 
 
 def table(config: Config) -> list[tuple[str, str, list[tuple[str, ...]], str]]:

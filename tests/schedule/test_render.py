@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from dbkeeper.config import Config, SourceConfig
+from dbkeeper.config import Config, ScheduleConfig, SourceConfig
 from dbkeeper.schedule import jobs
 from dbkeeper.schedule.render import Setup, cron_file, crontab_block, merge_crontab, systemd_units
 
 ODD = Path("/srv/my app/50%/dbkeeper.toml")  # a space and a percent sign: both need escaping
-CONFIG = Config(path=str(ODD), sources=(SourceConfig("app", "sqlite:///app.db"),), schedule={"drill": "off"})
+CONFIG = Config(path=str(ODD), sources=(SourceConfig("app", "sqlite:///app.db"),), schedule=ScheduleConfig(drill="off"))
 SETUP = Setup(("/opt/dbk/bin/dbkeeper",), ODD, user=False, run_as="backup")
 
 

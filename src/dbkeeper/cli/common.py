@@ -41,13 +41,11 @@ def add_sse(parser: argparse.ArgumentParser) -> None:
 def open_store_for(url: str, cfg: Config, args: argparse.Namespace | None = None) -> Store:
     """Every command opens its stores here: S3 options come from the flags, else the config's ``[s3]`` table
     (the endpoint also from AWS_ENDPOINT_URL, credentials from boto3's usual chain)."""
-    sse = getattr(args, "sse", None) or cfg.s3.get("sse")
-    kms = getattr(args, "sse_kms_key_id", None) or cfg.s3.get("sse_kms_key_id")
+    sse = getattr(args, "sse", None) or cfg.s3.sse
+    kms = getattr(args, "sse_kms_key_id", None) or cfg.s3.sse_kms_key_id
     if kms and not sse:
         sse = "aws:kms"
-    return open_store(
-        url, endpoint_url=cfg.s3.get("endpoint_url"), sse=sse, sse_kms_key_id=kms, region=cfg.s3.get("region")
-    )
+    return open_store(url, endpoint_url=cfg.s3.endpoint_url, sse=sse, sse_kms_key_id=kms, region=cfg.s3.region)
 
 
 def open_repo_for(url: str, cfg: Config, args: argparse.Namespace | None = None) -> Repository:
@@ -129,7 +127,7 @@ def add_metrics_file(parser: argparse.ArgumentParser) -> None:
 def drill_log_path(cfg: Config) -> str:
     from dbkeeper import drill_log
 
-    return str(cfg.drill.get("log") or drill_log.DEFAULT_PATH)
+    return cfg.drill.log or drill_log.DEFAULT_PATH
 
 
 def print_error(exc: DbkeeperError, context: str = "") -> None:

@@ -71,18 +71,21 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     conf = cfg.drill
-    max_age = parse_duration(args.max_age or conf.get("max_age") or DEFAULT_MAX_AGE, "--max-age")
-    smoke_file = args.smoke or conf.get("smoke")
+    if args.max_age or not conf.max_age:
+        max_age = parse_duration(args.max_age or DEFAULT_MAX_AGE, "--max-age")
+    else:
+        max_age = conf.max_age
+    smoke_file = args.smoke or conf.smoke
     options = DrillOptions(
         max_age=max_age,
         smoke=tuple(smoke.load(smoke_file)) if smoke_file else (),
-        target=args.target or conf.get("target"),
+        target=args.target or conf.target,
         keep=args.keep,
         pg_bin=args.pg_bin or cfg.pg_bin,
         identities=tuple(identities(args, cfg) or ()),
     )
     repo = open_repo_for(store_url(args, cfg), cfg)
-    log = args.log or conf.get("log") or drill_log.DEFAULT_PATH
+    log = args.log or conf.log or drill_log.DEFAULT_PATH
     result = run_drills(repo, options, log=log, source=args.source, database=args.database, seed=args.seed)
     metrics_ok = update_metrics(args, cfg, repo, log)
     if args.json:

@@ -43,7 +43,8 @@ class Job:
 
 def jobs(cfg: Config) -> list[Job]:
     """The scheduled jobs, in JOB_NAMES order."""
-    exprs = {name: cfg.schedule.get(name) for name in JOB_NAMES}
+    conf = cfg.schedule
+    exprs = {"backup": conf.backup, "prune": conf.prune, "copy": conf.copy, "drill": conf.drill}
     backup = exprs["backup"] or DEFAULTS["backup"]
     chain: list[Step] = [("backup",)]
     found: list[Job] = []
