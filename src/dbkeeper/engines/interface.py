@@ -136,5 +136,10 @@ class Engine(Protocol):
 
 
 def redact(url: str) -> str:
-    """A URL with any password replaced, fit for messages, logs and labels."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    """A URL with any password replaced, fit for messages, logs and labels.
+
+    A password may hold ``@``, ``/`` or ``:`` that were not percent-encoded, so everything from the user's ``:`` to
+    the URL's last ``@`` goes (too much is hidden rather than too little), and so does a ``password=`` parameter.
+    """
+    url = re.sub(r"(://[^:/@]*):.*@", r"\1:***@", url, flags=re.DOTALL)
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)

@@ -56,11 +56,18 @@ class PgConn:
     def from_url(cls, url: str, *, dbname: str | None = None) -> PgConn:
         """Parse a libpq URL; ``dbname`` names the database instead of the URL's database part (which may then
         be absent: a server URL)."""
-        parts = urlsplit(url)
         try:
+            parts = urlsplit(url)
             port = parts.port
         except ValueError as exc:
-            raise UsageError(f"bad port in {redact(url)}") from exc
+            raise UsageError(f"bad host or port in {redact(url)}", "write postgresql://user@host:5432/db") from exc
+        if "@" in parts.netloc and "@" in parts.path:
+            # A password holding '/' ends the host part early: what follows would be taken for a host and a
+            # database (and shown). Refused rather than guessed.
+            raise UsageError(
+                f"cannot tell the password from the host in {redact(url)}",
+                "percent-encode '/' and '@' in the password (%2F, %40), or better, put it in ~/.pgpass",
+            )
         params = dict(parse_qsl(parts.query))
         named = params.pop("dbname", unquote(parts.path.lstrip("/")))
         dbname = dbname or named
