@@ -150,3 +150,22 @@ def test_latest_of_nothing_says_what_to_do(store: LocalStore) -> None:
     with pytest.raises(NotFound, match="no complete backup found of source x") as info:
         Repository(store).latest(NOW, source="x")
     assert "dbkeeper list" in str(info.value.hint)
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "app-1/app_20261127_020000-1.sql.gz",  # would parse as app_20261127_020000.sql.gz
+        "app-1/app_00010101_000000.sql.gz",  # year 1 formats as "1"
+        "app-1/app_20261127_020000.sql.gz\n",
+        "app-1/app_20261127_020000-1.sql.gz.json",
+    ],
+)
+def test_a_planted_file_named_almost_like_a_set_never_breaks_the_scan(
+    store: LocalStore, template: Template, planted: str
+) -> None:
+    good = plant(store, template, at("2026-11-26"), source="app-1")
+    (store.root / planted).write_bytes(b"{}")
+    found = Repository(store).scan(NOW)
+    assert [e.name for e in found.entries] == [good]
+    assert found.entries[0].good

@@ -71,6 +71,8 @@ def test_format_1_manifests_of_the_legacy_layout_still_read() -> None:
         ({"size_bytes": "10"}, 'size_bytes is "10"'),
         ({"size_bytes": 2**70}, "not a count"),
         ({"sha256": "z" * 64}, "not a SHA-256"),
+        ({"sha256": "ab" * 32 + "\n"}, "not a SHA-256"),  # "$" in a pattern lets a trailing newline through
+        ({"source_id": "casino-eu\n"}, "not a source id"),
         ({"engine": "mysql"}, "not one of postgresql, sqlite"),
         ({"compression": "bzip2"}, "compression"),
         ({"file": "../etc/passwd"}, "not a file name"),

@@ -57,6 +57,12 @@ def test_parse(name: str, source: str | None, label: str, seq: int, ext: str) ->
         "-x/casino_20261127_020000.sql.gz",  # not a source id
         "casino_20261399_020000.sql.gz",  # not a date
         "casino_20261127_020000-0.sql.gz",
+        # Names that would parse to another name: the catalog looks the set up by the name parse gives back.
+        "casino_20261127_020000-1.sql.gz",  # the first set of a second has no number
+        "casino_20261127_020000-01.sql.gz",
+        "casino_20261127_020000.sql.gz\n",  # a trailing newline (a regex's "$" lets it through)
+        "casino\n/casino_20261127_020000.sql.gz",
+        "casino_00010101_000000.sql.gz",  # year 1: strftime writes "1", not "0001"
     ],
 )
 def test_parse_rejects_others(name: str) -> None:

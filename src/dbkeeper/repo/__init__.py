@@ -6,7 +6,8 @@ manifest, a set's bytes, a new set's name, a commit or a deletion, and never bui
 
 Commit (``commit``): the data under its final name, then the ``.sha256`` sidecar, then the manifest, each with
 ``if_absent``, so a set never replaces another, whoever else writes the store: a second writer that picked the
-same name fails with AlreadyExists and removes nothing of the first's. Until the manifest is there, the set is
+same name fails with AlreadyExists and removes nothing (not even its own data file, which on an endpoint without
+conditional writes may be the other writer's by then). Until the manifest is there, the set is
 incomplete and counts for nothing. A failed commit removes the objects it wrote itself.
 """
 
@@ -133,8 +134,12 @@ class Repository:
             doc = build(size)
             self.store.put(names.sidecar(name), [names.sha256_line(doc.sha256, name)], if_absent=True)
             self.store.put(names.manifest(name), [doc.to_json()], if_absent=True)
-        except BaseException as exc:
-            self._forget(name, sidecar=not isinstance(exc, AlreadyExists))
+        except AlreadyExists:
+            # Another writer holds the name too: on an endpoint whose "if absent" is a check before the write,
+            # the data under it may be theirs by now. Remove nothing; what stays is at worst an incomplete set.
+            raise
+        except BaseException:
+            self._forget(name)
             raise
         return doc
 
@@ -146,9 +151,11 @@ class Repository:
         try:
             self.store.put(names.sidecar(name), [sidecar], if_absent=not replace)
             self.store.put(names.manifest(name), [manifest], if_absent=True)
-        except BaseException as exc:
+        except AlreadyExists:
+            raise  # another writer's set, maybe over ours by now (see ``commit``): remove nothing
+        except BaseException:
             if not replace:
-                self._forget(name, sidecar=not isinstance(exc, AlreadyExists))
+                self._forget(name)
             raise
 
     def delete(self, name: str) -> None:
@@ -156,9 +163,9 @@ class Repository:
         for part in names.files(name):
             self.store.delete(part)
 
-    def _forget(self, name: str, *, sidecar: bool) -> None:
+    def _forget(self, name: str) -> None:
         """Remove what a failed commit wrote (best effort: what stays has no manifest and counts for nothing)."""
-        for part in (names.sidecar(name), name) if sidecar else (name,):
+        for part in (names.sidecar(name), name):
             with contextlib.suppress(DbkeeperError):
                 self.store.delete(part)
 

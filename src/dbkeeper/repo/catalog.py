@@ -176,6 +176,10 @@ def _mismatch(entry: Entry, doc: Manifest, parsed: names.SetName, objects: dict[
         return f"the manifest describes {doc.file}"
     if not parsed.legacy and doc.source_id != parsed.source_id:
         return f"the manifest belongs to source {doc.source_id}, but is stored under {parsed.source_id}"
+    if parsed.legacy and doc.source_id not in (None, parsed.label):
+        # The top level is the legacy layout of source <database>: a manifest naming another source does not
+        # belong there, and would be counted and restored as that database's history.
+        return f"the manifest belongs to source {doc.source_id}, but is stored at the top of the store"
     if names.file_label(doc.database) != parsed.label:
         return f"the manifest describes database {doc.database!r}"
     if name not in objects:

@@ -39,8 +39,8 @@ MAX_DEPTH = 32
 ENGINES = ("postgresql", "sqlite")
 COMPRESSIONS = ("gzip", "zstd", "none")
 DUMP_FORMATS = ("plain", "custom", "globals", "sqlite")
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")  # \Z: "$" would let a trailing newline in
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class ManifestError(ValueError):

@@ -26,9 +26,9 @@ SIDECARS = (SHA256_SUFFIX, MANIFEST_SUFFIX)
 _COMPRESSION_EXT = {"gzip": ".gz", "zstd": ".zst", "none": ""}
 _DATA_RE = re.compile(
     r"^(?P<db>[^/]+)_(?P<stamp>\d{8}_\d{6})(?:-(?P<seq>[1-9]\d{0,5}))?"
-    r"(?P<ext>\.(?:sql|db|dump)(?:\.gz|\.zst)?(?:\.age)?)$"
+    r"(?P<ext>\.(?:sql|db|dump)(?:\.gz|\.zst)?(?:\.age)?)\Z"
 )
-SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" would let a trailing newline in
 
 
 def stamp(moment: datetime) -> str:
@@ -89,7 +89,10 @@ def parse(name: str) -> SetName | None:
         started = datetime.strptime(m["stamp"], "%Y%m%d_%H%M%S").replace(tzinfo=UTC)
     except ValueError:
         return None
-    return SetName(source_id or None, m["db"], started, int(m["seq"] or 1), m["ext"])
+    parsed = SetName(source_id or None, m["db"], started, int(m["seq"] or 1), m["ext"])
+    # Only the name a writer would give this set: "-1", "-01" or year 1 ("1", not "0001") would parse to another
+    # name, and the catalog would look for objects that are not there.
+    return parsed if parsed.name == name else None
 
 
 def sidecar(name: str) -> str:
