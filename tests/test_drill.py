@@ -60,6 +60,12 @@ def _seed(cluster: Cluster, db: str) -> None:
     )
 
 
+def _configured(pgdb: PgDb) -> str:
+    """The database as a source named in dbkeeper.toml: a drill restores on that source's server."""
+    Path("dbkeeper.toml").write_text(f'[[sources]]\nname = "{pgdb.name}"\nurl = "{pgdb.url}"\n')
+    return pgdb.name
+
+
 def _leftovers(cluster: Cluster) -> list[str]:
     return sorted(d for d in databases(cluster) if re.search(r"_drill_\d{8}_\d{6}$|_dbkeeper_(tmp|old)_", d))
 
@@ -70,7 +76,7 @@ def _leftovers(cluster: Cluster) -> list[str]:
 def test_drill_passes_and_never_touches_the_source(pg: Cluster, pgdb: PgDb, capsys: pytest.CaptureFixture[str]) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
-    assert cli(capsys, "backup", pgdb.url, "--name", name)[0] == 0
+    assert cli(capsys, "backup", _configured(pgdb))[0] == 0
     source_before = comparable_dump(cluster, name)
     databases_before = databases(cluster)
 
@@ -117,7 +123,7 @@ def test_failed_smoke_check_fails_the_drill_and_the_scratch_database_is_dropped(
 ) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
-    assert cli(capsys, "backup", pgdb.url, "--name", name)[0] == 0
+    assert cli(capsys, "backup", _configured(pgdb))[0] == 0
     (tmp_path / "bad.sql").write_text(
         "-- expect: rows >= 1000000\nSELECT count(*) FROM users;\n"
         "SELECT count(*) FROM no_such_table;\n"
@@ -143,7 +149,7 @@ def test_damaged_backup_fails_the_drill_and_nothing_is_created(
 ) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
-    assert cli(capsys, "backup", pgdb.url, "--name", name)[0] == 0
+    assert cli(capsys, "backup", _configured(pgdb))[0] == 0
     store = tmp_path / "backups"
     data = backup_files(store)[0]
     if damage == "flip":
@@ -171,7 +177,7 @@ def test_damaged_backup_fails_the_drill_and_nothing_is_created(
 def test_target_server_and_keep(pg: Cluster, pgdb: PgDb, capsys: pytest.CaptureFixture[str]) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
-    assert cli(capsys, "backup", pgdb.url, "--name", name)[0] == 0
+    assert cli(capsys, "backup", _configured(pgdb))[0] == 0
     target = cluster.url("this_part_is_replaced") + "?sslmode=disable"
     code, doc = cli_json(capsys, "drill", "--target", target, "--keep")
     assert code == 0, doc
@@ -189,12 +195,33 @@ def test_unreachable_target_fails_the_drill_with_the_runbook_message(
 ) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
-    assert cli(capsys, "backup", pgdb.url, "--name", name)[0] == 0
+    assert cli(capsys, "backup", _configured(pgdb))[0] == 0
     code, out, _ = cli(capsys, "drill", "--target", "postgresql://postgres@127.0.0.1:1/x")
     assert code == 3
     assert "FAILED  restore" in out and "cannot reach PostgreSQL at 127.0.0.1:1" in out and "Try: " in out
     [row] = drill_log.read(Path("docs/DR_DRILL_LOG.md"))
     assert row.result == "FAIL"
+
+
+def test_a_drill_never_connects_to_a_server_a_manifest_names(
+    pg: Cluster, pgdb: PgDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster, name = pgdb
+    _seed(cluster, name)
+    assert cli(capsys, "backup", pgdb.url, "--name", "shop")[0] == 0
+    # A forger points the manifest at a server of theirs, where a drill would send the password and run the dump.
+    [manifest] = (tmp_path / "backups" / "shop").glob("*.json")
+    doc = json.loads(manifest.read_text())
+    doc["source"] = {"host": "127.0.0.1", "port": cluster.port, "user": "mallory"}
+    manifest.write_text(json.dumps(doc))
+    code, out, _ = cli(capsys, "drill")
+    assert code == 3 and "no PostgreSQL server to drill on" in out and "never connects to a server named by" in out
+    assert "mallory" not in cluster.server_log() and _leftovers(cluster) == []
+    # Named in the config, the source's own server is used, whatever the manifest says.
+    Path("dbkeeper.toml").write_text(f'[[sources]]\nname = "shop"\nurl = "{pgdb.url}"\n')
+    code, doc2 = cli_json(capsys, "drill")
+    assert code == 0, doc2
+    assert doc2["drills"][0]["target"].startswith(f"postgresql://postgres@127.0.0.1:{cluster.port}/")
 
 
 # -- SQLite -------------------------------------------------------------------------------------------------
@@ -291,10 +318,7 @@ def test_a_database_with_no_backup_at_all(tmp_path: Path, capsys: pytest.Capture
 def test_interrupted_drill_still_drops_its_database(pg: Cluster, pgdb: PgDb, tmp_path: Path) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
-    assert (
-        run_dbkeeper("backup", pgdb.url, "--name", name, env={"PGPASSWORD": cluster.env()["PGPASSWORD"]}).returncode
-        == 0
-    )
+    assert run_dbkeeper("backup", _configured(pgdb), env={"PGPASSWORD": cluster.env()["PGPASSWORD"]}).returncode == 0
     (tmp_path / "slow.sql").write_text("SELECT pg_sleep(60);\n")
     child = subprocess.Popen(
         [sys.executable, "-m", "dbkeeper", "drill", "--smoke", "slow.sql"],

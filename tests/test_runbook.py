@@ -52,7 +52,7 @@ OUTPUT = {"age -d ": "-- PostgreSQL database dump"}  # what such a pipeline must
 
 DOC_RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"  # age's own example key
 DOC_BACKUP = "casino_20261127_020000"
-BACKUP_STEM = re.compile(r"casino_\d{8}_\d{6}")
+BACKUP_STEM = re.compile(r"casino_\d{8}_\d{6}(?:-\d+)?")  # -2: a second backup in the same second
 
 
 # What the runbook names -> what this test has, computed when a line uses it (for a line run on ``host``).

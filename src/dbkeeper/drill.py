@@ -5,7 +5,8 @@ drills every backup in the window gets restored, not only the newest), restore i
 new database ``<db>_drill_<UTC stamp>`` (verify first, row counts against the manifest, never anything but
 that new database), run the smoke queries in it, time it, drop it, and append one row to the drill log.
 
-The source database is never connected to: the target is the server recorded in the manifest (or ``target``),
+The source database is never connected to: the target is ``target``, else the server of the configured source
+(never one a manifest names: whoever can write the store can write a manifest),
 and the restore only creates, loads and renames databases of its own. The scratch database is dropped on every
 path out, failure included, unless ``keep`` says otherwise; it is dropped only if this drill created it.
 
@@ -22,7 +23,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +48,7 @@ class DrillOptions:
     max_age: timedelta = timedelta(days=7)
     smoke: tuple[smoke.Statement, ...] = ()
     target: str | None = None
+    servers: Mapping[str, str] = field(default_factory=dict)  # source id -> its URL in the config
     keep: bool = False
     pg_bin: str | None = None
     identities: tuple[Any, ...] = ()
@@ -257,7 +259,7 @@ def _restore_and_check(
 ) -> None:
     doc = chosen.manifest
     assert doc is not None
-    scratch = _Scratch(doc, chosen.label, result.started, options.target)
+    scratch = _Scratch(doc, chosen.label, result.started, options.target or options.servers.get(chosen.source_id))
     created = False
     try:
         engine = scratch.engine(options.pg_bin)
@@ -328,7 +330,8 @@ def _slow_warning(result: DrillResult, previous: drill_log.Row | None) -> None:
 class _Scratch:
     """Where the drill restores: a new database named ``<db>_drill_<stamp>`` on the target server.
 
-    PostgreSQL: ``target``'s server with its database part replaced, else the manifest's ``source`` server.
+    PostgreSQL: ``target``'s server (``--target``, else the configured source's own) with its database part
+    replaced; never a server read from the store.
     SQLite: a file of that name in ``target`` (a directory, or a path whose directory is used), else in a
     private temporary directory removed afterwards. A target of the other engine's kind is not used.
     """
@@ -342,7 +345,7 @@ class _Scratch:
     def engine(self, pg_bin: str | None) -> Engine:
         """The scratch database's engine (engines.scratch_for places it); for SQLite without a directory to put
         it in, a private temporary directory."""
-        engine = scratch_for(self.doc.engine, self.name, near=self.target, recorded=self.doc.source, pg_bin=pg_bin)
+        engine = scratch_for(self.doc.engine, self.name, near=self.target, pg_bin=pg_bin)
         if engine is None:
             self._tempdir = tempfile.mkdtemp(prefix="dbkeeper-drill-")
             engine = scratch_for(self.doc.engine, self.name, near=self._tempdir)

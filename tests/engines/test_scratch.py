@@ -31,16 +31,15 @@ def test_scratch_is_beside_the_database() -> None:
     assert engine_for("/srv/app.db").scratch("app_drill_1").display() == "/srv/app_drill_1.db"
 
 
-def test_a_postgresql_scratch_goes_to_the_target_server_else_the_recorded_source() -> None:
-    recorded = {"host": "db.example", "port": 5433, "user": "app"}
+def test_a_postgresql_scratch_goes_to_the_target_server_and_nowhere_else() -> None:
     on_target = scratch_for("postgresql", "x_drill", near="postgresql://ops@drills.example/ignored?sslmode=disable")
     assert on_target is not None
     assert on_target.display() == "postgresql://ops@drills.example/x_drill?sslmode=disable"
     server_only = scratch_for("postgresql", "x_drill", near="postgresql://ops@drills.example:6000")
     assert server_only is not None and server_only.display() == "postgresql://ops@drills.example:6000/x_drill"
     for near in (None, "/tmp/drills", "sqlite:///drills/a.db"):  # no target, or one of the other kind
-        engine = scratch_for("postgresql", "x_drill", near=near, recorded=recorded)
-        assert engine is not None and engine.display() == "postgresql://app@db.example:5433/x_drill"
+        with pytest.raises(UsageError, match="never connects to a server named by a file in the store"):
+            scratch_for("postgresql", "x_drill", near=near)
 
 
 def test_a_sqlite_scratch_goes_to_the_target_directory_else_nowhere(tmp_path: Path) -> None:

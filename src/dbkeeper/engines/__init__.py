@@ -12,9 +12,8 @@ The interface is in ``interface.py``; ``postgres/`` and ``sqlite.py`` implement 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dbkeeper.engines.interface import (
     Dump,
@@ -101,20 +100,14 @@ def check_for(engine: str, dump_format: str) -> DumpCheck:
     raise UsageError(f"no checker for {engine} backups in {dump_format} format")
 
 
-def scratch_for(
-    kind: str,
-    name: str,
-    *,
-    near: str | None = None,
-    recorded: Mapping[str, Any] | None = None,
-    pg_bin: str | None = None,
-) -> Engine | None:
+def scratch_for(kind: str, name: str, *, near: str | None = None, pg_bin: str | None = None) -> Engine | None:
     """The engine of a new database ``name`` of ``kind`` (a drill's scratch copy of a backup); nothing is created.
 
     Where it goes: ``near`` when it is a place for ``kind``: for PostgreSQL a server URL (its database part, if
     any, is replaced by ``name``), for SQLite a directory, or a database path or URL whose directory is used.
-    Else PostgreSQL's is the server ``recorded`` as the backup's source in its manifest (what the engine's
-    ``inspect`` wrote: host, port, user), and SQLite's is None: the caller names a directory of its own.
+    Without one, SQLite's is None (the caller names a directory of its own) and PostgreSQL's is refused: never
+    the server a manifest names, since whoever can write the store can write a manifest (a password would go
+    there, and the restore would run there).
     """
     postgres = bool(near and near.startswith(("postgresql://", "postgres://")))
     if kind == "postgresql":
@@ -122,7 +115,11 @@ def scratch_for(
 
         if near and postgres:
             return PostgresEngine(PgConn.from_url(near, dbname=name), pg_bin=pg_bin)
-        return PostgresEngine(PgConn.from_source(recorded or {}, name), pg_bin=pg_bin)
+        raise UsageError(
+            "no PostgreSQL server to drill on: dbkeeper never connects to a server named by a file in the store",
+            "name the source in dbkeeper.toml ([[sources]], its server is used), or pass --target"
+            " postgresql://user@host:port (config [drill] target)",
+        )
     if kind == "sqlite":
         from dbkeeper.engines.sqlite import SqliteEngine
 

@@ -7,9 +7,7 @@ PGPASSWORD only when the URL carried one), never on the command line where ``ps`
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from dbkeeper import proc
@@ -126,18 +124,6 @@ class PgConn:
         elif ":" in host:  # an IPv6 address
             host = f"[{host}]"
         return f"postgresql://{user}{'@' if user else ''}{host}{port}/{quote(self.dbname, safe='')}{query}"
-
-    @classmethod
-    def from_source(cls, source: Mapping[str, Any], dbname: str) -> PgConn:
-        """Database ``dbname`` on the server a manifest recorded as a backup's source (host, port, user: what
-        PostgresEngine.inspect writes; anything else there is ignored)."""
-        host, port, user = source.get("host"), source.get("port"), source.get("user")
-        return cls(
-            dbname=dbname,
-            host=str(host) if host else None,
-            port=int(port) if isinstance(port, int | str) and str(port).isdigit() else None,
-            user=str(user) if user else None,
-        )
 
 
 def pg_key(conn: PgConn, *, globals_only: bool = False) -> SourceKey:
