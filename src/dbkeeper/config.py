@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dbkeeper.errors import ConfigError, UsageError
-from dbkeeper.repo.names import SOURCE_ID_RE
 from dbkeeper.units import parse_duration
 
 DEFAULT_STORE = "backups"
@@ -204,7 +203,7 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
         if not isinstance(src.get("url"), str):
             raise fail(f"sources[{i}].url", "is required (postgresql://… or sqlite:///…)")
         name = src.get("name")
-        if name is not None and (not isinstance(name, str) or not SOURCE_ID_RE.match(name)):
+        if name is not None and (not isinstance(name, str) or not _is_source_id(name)):
             raise fail(
                 f"sources[{i}].name",
                 "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it names the"
@@ -307,3 +306,9 @@ def _only(doc: dict[str, Any], allowed: set[str], where: str, prefix: str) -> No
     for key in doc:
         if key not in allowed:
             raise ConfigError(f"{where}: unknown key {prefix}{key}", f"allowed here: {', '.join(sorted(allowed))}")
+
+
+def _is_source_id(name: str) -> bool:
+    from dbkeeper.repo.names import SOURCE_ID_RE  # the store's rule; loaded only for a config that names sources
+
+    return bool(SOURCE_ID_RE.match(name))
