@@ -187,3 +187,73 @@ def test_restores_load_over_two_sessions_wherever_there_is_a_second_core(
 
     monkeypatch.setattr(restore.os, "cpu_count", lambda: cores)
     assert restore.default_jobs() == jobs
+
+
+def _forge(store: Path, insert: bytes) -> str:
+    """Rewrite the store's only backup as whoever can write the store could: ``insert`` before the trailer, and
+    the size, the sha256 and the sidecar recomputed (they live in the store too)."""
+    import gzip
+    import hashlib
+    import json
+
+    [data] = [p for p in store.rglob("*.sql.gz")]
+    dump = gzip.decompress(data.read_bytes())
+    at = dump.rindex(b"--\n-- PostgreSQL database dump complete")
+    forged = gzip.compress(dump[:at] + insert + dump[at:])
+    data.write_bytes(forged)
+    digest = hashlib.sha256(forged).hexdigest()
+    Path(f"{data}.sha256").write_text(f"{digest}  {data.name}\n")
+    manifest = Path(f"{data}.json")
+    doc = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**doc, "sha256": digest, "size_bytes": len(forged)}))
+    return str(data)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize(
+    "insert,named",
+    [
+        (b"CREATE ROLE evil_{tag} SUPERUSER;\n", "creates or changes a role"),
+        (b"COPY (SELECT 1) TO PROGRAM 'touch {owned}';\n", "copies to or from anything but the dump"),
+        (b"\\! touch {owned}\n", "a psql meta-command"),
+    ],
+    ids=["create-role", "copy-to-program", "shell"],
+)
+def test_a_forged_backup_runs_nothing_and_is_refused(
+    pgdb: PgDb, tmp_path: Path, capsys: pytest.CaptureFixture[str], insert: bytes, named: str, jobs: str
+) -> None:
+    cluster, name = pgdb
+    _seed(cluster, name)
+    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    owned, tag = tmp_path / "owned", name[-8:]
+    path = _forge(tmp_path / "backups", insert.replace(b"{owned}", str(owned).encode()).replace(b"{tag}", tag.encode()))
+    code, out, _ = cli(capsys, "verify", path)
+    assert code == 3 and "FAILED  content" in out and named in out
+    target = f"{name}_forged"
+    cluster.create_db(target)
+    cluster.psql("CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (42)", db=target)
+    try:
+        code, _, err = cli(capsys, "restore", path, cluster.url(target), "--drop-existing", "--jobs", jobs)
+        assert code == 3 and "not only data" in err and named in err
+        assert not owned.exists()
+        assert cluster.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = 'evil_{tag}'") == "0"
+        assert cluster.psql("SELECT x FROM keep_me", db=target) == "42"  # the target is as it was
+        assert not [d for d in databases(cluster) if "dbkeeper_" in d]
+    finally:
+        cluster.drop_db(target)
+
+
+def test_a_comment_holding_a_copy_line_keeps_its_counts_and_restores(
+    pgdb: PgDb, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster, name = pgdb
+    _seed(cluster, name)
+    cluster.psql(
+        "COMMENT ON TABLE users IS E'sneaky\\nCOPY public.users (id, name) FROM stdin;\\n1\\tx\\n\\\\.\\n'", db=name
+    )
+    code, doc = cli_json(capsys, "backup", pgdb.url)
+    assert code == 0 and doc["backups"][0]["manifest"]["row_counts"] == {"public.users": 100}
+    assert cli(capsys, "verify", "latest")[0] == 0
+    code, result = cli_json(capsys, "restore", "latest", cluster.url(f"{name}_c"))
+    assert code == 0 and result["rows"] == 100
+    cluster.drop_db(f"{name}_c")

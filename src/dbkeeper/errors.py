@@ -42,6 +42,10 @@ class CheckFailed(DbkeeperError):
     exit_code = EXIT_CHECK
 
 
+class ContentRefused(CheckFailed):
+    """A backup holds what would run as more than data (a psql meta-command, a statement pg_dump never writes)."""
+
+
 class ToolError(DbkeeperError):
     """An outside program (pg_dump, psql, ...) failed; the message quotes its stderr."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbkeeper import codec, crypto
-from dbkeeper.engines import Engine, RestoreOptions, RestoreSpec, engine_for
+from dbkeeper.engines import Engine, RestoreOptions, RestoreSpec, check_for, engine_for
 from dbkeeper.errors import CheckFailed, DbkeeperError, EncryptionError, RestoreError, UsageError
 from dbkeeper.repo import Repository
 from dbkeeper.repo.manifest import Manifest
@@ -72,9 +72,17 @@ def restore_spec(doc: Manifest) -> RestoreSpec:
 
 
 def _read(repo: Repository, name: str, doc: Manifest, identities: list[Any] | None) -> Iterator[bytes]:
-    """A second, unchecked reader of the backup's dump (the checked one is the main stream)."""
-    with repo.open(name) as f:
-        yield from threaded(decode(doc, codec.read_chunks(f), identities), depth=4)
+    """A second reader of the backup's dump, for a loader that reads it twice. The main stream's checks (checksum,
+    row counts) are not repeated, but what would run as more than data is refused here too, before the second
+    session gets it: that session may run ahead of the main stream's checker."""
+    checker = check_for(doc.engine, doc.dump_format)
+    try:
+        with repo.open(name) as f:
+            for chunk in threaded(decode(doc, codec.read_chunks(f), identities), depth=4):
+                checker.feed(chunk)
+                yield chunk
+    finally:
+        checker.close()
 
 
 def _refused(name: str, report: Report) -> CheckFailed:

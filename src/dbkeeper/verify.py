@@ -13,7 +13,7 @@ from typing import Any
 
 from dbkeeper import codec, crypto
 from dbkeeper.engines import check_for
-from dbkeeper.errors import CheckFailed, DbkeeperError, EncryptionError, UsageError
+from dbkeeper.errors import CheckFailed, ContentRefused, DbkeeperError, EncryptionError, UsageError
 from dbkeeper.repo import Repository
 from dbkeeper.repo.manifest import Manifest, ManifestError
 from dbkeeper.streams import Tap
@@ -135,7 +135,8 @@ class ContentCheck:
         """The stream broke off: hash the whole object for the checksum verdict, and name what broke."""
         self.checker.close()
         add_stored_checks(report, self.doc, hash_object(repo, report.backup))
-        report.add("decrypt" if isinstance(failure, EncryptionError) else "decompress", False, str(failure))
+        kind = "decrypt" if isinstance(failure, EncryptionError) else "decompress"
+        report.add("content" if isinstance(failure, ContentRefused) else kind, False, str(failure))
         return report
 
 

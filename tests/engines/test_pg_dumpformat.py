@@ -130,3 +130,93 @@ def test_no_owner_drops_owner_lines_outside_copy_data_only(seed: int) -> None:
     assert b"ALTER SCHEMA" not in out
     assert out.count(b"ALTER TABLE public.a OWNER TO app;") == 1  # the one inside COPY data stays
     assert out == DUMP.replace(b'ALTER TABLE public.a OWNER TO app;\nALTER SCHEMA "Odd" OWNER TO "Some Role";\n', b"")
+
+
+# -- a dump is data, not a script -------------------------------------------------------------------------------
+
+_HEAD = (
+    "--\n-- PostgreSQL database dump\n--\n\nSET standard_conforming_strings = on;\n"
+    "SELECT pg_catalog.set_config('search_path', '', false);\n"
+)
+_TAIL = "\n--\n-- PostgreSQL database dump complete\n--\n\n"
+
+
+def _scan_all_ways(text: str) -> PlainDumpScanner:
+    """Scan ``text`` in chunks of 1, 3, 7 and 1000 bytes; every chunking must read it the same."""
+    found = []
+    for size in (1, 3, 7, 1000):
+        scanner = PlainDumpScanner()
+        data = text.encode()
+        for i in range(0, len(data), size):
+            scanner.feed(data[i : i + size])
+        found.append((scanner.row_counts, scanner.complete, scanner.not_data))
+    assert all(f == found[0] for f in found), found
+    return scanner
+
+
+@pytest.mark.parametrize(
+    "body,why",
+    [
+        ("\\! id > /tmp/owned\n", "line 7: a psql meta-command: \\! id > /tmp/owned"),
+        ("SELECT 1 \\! id\n;\n", "a psql meta-command: \\! id"),
+        ("\\connect prod\nDROP TABLE orders;\n", "a psql meta-command: \\connect prod"),
+        ("CREATE ROLE evil SUPERUSER;\n", "creates or changes a role"),
+        ("ALTER ROLE app SUPERUSER;\n", "creates or changes a role"),
+        ("COPY (SELECT 1) TO PROGRAM 'id > /tmp/owned';\n", "copies to or from anything but the dump"),
+        ("COPY t FROM '/etc/passwd';\n", "copies to or from anything but the dump"),
+        ("ALTER SYSTEM SET archive_command = 'id';\n", "changes the server's configuration"),
+        ("GRANT pg_read_server_files TO app;\n", "grants or revokes a role membership"),
+        ("SELECT pg_read_file('/etc/passwd');\n", "a query pg_dump never writes"),
+        ("DO $$ BEGIN PERFORM 1; END $$;\n", "a command pg_dump never writes"),
+        ("DROP TABLE orders;\n", "a command pg_dump never writes"),
+        ("SET standard_conforming_strings = off;\n", "turns standard_conforming_strings off"),
+        ("SET client_encoding = 'SJIS';\n", "a backslash can hide"),
+        ("SET ROLE postgres;\n", "switches roles"),
+        ("COPY public.t (id) FROM stdin; SELECT 1;\n1\n\\.\n", "more follows COPY"),
+    ],
+)
+def test_what_pg_dump_never_writes_is_named_with_its_line(body: str, why: str) -> None:
+    assert why in str(_scan_all_ways(_HEAD + body + _TAIL).not_data)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "COPY public.t (id) FROM stdin;\n1\n\\! in the data is data\n\\.\n",
+        "COMMENT ON TABLE public.t IS 'x; \\! in a string is text';\n",
+        "COMMENT ON TABLE public.t IS E'it''s \\' \\\\ fine';\n",
+        'CREATE TABLE "we;ird\\" (id int);\n',
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$\nSELECT 1; \\! not psql's\n$body$;\n",
+        "/* a \\! comment\n /* nested; */ still */ CREATE TABLE t2 (id int);\n",
+        "-- a \\! comment line\nGRANT SELECT ON TABLE public.t TO app;\n",
+        "SELECT pg_catalog.setval('public.s', 5, true);\nSELECT pg_catalog.lo_create('16385');\n",
+        "\\restrict abcDEF123\n",
+    ],
+)
+def test_what_pg_dump_writes_is_data(body: str) -> None:
+    assert _scan_all_ways(_HEAD + body + _TAIL).not_data is None
+
+
+def test_a_comment_holding_a_copy_line_is_text_not_a_table() -> None:
+    forged = (
+        "COMMENT ON TABLE public.t IS 'look:\nCOPY public.users (id) FROM stdin;\n1\n2\n\\.\n';\n"
+        "COPY public.t (id) FROM stdin;\n7\n\\.\n"
+    )
+    scanner = _scan_all_ways(_HEAD + forged + _TAIL)
+    assert scanner.row_counts == {"public.t": 1} and scanner.complete and scanner.not_data is None
+
+
+def test_the_check_refuses_before_the_chunk_goes_on() -> None:
+    from dbkeeper.engines.postgres.dumpformat import PlainCheck
+    from dbkeeper.errors import ContentRefused
+
+    check = PlainCheck()
+    check.feed(_HEAD.encode())
+    with pytest.raises(ContentRefused, match="not only data: line 7: a psql meta-command"):
+        check.feed(b"\\! id\n")
+
+
+def test_pg_dumpall_roles_are_not_judged_as_statements() -> None:
+    scanner = PlainDumpScanner(statements=False)
+    scanner.feed((_HEAD + "CREATE ROLE app;\nALTER ROLE app WITH LOGIN;\n" + _TAIL).encode())
+    assert scanner.not_data is None

@@ -87,7 +87,7 @@ def check_for(engine: str, dump_format: str) -> DumpCheck:
     if engine == "postgresql" and dump_format in ("plain", "globals"):
         from dbkeeper.engines.postgres import PlainCheck
 
-        return PlainCheck()
+        return PlainCheck(statements=dump_format == "plain")
     if engine == "postgresql" and dump_format == "custom":
         from dbkeeper.engines.postgres.archive import ArchiveText
         from dbkeeper.engines.postgres.clients import pick

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from types import ModuleType
 from typing import Any
 
+from dbkeeper.errors import ContentRefused
+
 TRAILER = b"-- PostgreSQL database dump complete"
 CLUSTER_TRAILER = b"-- PostgreSQL database cluster dump complete"  # pg_dumpall
 _IDENT = rb'(?:"(?:[^"]|"")*"|[^\s".(]+)'
@@ -32,9 +34,12 @@ PASSED = "header and 'dump complete' trailer present"  # what a clean check of p
 
 
 class PlainDumpScanner:
-    """Feed it the dump's bytes in any chunking; read ``row_counts``, ``header_ok`` and ``complete`` after."""
+    """Feed it the dump's bytes in any chunking; read ``row_counts``, ``header_ok``, ``complete`` and ``not_data``
+    after. ``statements``: judge the statements too (a database's dump; pg_dumpall's roles are statements about
+    roles by nature, and are never restored by dbkeeper)."""
 
-    def __init__(self) -> None:
+    def __init__(self, statements: bool = True) -> None:
+        self._statements = statements
         self.row_counts: dict[str, int] = {}
         self.header_ok: bool | None = None
         self.complete = False
@@ -44,6 +49,9 @@ class PlainDumpScanner:
         self._rows = 0
         self._pending = b""  # an SQL line not yet ended
         self._tail = b""  # inside COPY data: the last (up to 3) bytes before this chunk
+        self._sql = _Sql(statements)
+        self._lines = 0  # lines read so far, for naming a line
+        self.not_data: str | None = None  # the first thing found that would run as more than data
 
     def feed(self, chunk: bytes) -> None:
         if not chunk:
@@ -89,17 +97,24 @@ class PlainDumpScanner:
     def _end_table(self, resume: int) -> int:
         assert self._table is not None
         self.row_counts[self._table] = self.row_counts.get(self._table, 0) + self._rows
+        self._lines += self._rows + 1
         self._table, self._rows, self._tail = None, 0, b""
         return resume
 
     def _line(self, line: bytes) -> None:
-        if line.startswith(b"COPY ") and line.endswith(b" FROM stdin;"):
-            m = _COPY_RE.match(line)
-            if m:
-                self._table = m.group(1).decode("utf-8", "replace")
-                self._rows = 0
-        elif line.startswith((TRAILER, CLUSTER_TRAILER)):
+        self._lines += 1
+        if line.startswith((TRAILER, CLUSTER_TRAILER)) and self._sql.idle:
             self.complete = True
+        try:
+            copy = self._sql.line(line, self._lines)
+        except DumpNotData as exc:
+            self.not_data = self.not_data or str(exc)
+            self._sql = _Sql(self._statements)  # read on from a clean state: the first finding is what is reported
+            return
+        m = _COPY_RE.match(copy) if copy is not None else None
+        if m:
+            self._table = m.group(1).decode("utf-8", "replace")
+            self._rows = 0
 
     def problems(self) -> list[str]:
         """What is wrong with the dump seen so far, as a whole (call after the last chunk)."""
@@ -112,7 +127,162 @@ class PlainDumpScanner:
             out.append(f"the dump ends inside the data of {self._table}")
         if self.bytes_seen and not self.complete:
             out.append("the dump lacks pg_dump's 'dump complete' trailer: it was cut short")
+        if self.not_data:
+            out.append(f"the dump is not only data: {self.not_data}")
         return out
+
+
+# -- the SQL between COPY blocks --------------------------------------------------------------------------------
+
+_NORMAL, _QUOTE, _ESCAPED, _IDENT_QUOTE, _DOLLAR, _COMMENT = range(6)
+_NEXT = {
+    _NORMAL: re.compile(rb"--|/\*|[Ee]'|'|\"|\$|\\|;"),
+    _QUOTE: re.compile(rb"'"),
+    _ESCAPED: re.compile(rb"\\.|'", re.DOTALL),
+    _IDENT_QUOTE: re.compile(rb'"'),
+    _COMMENT: re.compile(rb"/\*|\*/"),
+}
+_CLOSE = {_QUOTE: b"'", _ESCAPED: b"'", _IDENT_QUOTE: b'"'}
+_DOLLAR_TAG = re.compile(rb"\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
+_WORD_BYTE = re.compile(rb"[A-Za-z0-9_$\x80-\xff]")
+_LEADING = re.compile(rb"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
+_META_OK = re.compile(rb"^\\(?:un)?restrict [A-Za-z0-9]+\r?$")  # pg_dump 15.14+, 16.10+, 17.6+
+_STATEMENT_MAX = 64 * 1024  # what is kept of a statement to judge it by; pg_dump's COPY lines are far shorter
+
+# Statements pg_dump never writes for one database (without --create or --clean), and why they are refused: a
+# forged dump must not run them with the restorer's rights.
+_FORBIDDEN = [
+    (re.compile(rb"(?:CREATE|ALTER|DROP)\s+(?:ROLE|USER|GROUP)\b", re.I), "creates or changes a role"),
+    (re.compile(rb"ALTER\s+SYSTEM\b", re.I), "changes the server's configuration"),
+    (re.compile(rb"(?:CREATE|ALTER|DROP)\s+DATABASE\b", re.I), "creates, changes or drops a database"),
+    (
+        re.compile(rb"(?:DO|CALL|LOAD|EXECUTE|PREPARE|LISTEN|NOTIFY|CHECKPOINT|VACUUM|CLUSTER|REINDEX|DROP)\b", re.I),
+        "runs a command pg_dump never writes",
+    ),
+    (re.compile(rb"(?:GRANT|REVOKE)\b(?![^;]*\bON\b)", re.I | re.DOTALL), "grants or revokes a role membership"),
+    (
+        re.compile(rb"(?:SET|RESET)\s+(?:SESSION\s+|LOCAL\s+)?(?:ROLE|SESSION\s+AUTHORIZATION)\b", re.I),
+        "switches roles",
+    ),
+    (
+        re.compile(rb"SET\s+(?:SESSION\s+|LOCAL\s+)?standard_conforming_strings\s*(?:=|TO)\s*+(?!'?on'?\s*;)", re.I),
+        "turns standard_conforming_strings off (which changes how the rest would be read)",
+    ),
+    (
+        re.compile(
+            rb"SET\s+(?:SESSION\s+|LOCAL\s+)?client_encoding\s*(?:=|TO)\s*'?(?:SJIS|SHIFT_JIS_2004|BIG5|GBK|GB18030|UHC|JOHAB)",
+            re.I,
+        ),
+        "sets a client encoding in which a backslash can hide inside a character",
+    ),
+    (
+        re.compile(rb"SELECT\b(?!\s+pg_catalog\.(?:set_config|setval|lo_create|lo_open|lowrite|lo_close)\s*\()", re.I),
+        "is a query pg_dump never writes",
+    ),
+    (re.compile(rb"COPY\b(?!.*\bFROM\s+stdin;\s*$)", re.I | re.DOTALL), "copies to or from anything but the dump"),
+]
+
+
+class DumpNotData(ValueError):
+    """The dump holds what would run as more than data; the message names the line and what it is."""
+
+
+def _head(statement: bytes) -> bytes:
+    """A statement without the whitespace and comments before it."""
+    m = _LEADING.match(statement)
+    return statement[m.end() :] if m else statement
+
+
+def _show(text: bytes) -> str:
+    shown = " ".join(text.decode("utf-8", "replace").split())
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+class _Sql:
+    """psql's reading of the SQL between COPY blocks: strings ('', E'', $tag$), quoted identifiers and comments, so
+    that a backslash (a psql meta-command), a ``;`` (a statement's end) or ``COPY … FROM stdin`` counts only where
+    psql itself would see one: a comment whose text holds a line ``COPY t FROM stdin;`` stays text.
+
+    ``line`` raises DumpNotData for a meta-command other than pg_dump's own ``\\restrict``/``\\unrestrict`` and
+    for a statement pg_dump never writes (``_FORBIDDEN``)."""
+
+    def __init__(self, statements: bool = True) -> None:
+        self.statements = statements  # judge statements too (a database's dump; not pg_dumpall's roles)
+        self.state = _NORMAL
+        self._tag = b""
+        self._depth = 0
+        self._statement = bytearray()  # the unfinished statement's text so far (up to _STATEMENT_MAX)
+
+    @property
+    def idle(self) -> bool:
+        """Between statements: not inside a string, an identifier, a comment or an unfinished statement."""
+        return self.state == _NORMAL and not _head(bytes(self._statement))
+
+    def line(self, line: bytes, number: int) -> bytes | None:
+        """Read one line (without its newline); a ``COPY … FROM stdin;`` statement that ends it, if one does."""
+        if line.startswith(b"\\") and self.idle:
+            if _META_OK.match(line):
+                return None
+            raise DumpNotData(f"line {number}: a psql meta-command: {_show(line)}")
+        pos, begin, n, copy = 0, 0, len(line), None
+        while pos < n:
+            state = self.state
+            if state == _DOLLAR:
+                at = line.find(self._tag, pos)
+                if at < 0:
+                    break
+                pos, self.state = at + len(self._tag), _NORMAL
+                continue
+            m = _NEXT[state].search(line, pos)
+            if m is None:
+                break
+            token, start, pos = m.group(), m.start(), m.end()
+            if state == _COMMENT:
+                self._depth += 1 if token == b"/*" else -1
+                if not self._depth:
+                    self.state = _NORMAL
+            elif state != _NORMAL:
+                if token[:1] == b"\\":
+                    continue  # an escaped character of an E'' string
+                if line[pos : pos + 1] == _CLOSE[state]:
+                    pos += 1  # doubled: part of the text
+                else:
+                    self.state = _NORMAL
+            elif token == b"--":
+                break
+            elif token == b"/*":
+                self.state, self._depth = _COMMENT, 1
+            elif token == b"'":
+                self.state = _QUOTE
+            elif token in (b"E'", b"e'"):
+                self.state = _QUOTE if start and _WORD_BYTE.match(line, start - 1) else _ESCAPED
+            elif token == b'"':
+                self.state = _IDENT_QUOTE
+            elif token == b"$":
+                tag = None if start and _WORD_BYTE.match(line, start - 1) else _DOLLAR_TAG.match(line, start)
+                if tag:
+                    self._tag, self.state, pos = tag.group(), _DOLLAR, tag.end()
+            elif token == b"\\":
+                raise DumpNotData(f"line {number}: a psql meta-command: {_show(line[start:])}")
+            else:  # ";"
+                statement = _head(bytes(self._statement) + line[begin:pos])
+                self._statement.clear()
+                begin = pos
+                if self.statements:
+                    self._judge(statement, number)
+                if statement[:5].upper() == b"COPY ":
+                    if line[pos:].strip():
+                        raise DumpNotData(f"line {number}: more follows COPY … FROM stdin on its line")
+                    copy = statement
+        if len(self._statement) < _STATEMENT_MAX:
+            self._statement += line[begin:] + b"\n"
+        return copy
+
+    @staticmethod
+    def _judge(statement: bytes, number: int) -> None:
+        for pattern, why in _FORBIDDEN:
+            if pattern.match(statement):
+                raise DumpNotData(f"line {number}: a statement that {why}: {_show(statement)}")
 
 
 class PlainCheck:
@@ -120,11 +290,18 @@ class PlainCheck:
 
     passed = PASSED
 
-    def __init__(self) -> None:
-        self._scanner = PlainDumpScanner()
+    def __init__(self, statements: bool = True) -> None:
+        self._scanner = PlainDumpScanner(statements)
 
     def feed(self, chunk: bytes) -> None:
+        """Scan the chunk; ContentRefused as soon as it holds what would run as more than data, before the chunk
+        goes anywhere (a restore feeds psql only what was checked)."""
         self._scanner.feed(chunk)
+        if self._scanner.not_data:
+            raise ContentRefused(
+                f"the dump is not only data: {self._scanner.not_data}",
+                "pg_dump never writes that: the file was changed after the backup; restore another backup",
+            )
 
     def result(self) -> tuple[dict[str, int], list[str]]:
         return dict(self._scanner.row_counts), self._scanner.problems()

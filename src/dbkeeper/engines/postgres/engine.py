@@ -185,7 +185,7 @@ class PgDump:
         self._child = child
         self._conn = conn
         self._tool = tool
-        self._check = check or PlainCheck()
+        self._check = check or PlainCheck(statements=tool != "pg_dumpall")
 
     def chunks(self) -> Iterator[bytes]:
         feed = self._check.feed
