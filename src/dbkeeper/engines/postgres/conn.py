@@ -56,7 +56,10 @@ class PgConn:
     def from_url(cls, url: str, *, dbname: str | None = None) -> PgConn:
         """Parse a libpq URL; ``dbname`` names the database instead of the URL's database part (which may then
         be absent: a server URL)."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # an unclosed "[" of an IPv6 host
+            raise UsageError(f"{redact(url)} is not a valid URL: {exc}") from None
         try:
             port = parts.port
         except ValueError as exc:
