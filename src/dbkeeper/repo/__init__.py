@@ -211,7 +211,11 @@ def locate(
         prefix, _, name = spec.rpartition("/")
         return repo(prefix), name
     path = Path(spec)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name longer than the file system takes: no file of ours, so a name in the store
+        is_file = False
+    if is_file:
         # A set in its source's directory is named with it (copies then keep the layout); anything else is a set
         # of the directory it is in.
         try:
