@@ -153,3 +153,23 @@ def test_a_missing_root_is_empty_and_created_on_put(tmp_path: Path) -> None:
     assert store.list() == [] and store.list("a/") == [] and store.leftovers() == []
     store.put("a/b", [b"x"], size_hint=1)
     assert [o.name for o in store.list("a/")] == ["a/b"]
+
+
+def test_a_directory_swapped_for_a_link_after_the_scan_does_not_lead_cleanup_outside(tmp_path: Path) -> None:
+    """leftovers() saw app/.x…dbkeeper-tmp; before remove_leftover runs, app/ becomes a link to a directory outside
+    the store holding a file of the same name. That file is not the store's to remove."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / "app").mkdir()
+    temp = f".app_20261127_020000.db.gz.0badcafe{TEMP_MARK}"
+    (root / "app" / temp).write_bytes(b"dead writer's")
+    (outside / temp).write_bytes(b"not the store's")
+    store = LocalStore(root)
+    [left] = store.leftovers()
+    (root / "app").rename(root / "app.old")
+    (root / "app").symlink_to(outside)
+    with pytest.raises(StoreError, match="link"):
+        store.remove_leftover(left)
+    assert (outside / temp).read_bytes() == b"not the store's"

@@ -221,13 +221,44 @@ class LocalStore:
         return sorted(out, key=lambda o: o.key)
 
     def remove_leftover(self, leftover: Leftover) -> None:
-        """Unlink a temporary file, unless a running put holds its lock (checked again now, under the lock)."""
+        """Unlink a temporary file, unless a running put holds its lock (checked again now, under the lock).
+
+        The path is walked one directory at a time without following links (``openat`` with ``O_NOFOLLOW``): a
+        directory replaced by a link since ``leftovers`` looked never leads the removal outside the store.
+        """
         parts = leftover.key.split("/")
         if any(p in ("", ".", "..") for p in parts) or not _TEMP_NAME.fullmatch(parts[-1]):
             raise StoreError(f"{leftover.key!r} is not a temporary file of this store; not removed")
         path = self.root.joinpath(*parts)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            dir_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _map_os_error(exc, f"removing {path}") from exc
+        try:
+            for part in parts[:-1]:
+                try:
+                    inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    return
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise StoreError(
+                            f"{path} is not removed: {part!r} on its way is a symbolic link or not a directory",
+                            "the store never follows links; look at what changed there",
+                        ) from None
+                    raise _map_os_error(exc, f"removing {path}") from exc
+                os.close(dir_fd)
+                dir_fd = inner
+            self._remove_locked(dir_fd, parts[-1], path)
+        finally:
+            os.close(dir_fd)
+
+    @staticmethod
+    def _remove_locked(dir_fd: int, file: str, path: Path) -> None:
+        try:
+            fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -240,12 +271,14 @@ class LocalStore:
                     f"{path} is being written by a running backup; not removed",
                     "let that run finish (or stop it) and clean up again",
                 ) from None
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(file, dir_fd=dir_fd)
+            with contextlib.suppress(OSError):
+                os.fsync(dir_fd)  # make the removal durable
         except OSError as exc:
             raise _map_os_error(exc, f"removing {path}") from exc
         finally:
             os.close(fd)
-        fsync_dir(path.parent)
 
     def local_path(self, name: str) -> Path:
         """The file behind an object (local stores only)."""
