@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -67,3 +68,25 @@ def test_odd_arguments_fail_as_errors(store: LocalStore, template: Template, spe
     with pytest.raises(error):
         repo, name = locate(spec, opener(store), NOW)
         repo.open(name).close()
+
+
+def test_an_s3_url_of_a_set_keeps_its_source_directory(s3_store_url: str, template: Template) -> None:
+    from dbkeeper.storage import open_store
+
+    store = open_store(s3_store_url)
+    name = "casino-eu/" + names.new_name("x", "app", at("2026-11-26"), ".db.gz").file
+    doc = dataclasses.replace(template.manifest, source_id="casino-eu", file=names.basename(name))
+    Repository(store).commit(name, [template.data], lambda size: doc)
+
+    def s3_opener(url: str | None) -> Repository:
+        return Repository(open_store(url) if url else store)
+
+    repo, found = locate(f"{s3_store_url}/{name}", s3_opener, NOW)
+    assert (repo.url, found) == (s3_store_url, name)
+    assert repo.read_manifest(found).source_id == "casino-eu"
+    # Not a set of its source: read as a top-level set of that directory, as a path would be.
+    repo, found = locate(f"{s3_store_url}/other/{names.basename(name)}", s3_opener, NOW)
+    assert (repo.url, found) == (f"{s3_store_url}/other", names.basename(name))
+    for spec in ("s3://", "s3://bucket", "s3://bucket/"):
+        with pytest.raises(UsageError, match="names no backup"):
+            locate(spec, s3_opener, NOW)

@@ -209,6 +209,21 @@ def locate(
         return here, here.latest(now, source=source, database=database).name
     if spec.startswith("s3://"):
         prefix, _, name = spec.rpartition("/")
+        if not prefix.startswith("s3://") or not name:
+            from dbkeeper.errors import UsageError
+
+            raise UsageError(f"{spec} names no backup", "give s3://BUCKET/PREFIX/SOURCE/FILE, as `dbkeeper list` shows")
+        # As for a path: a set in its source's directory is named with it, so it is read (and copied) as that
+        # source's, not as a top-level set of the source directory.
+        store_url, _, source_dir = prefix.rpartition("/")
+        if store_url.startswith("s3://") and len(store_url) > len("s3://") and names.SOURCE_ID_RE.match(source_dir):
+            parent = repo(store_url)
+            try:
+                source_id = parent.read_manifest(f"{source_dir}/{name}").source_id
+            except (DbkeeperError, ValueError):
+                source_id = None
+            if source_id == source_dir:
+                return parent, f"{source_dir}/{name}"
         return repo(prefix), name
     path = Path(spec)
     try:
