@@ -173,3 +173,34 @@ def test_a_directory_swapped_for_a_link_after_the_scan_does_not_lead_cleanup_out
     with pytest.raises(StoreError, match="link"):
         store.remove_leftover(left)
     assert (outside / temp).read_bytes() == b"not the store's"
+
+
+class _Swapping(LocalStore):
+    """Swaps ``app/`` for a link to a directory outside the store right after the put's directory checks, as a
+    hostile writer of the store racing a backup could."""
+
+    def __init__(self, path: Path, outside: Path) -> None:
+        super().__init__(path)
+        self.outside = outside
+
+    def _dir(self, name: str, *, create: bool) -> int:
+        fd = super()._dir(name, create=create)
+        (self.root / "app").rename(self.root / "app.old")
+        (self.root / "app").symlink_to(self.outside)
+        return fd
+
+
+def test_a_directory_swapped_for_a_link_during_a_put_or_delete_keeps_it_inside(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "app_20261127_020000.db.gz").write_bytes(b"not the store's")
+    root = tmp_path / "store"
+    LocalStore(root).put("app/app_20261127_020000.db.gz", [b"backup"])
+    _Swapping(root, outside).put("app/app_20261127_020001.db.gz", [b"new"], if_absent=True)
+    assert sorted(os.listdir(outside)) == ["app_20261127_020000.db.gz"]  # nothing written through the link
+    assert (root / "app.old" / "app_20261127_020001.db.gz").read_bytes() == b"new"  # where it was checked
+    (root / "app").unlink()
+    (root / "app.old").rename(root / "app")
+    _Swapping(root, outside).delete("app/app_20261127_020000.db.gz")
+    assert (outside / "app_20261127_020000.db.gz").read_bytes() == b"not the store's"
+    assert not (root / "app.old" / "app_20261127_020000.db.gz").exists()
