@@ -104,7 +104,7 @@ class Repository:
 
     def _read(self, name: str) -> bytes:
         with self.store.open(name) as f:
-            return f.read(16 << 20)
+            return f.read(MAX_BYTES + 1)  # one byte more than a manifest may hold: too large is seen
 
     # -- writing -------------------------------------------------------------------------------------------
     def new_name(self, source_id: str, database: str, started: datetime, extension: str) -> names.SetName:
