@@ -204,3 +204,15 @@ def test_a_directory_swapped_for_a_link_during_a_put_or_delete_keeps_it_inside(t
     _Swapping(root, outside).delete("app/app_20261127_020000.db.gz")
     assert (outside / "app_20261127_020000.db.gz").read_bytes() == b"not the store's"
     assert not (root / "app.old" / "app_20261127_020000.db.gz").exists()
+
+
+def test_files_whose_names_no_object_may_have_are_not_listed(tmp_path: Path) -> None:
+    """As on S3: a planted file named with a newline or a backslash is no object (it could not be opened or
+    deleted by its name), so ``list`` never shows it, and nothing can print it as a line of its own."""
+    store = LocalStore(tmp_path)
+    store.put("app/app_20261127_020000.db.gz", [b"x"])
+    (tmp_path / "app" / "ap\np_20261127_020000.db.gz").write_bytes(b"y")
+    (tmp_path / "app" / "a\\b").write_bytes(b"y")
+    (tmp_path / "app" / "tab\there").write_bytes(b"y")
+    assert [o.name for o in store.list()] == ["app/app_20261127_020000.db.gz"]
+    assert [o.name for o in store.list("app/")] == ["app/app_20261127_020000.db.gz"]

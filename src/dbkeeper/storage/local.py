@@ -315,8 +315,8 @@ class LocalStore:
         out = []
         for rel, entry in self._walk(prefix):
             name = rel + entry.name
-            if entry.name.startswith(".") or not name.startswith(prefix):
-                continue
+            if entry.name.startswith(".") or not name.startswith(prefix) or not _valid(name):
+                continue  # hidden, elsewhere, or no valid object name (a newline, a backslash: planted)
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:  # deleted while we listed
@@ -326,6 +326,14 @@ class LocalStore:
 
 
 _TEMP_NAME = re.compile(rf"\.(?P<name>.+)\.[0-9a-f]+{re.escape(TEMP_MARK)}")
+
+
+def _valid(name: str) -> bool:
+    try:
+        check_name(name)
+    except StoreError:
+        return False
+    return True
 
 
 def _unlink(name: str, dir_fd: int) -> None:
