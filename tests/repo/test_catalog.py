@@ -169,3 +169,17 @@ def test_a_planted_file_named_almost_like_a_set_never_breaks_the_scan(
     found = Repository(store).scan(NOW)
     assert [e.name for e in found.entries] == [good]
     assert found.entries[0].good
+
+
+def test_a_manifest_one_byte_too_large_is_refused_by_every_reader(store: LocalStore, template: Template) -> None:
+    """Valid JSON padded to the 16 MiB limit, then one more byte: the catalog and ``read_manifest`` (verify,
+    restore, copy) must agree that it is too large, not read its first 16 MiB as a good manifest."""
+    from dbkeeper.repo.manifest import MAX_BYTES, ManifestError
+
+    name = plant(store, template, at("2026-11-26"))
+    doc = store.local_path(names.manifest(name)).read_bytes()
+    store.local_path(names.manifest(name)).write_bytes(doc + b" " * (MAX_BYTES - len(doc)) + b"x")
+    [entry] = Repository(store).scan(NOW).entries
+    assert entry.status == catalog.BROKEN and "larger than 16 MiB" in str(entry.problem)
+    with pytest.raises(ManifestError, match="larger than 16 MiB"):
+        Repository(store).read_manifest(name)

@@ -76,6 +76,8 @@ def test_format_1_manifests_of_the_legacy_layout_still_read() -> None:
         ({"engine": "mysql"}, "not one of postgresql, sqlite"),
         ({"compression": "bzip2"}, "compression"),
         ({"file": "../etc/passwd"}, "not a file name"),
+        ({"file": "x.db.gz\nok  app/app_20261127_020000.db.gz"}, "not a file name"),  # a forged line in list
+        ({"file": "x\x1b[2J.db.gz"}, "not a file name"),
         ({"source_id": "../x"}, "not a source id"),
         ({"source_id": None}, "lacks source_id"),
         ({"encryption": {"format": "age", "recipients": []}}, "encryption"),

@@ -88,3 +88,14 @@ def test_sha256_line_names_the_file_beside_it() -> None:
 
 def test_files_are_in_deletion_order() -> None:
     assert names.files("s/a.db") == ("s/a.db.json", "s/a.db.sha256", "s/a.db")
+
+
+def test_a_long_databases_roles_keep_their_suffix() -> None:
+    """PostgreSQL allows 63-character names; cut at 64, ``<db>.globals`` lost its suffix and the roles' series
+    was named like the database's (status, metrics and the drill log then showed two series under one name)."""
+    db = "d" * 63
+    roles = names.new_name("s", db + ".globals", MOMENT, ".sql.gz")
+    assert roles.label.endswith(".globals") and len(roles.label) <= 64
+    assert roles.label != names.file_label(db)
+    assert names.file_label("casino.globals") == "casino.globals"
+    assert names.file_label("é" * 70) == "_" * 64

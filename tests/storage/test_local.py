@@ -153,3 +153,66 @@ def test_a_missing_root_is_empty_and_created_on_put(tmp_path: Path) -> None:
     assert store.list() == [] and store.list("a/") == [] and store.leftovers() == []
     store.put("a/b", [b"x"], size_hint=1)
     assert [o.name for o in store.list("a/")] == ["a/b"]
+
+
+def test_a_directory_swapped_for_a_link_after_the_scan_does_not_lead_cleanup_outside(tmp_path: Path) -> None:
+    """leftovers() saw app/.x…dbkeeper-tmp; before remove_leftover runs, app/ becomes a link to a directory outside
+    the store holding a file of the same name. That file is not the store's to remove."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / "app").mkdir()
+    temp = f".app_20261127_020000.db.gz.0badcafe{TEMP_MARK}"
+    (root / "app" / temp).write_bytes(b"dead writer's")
+    (outside / temp).write_bytes(b"not the store's")
+    store = LocalStore(root)
+    [left] = store.leftovers()
+    (root / "app").rename(root / "app.old")
+    (root / "app").symlink_to(outside)
+    with pytest.raises(StoreError, match="link"):
+        store.remove_leftover(left)
+    assert (outside / temp).read_bytes() == b"not the store's"
+
+
+class _Swapping(LocalStore):
+    """Swaps ``app/`` for a link to a directory outside the store right after the put's directory checks, as a
+    hostile writer of the store racing a backup could."""
+
+    def __init__(self, path: Path, outside: Path) -> None:
+        super().__init__(path)
+        self.outside = outside
+
+    def _dir(self, name: str, *, create: bool) -> int:
+        fd = super()._dir(name, create=create)
+        (self.root / "app").rename(self.root / "app.old")
+        (self.root / "app").symlink_to(self.outside)
+        return fd
+
+
+def test_a_directory_swapped_for_a_link_during_a_put_or_delete_keeps_it_inside(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "app_20261127_020000.db.gz").write_bytes(b"not the store's")
+    root = tmp_path / "store"
+    LocalStore(root).put("app/app_20261127_020000.db.gz", [b"backup"])
+    _Swapping(root, outside).put("app/app_20261127_020001.db.gz", [b"new"], if_absent=True)
+    assert sorted(os.listdir(outside)) == ["app_20261127_020000.db.gz"]  # nothing written through the link
+    assert (root / "app.old" / "app_20261127_020001.db.gz").read_bytes() == b"new"  # where it was checked
+    (root / "app").unlink()
+    (root / "app.old").rename(root / "app")
+    _Swapping(root, outside).delete("app/app_20261127_020000.db.gz")
+    assert (outside / "app_20261127_020000.db.gz").read_bytes() == b"not the store's"
+    assert not (root / "app.old" / "app_20261127_020000.db.gz").exists()
+
+
+def test_files_whose_names_no_object_may_have_are_not_listed(tmp_path: Path) -> None:
+    """As on S3: a planted file named with a newline or a backslash is no object (it could not be opened or
+    deleted by its name), so ``list`` never shows it, and nothing can print it as a line of its own."""
+    store = LocalStore(tmp_path)
+    store.put("app/app_20261127_020000.db.gz", [b"x"])
+    (tmp_path / "app" / "ap\np_20261127_020000.db.gz").write_bytes(b"y")
+    (tmp_path / "app" / "a\\b").write_bytes(b"y")
+    (tmp_path / "app" / "tab\there").write_bytes(b"y")
+    assert [o.name for o in store.list()] == ["app/app_20261127_020000.db.gz"]
+    assert [o.name for o in store.list("app/")] == ["app/app_20261127_020000.db.gz"]

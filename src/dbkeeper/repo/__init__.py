@@ -104,7 +104,7 @@ class Repository:
 
     def _read(self, name: str) -> bytes:
         with self.store.open(name) as f:
-            return f.read(16 << 20)
+            return f.read(MAX_BYTES + 1)  # one byte more than a manifest may hold: too large is seen
 
     # -- writing -------------------------------------------------------------------------------------------
     def new_name(self, source_id: str, database: str, started: datetime, extension: str) -> names.SetName:
@@ -209,9 +209,28 @@ def locate(
         return here, here.latest(now, source=source, database=database).name
     if spec.startswith("s3://"):
         prefix, _, name = spec.rpartition("/")
+        if not prefix.startswith("s3://") or not name:
+            from dbkeeper.errors import UsageError
+
+            raise UsageError(f"{spec} names no backup", "give s3://BUCKET/PREFIX/SOURCE/FILE, as `dbkeeper list` shows")
+        # As for a path: a set in its source's directory is named with it, so it is read (and copied) as that
+        # source's, not as a top-level set of the source directory.
+        store_url, _, source_dir = prefix.rpartition("/")
+        if store_url.startswith("s3://") and len(store_url) > len("s3://") and names.SOURCE_ID_RE.match(source_dir):
+            parent = repo(store_url)
+            try:
+                source_id = parent.read_manifest(f"{source_dir}/{name}").source_id
+            except (DbkeeperError, ValueError):
+                source_id = None
+            if source_id == source_dir:
+                return parent, f"{source_dir}/{name}"
         return repo(prefix), name
     path = Path(spec)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name longer than the file system takes: no file of ours, so a name in the store
+        is_file = False
+    if is_file:
         # A set in its source's directory is named with it (copies then keep the layout); anything else is a set
         # of the directory it is in.
         try:

@@ -214,7 +214,7 @@ class _Reader:
 
     def _file(self) -> str:
         value = self._text("file", 300)
-        if "/" in value or "\\" in value or value.startswith("."):
+        if "/" in value or "\\" in value or value.startswith(".") or any(ord(c) < 32 or c == "\x7f" for c in value):
             raise ManifestError(f"manifest file is {_show(value)}, not a file name")
         return value
 

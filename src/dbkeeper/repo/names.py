@@ -28,6 +28,7 @@ _DATA_RE = re.compile(
     r"^(?P<db>[^/]+)_(?P<stamp>\d{8}_\d{6})(?:-(?P<seq>[1-9]\d{0,5}))?"
     r"(?P<ext>\.(?:sql|db|dump)(?:\.gz|\.zst)?(?:\.age)?)\Z"
 )
+GLOBALS_LABEL = ".globals"
 SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" would let a trailing newline in
 
 
@@ -43,8 +44,12 @@ def data_extension(kind: str, compression: str, encrypted: bool) -> str:
 def file_label(database: str) -> str:
     """The database name as it appears in file names: anything but letters, digits, ``.``, ``_`` and ``-`` becomes
     ``_``. Only readable: the source's directory and the manifest say which database it really is."""
-    label = re.sub(r"[^A-Za-z0-9._-]", "_", database).lstrip(".")[:64]
-    return label or "db"
+    # A server's roles (``<db>.globals``) keep their suffix whatever the length: it makes them a series of their
+    # own (catalog), and a 63-character database name would otherwise cut it off.
+    suffix = GLOBALS_LABEL if database.endswith(GLOBALS_LABEL) and database != GLOBALS_LABEL else ""
+    stem = database[: -len(suffix)] if suffix else database
+    label = re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip(".")[: 64 - len(suffix)]
+    return (label or "db") + suffix
 
 
 @dataclass(frozen=True)

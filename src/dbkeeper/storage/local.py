@@ -80,24 +80,48 @@ class LocalStore:
     def _path(self, name: str) -> Path:
         return self.root.joinpath(*check_name(name).split("/"))
 
-    def _make_dirs(self, name: str) -> None:
-        """Create the directories ``name`` needs below the root (0700), each made durable in its parent."""
-        parent = self.root
-        for part in name.split("/")[:-1]:
-            path = parent / part
-            try:
-                path.mkdir(mode=0o700)
-            except FileExistsError:
-                if path.is_symlink() or not path.is_dir():
-                    raise StoreError(
-                        f"cannot store {name!r}: {path} is not a directory (or is a symbolic link)",
-                        "the store never writes through links; move what is there aside",
-                    ) from None
-            except OSError as exc:
-                raise _map_os_error(exc, f"creating directory {path}") from exc
-            else:
-                fsync_dir(parent)
-            parent = path
+    def _dir(self, name: str, *, create: bool) -> int:
+        """A descriptor of the directory that holds ``name``, reached one part at a time from the root without
+        following links (``openat`` with ``O_NOFOLLOW``), so that a directory replaced by a link after any check
+        never leads a write or a deletion outside the store. ``create``: make missing directories (0700, each
+        made durable in its parent); else FileNotFoundError for a missing one."""
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            if not create and exc.errno == errno.ENOENT:
+                raise
+            raise _map_os_error(exc, f"opening store directory {self.root}") from exc
+        path = self.root
+        try:
+            for part in name.split("/")[:-1]:
+                path = path / part
+                if create:
+                    try:
+                        os.mkdir(part, 0o700, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    except OSError as exc:
+                        raise _map_os_error(exc, f"creating directory {path}") from exc
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.fsync(fd)
+                try:
+                    inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise StoreError(
+                            f"cannot use {name!r}: {path} is not a directory (or is a symbolic link)",
+                            "the store never writes or deletes through links; move what is there aside",
+                        ) from None
+                    if not create and exc.errno == errno.ENOENT:
+                        raise
+                    raise _map_os_error(exc, f"opening directory {path}") from exc
+                os.close(fd)
+                fd = inner
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def describe(self, name: str) -> str:
         return str(self._path(name))
@@ -108,54 +132,60 @@ class LocalStore:
 
         The writer holds an exclusive ``flock`` on the temporary file until it is renamed or removed: that is how
         ``leftovers`` tells a running write from one whose process died. ``size_hint`` is not needed here.
+        Every step is relative to the directory's descriptor (see ``_dir``).
         """
         final = self._path(name)
         self._ensure_root()
-        self._make_dirs(name)
-        tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}{TEMP_MARK}"
+        dir_fd = self._dir(name, create=True)
+        tmp = f".{final.name}.{secrets.token_hex(4)}{TEMP_MARK}"
         written = flushed = behind = 0
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-            with os.fdopen(fd, "wb", buffering=0) as out:  # closing it releases the lock, after the rename
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                for chunk in chunks:
-                    view = memoryview(chunk)
-                    while view:
-                        n = out.write(view)
-                        assert n is not None
-                        view = view[n:]
-                        written += n
-                    if written - flushed >= WRITE_BEHIND:
-                        _write_behind(fd, behind, written - behind)
-                        behind, flushed = flushed, written
-                out.flush()
-                os.fsync(fd)
-                _write_behind(fd, 0)
-                if os.fstat(fd).st_size != written:
-                    raise StoreError(f"short write to {tmp}: expected {written} bytes")
-                if if_absent:
-                    self._link(tmp, final, name)
-                else:
-                    os.replace(tmp, final)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise _map_os_error(exc, str(final)) from exc
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(final.parent)
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0)
+                fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
+                with os.fdopen(fd, "wb", buffering=0) as out:  # closing it releases the lock, after the rename
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    for chunk in chunks:
+                        view = memoryview(chunk)
+                        while view:
+                            n = out.write(view)
+                            assert n is not None
+                            view = view[n:]
+                            written += n
+                        if written - flushed >= WRITE_BEHIND:
+                            _write_behind(fd, behind, written - behind)
+                            behind, flushed = flushed, written
+                    out.flush()
+                    os.fsync(fd)
+                    _write_behind(fd, 0)
+                    if os.fstat(fd).st_size != written:
+                        raise StoreError(f"short write to {final.parent / tmp}: expected {written} bytes")
+                    if if_absent:
+                        self._link(dir_fd, tmp, final, name)
+                    else:
+                        os.replace(tmp, final.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except OSError as exc:
+                _unlink(tmp, dir_fd)
+                raise _map_os_error(exc, str(final)) from exc
+            except BaseException:
+                _unlink(tmp, dir_fd)
+                raise
+            with contextlib.suppress(OSError):
+                os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
         return written
 
-    def _link(self, tmp: Path, final: Path, name: str) -> None:
+    def _link(self, dir_fd: int, tmp: str, final: Path, name: str) -> None:
         """Give the temporary file its final name unless that name is taken; then drop the temporary name."""
         try:
-            os.link(tmp, final)
+            os.link(tmp, final.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except FileExistsError:
             raise AlreadyExists(
                 f"{final} already exists; it was not replaced",
                 f"delete {name!r} first if it should be replaced, or store under another name",
             ) from None
-        tmp.unlink()
+        os.unlink(tmp, dir_fd=dir_fd)
 
     def open(self, name: str) -> BinaryIO:
         path = self._path(name)
@@ -191,13 +221,24 @@ class LocalStore:
                     yield rel, entry
 
     def delete(self, name: str) -> None:
-        """Remove the file and make that durable; the directories it leaves (maybe empty) stay."""
+        """Remove the file and make that durable; the directories it leaves (maybe empty) stay. Relative to the
+        directory's descriptor, as ``put`` (see ``_dir``)."""
         path = self._path(name)
         try:
-            path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise _map_os_error(exc, f"deleting {path}") from exc
-        fsync_dir(path.parent)
+            dir_fd = self._dir(name, create=False)
+        except FileNotFoundError:
+            return
+        try:
+            try:
+                os.unlink(path.name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise _map_os_error(exc, f"deleting {path}") from exc
+            with contextlib.suppress(OSError):
+                os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def leftovers(self) -> list[Leftover]:
         """Temporary files of puts that have not finished: ``in_use`` if a writer still holds the lock."""
@@ -221,13 +262,28 @@ class LocalStore:
         return sorted(out, key=lambda o: o.key)
 
     def remove_leftover(self, leftover: Leftover) -> None:
-        """Unlink a temporary file, unless a running put holds its lock (checked again now, under the lock)."""
+        """Unlink a temporary file, unless a running put holds its lock (checked again now, under the lock).
+
+        The path is walked as ``_dir`` walks it: a directory replaced by a link since ``leftovers`` looked never
+        leads the removal outside the store.
+        """
         parts = leftover.key.split("/")
         if any(p in ("", ".", "..") for p in parts) or not _TEMP_NAME.fullmatch(parts[-1]):
             raise StoreError(f"{leftover.key!r} is not a temporary file of this store; not removed")
         path = self.root.joinpath(*parts)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            dir_fd = self._dir(leftover.key, create=False)
+        except FileNotFoundError:
+            return
+        try:
+            self._remove_locked(dir_fd, parts[-1], path)
+        finally:
+            os.close(dir_fd)
+
+    @staticmethod
+    def _remove_locked(dir_fd: int, file: str, path: Path) -> None:
+        try:
+            fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -240,12 +296,14 @@ class LocalStore:
                     f"{path} is being written by a running backup; not removed",
                     "let that run finish (or stop it) and clean up again",
                 ) from None
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(file, dir_fd=dir_fd)
+            with contextlib.suppress(OSError):
+                os.fsync(dir_fd)  # make the removal durable
         except OSError as exc:
             raise _map_os_error(exc, f"removing {path}") from exc
         finally:
             os.close(fd)
-        fsync_dir(path.parent)
 
     def local_path(self, name: str) -> Path:
         """The file behind an object (local stores only)."""
@@ -257,8 +315,8 @@ class LocalStore:
         out = []
         for rel, entry in self._walk(prefix):
             name = rel + entry.name
-            if entry.name.startswith(".") or not name.startswith(prefix):
-                continue
+            if entry.name.startswith(".") or not name.startswith(prefix) or not _valid(name):
+                continue  # hidden, elsewhere, or no valid object name (a newline, a backslash: planted)
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:  # deleted while we listed
@@ -268,6 +326,19 @@ class LocalStore:
 
 
 _TEMP_NAME = re.compile(rf"\.(?P<name>.+)\.[0-9a-f]+{re.escape(TEMP_MARK)}")
+
+
+def _valid(name: str) -> bool:
+    try:
+        check_name(name)
+    except StoreError:
+        return False
+    return True
+
+
+def _unlink(name: str, dir_fd: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dir_fd)
 
 
 def _locked(path: Path) -> bool:

@@ -56,9 +56,14 @@ class PgConn:
         be absent: a server URL)."""
         try:
             parts = urlsplit(url)
+        except ValueError as exc:  # an unclosed "[" of an IPv6 host
+            raise UsageError(
+                f"{redact(url)} is not a valid URL: {exc}", "write postgresql://user@host:5432/db"
+            ) from None
+        try:
             port = parts.port
-        except ValueError as exc:
-            raise UsageError(f"bad host or port in {redact(url)}", "write postgresql://user@host:5432/db") from exc
+        except ValueError:
+            raise UsageError(f"bad port in {redact(url)}", "write postgresql://user@host:5432/db") from None
         if "@" in parts.netloc and "@" in parts.path:
             # A password holding '/' ends the host part early: what follows would be taken for a host and a
             # database (and shown). Refused rather than guessed.
