@@ -135,3 +135,10 @@ def test_systemd_fires_when_croniter_does(expr: str) -> None:
         when = cron.next_after(when)
         croniter.append(when)
     assert systemd == croniter, out
+
+
+@pytest.mark.parametrize("expr", ["0 2 31 2 *", "0 2 30,31 2 *", "0 2 31 4,6,9,11 *"])
+def test_an_expression_that_never_runs_is_refused(expr: str) -> None:
+    with pytest.raises(CronError, match="never runs"):
+        parse(expr)
+    assert parse("0 2 29 2 *").next_after(datetime(2027, 1, 1, tzinfo=UTC)).year == 2028  # leap years do

@@ -102,7 +102,12 @@ def parse(expr: str) -> Cron:
     if not croniter.is_valid(text):
         raise CronError(f"{expr!r} is not a valid cron expression")
     weekdays = frozenset(d % 7 for d in sets[4])
+    if not any(day <= _LONGEST[month] for month in sets[3] for day in sets[2]):
+        raise CronError(f"{expr!r} never runs: none of its months has such a day")
     return Cron(expr, sets[0], sets[1], sets[2], sets[3], weekdays)
+
+
+_LONGEST = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
 
 
 def _field(text: str, name: str, low: int, high: int) -> frozenset[int]:

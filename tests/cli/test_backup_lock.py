@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import backup_files, hold_lock, make_sqlite_app, run_dbkeeper, wait_for_lock
 from pg import PgDb
 from pgutil import TableLock
@@ -82,3 +84,13 @@ def test_two_real_backups_of_one_slow_postgres_source(pgdb: PgDb, tmp_path: Path
     assert first.returncode == 0, err
     assert json.loads(out)["ok"]
     assert len(backup_files(tmp_path / "backups")) == 3
+
+
+@pytest.mark.parametrize("value", ["-1", "inf", "nan", "soon"])
+def test_a_stall_timeout_that_is_no_duration_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    make_sqlite_app(tmp_path / "app.db", users=1, sessions=0)
+    done = run_dbkeeper("backup", str(tmp_path / "app.db"), "--stall-timeout", value, "--store", str(tmp_path / "b"))
+    assert (
+        done.returncode == 2 and "argument --stall-timeout: invalid" in done.stderr and "Traceback" not in done.stderr
+    )
+    assert not (tmp_path / "b").exists()

@@ -6,6 +6,7 @@ Parses the command line into a plan, hands it to ``runs.backup``, and prints eac
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -92,15 +93,23 @@ def register(sub: Any) -> None:
     p.add_argument("--pg-bin", metavar="DIR", help="directory of pg_dump/psql (config pg_bin)")
     p.add_argument(
         "--stall-timeout",
-        type=float,
+        type=_seconds,
         default=900.0,
         metavar="SECONDS",
-        help="stop a dump that produces nothing for this long (default 900)",
+        help="stop a dump that produces nothing for this long (default 900; 0 turns the watchdog off)",
     )
     add_sse(p)
     add_metrics_file(p)
     add_json(p)
     p.set_defaults(run=run)
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds, 0 or more and finite (argparse turns the ValueError into a usage error)."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(text)
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
