@@ -62,12 +62,25 @@ def restore_spec(doc: Manifest) -> RestoreSpec:
         value = doc.extra.get(key)
         return value if isinstance(value, str) and value else None
 
+    raw = doc.extra.get("settings")
+    settings = tuple(
+        (item[0], item[1])
+        for item in (raw if isinstance(raw, list) else [])
+        if isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item) and "=" in item[1]
+    )
+    provider = text("locale_provider")
     return RestoreSpec(
         dump_format=doc.dump_format,
         encoding=doc.server_encoding,
         lc_collate=text("lc_collate"),
         lc_ctype=text("lc_ctype"),
         row_counts=dict(doc.row_counts),
+        locale_provider=provider if provider in ("libc", "icu", "builtin") else None,
+        icu_locale=text("icu_locale"),
+        owner=text("owner"),
+        comment=text("comment"),
+        acl=text("acl"),
+        settings=settings,
     )
 
 

@@ -47,9 +47,10 @@ class RestoreSpec:
     """What a restore target needs to know of the backup it loads, read once from the manifest by the caller.
 
     ``dump_format`` picks the loader ("plain", "custom" for pg_restore, "sqlite"); ``encoding`` and the locale
-    (``lc_collate``, ``lc_ctype``) are the source database's, so that the temporary database is created like it
-    (None: the server's defaults); ``row_counts`` (table -> rows) weighs the tables when a plain dump is loaded
-    over two sessions. An engine ignores what does not apply to it (SQLite: all but the format).
+    (``lc_collate``, ``lc_ctype``, the provider and ICU locale) are the source database's, so that the temporary
+    database is created like it (None: the server's defaults); ``row_counts`` (table -> rows) weighs the tables
+    when a plain dump is loaded over two sessions; owner, comment, ACL and settings are given to a database
+    restored under a new name. An engine ignores what does not apply to it (SQLite: all but the format).
     """
 
     dump_format: str
@@ -57,6 +58,13 @@ class RestoreSpec:
     lc_collate: str | None = None
     lc_ctype: str | None = None
     row_counts: Mapping[str, int] = field(default_factory=dict)
+    # The source database's own properties, which its dump does not carry (None: not recorded, leave as created).
+    locale_provider: str | None = None  # "libc" | "icu" | "builtin"
+    icu_locale: str | None = None
+    owner: str | None = None
+    comment: str | None = None
+    acl: str | None = None  # as the server prints it: {=Tc/postgres,app=CTc/postgres}
+    settings: tuple[tuple[str, str], ...] = ()  # (role, or "" for every role; "name=value")
 
 
 @dataclass(frozen=True)

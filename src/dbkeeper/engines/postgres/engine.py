@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from dbkeeper import proc
 from dbkeeper.codec import read_chunks
 from dbkeeper.engines.interface import DumpCheck, RestoreOptions, RestoreSpec, SourceInfo, SourceKey
+from dbkeeper.engines.postgres import dbprops
 from dbkeeper.engines.postgres.archive import ArchiveText
 from dbkeeper.engines.postgres.clients import Client, pick
 from dbkeeper.engines.postgres.conn import PgConn, pg_key, quote_ident, quote_literal
@@ -89,7 +90,11 @@ class PostgresEngine:
             dump_tool_version=dump_tool.version,
             server_encoding=server.encoding,
             source={"host": self.conn.host, "port": self.conn.port, "user": self.conn.user},
-            extra={"lc_collate": server.collate, "lc_ctype": server.ctype},
+            extra={
+                "lc_collate": server.collate,
+                "lc_ctype": server.ctype,
+                **dbprops.read(self.conn, self.conn.dbname, server.major, pg_bin=self.pg_bin).to_extra(),
+            },
         )
 
     @contextmanager

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 
 from dbkeeper.engines.interface import RestoreOptions, RestoreSpec
+from dbkeeper.engines.postgres import dbprops
 from dbkeeper.engines.postgres.archive import load_archive
 from dbkeeper.engines.postgres.clients import pick
 from dbkeeper.engines.postgres.conn import PgConn, quote_ident, quote_literal
@@ -65,9 +66,10 @@ class PgRestoreTarget:
         base = f"CREATE DATABASE {quote_ident(self.temp)} TEMPLATE template0 ENCODING {quote_literal(encoding)}"
         attempts = []
         if spec.lc_collate and spec.lc_ctype:
-            attempts.append(
-                f"{base} LC_COLLATE {quote_literal(spec.lc_collate)} LC_CTYPE {quote_literal(spec.lc_ctype)}"
-            )
+            libc = f"{base} LC_COLLATE {quote_literal(spec.lc_collate)} LC_CTYPE {quote_literal(spec.lc_ctype)}"
+            if spec.locale_provider == "icu" and spec.icu_locale:
+                attempts.append(f"{libc} LOCALE_PROVIDER icu ICU_LOCALE {quote_literal(spec.icu_locale)}")
+            attempts.append(libc)
         attempts += [base, f"{base} LC_COLLATE 'C' LC_CTYPE 'C'"]
         last: DbkeeperError | None = None
         for sql in attempts:
@@ -137,10 +139,11 @@ class PgRestoreTarget:
         stop it between the steps: ``dbkeeper cleanup`` finds what that left (leftovers.py)."""
         t, tmp, aside = quote_ident(self.target), quote_ident(self.temp), quote_ident(self.aside)
         if not self.existed:
+            self._give(dbprops.DbProps.of(self.spec))  # what the source database had
             self._q(f"ALTER DATABASE {tmp} RENAME TO {t}", f"renaming the restored database to {self.target}")
             self._created = False
             return
-        self._carry_over(tmp)
+        self._give(dbprops.read(self.conn, self.target, self._major(), pg_bin=self.pg_bin))  # what it replaces had
         with signals_held():
             self._q(f"ALTER DATABASE {t} WITH ALLOW_CONNECTIONS false", f"locking {self.target}")
             try:
@@ -151,23 +154,15 @@ class PgRestoreTarget:
             self._created = False
             self._q(f"DROP DATABASE {aside}", f"dropping the replaced database (now {self.aside})")
 
-    def _carry_over(self, tmp: str) -> None:
-        """A replaced database keeps what belongs to the database rather than to the dump: its owner and its
-        ``ALTER DATABASE … SET`` settings (pg_dump writes neither without --create)."""
-        target = quote_literal(self.target)
-        rows = self._q(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {target}", "reading the owner")
-        if rows and rows[0][0]:
-            self._q(f"ALTER DATABASE {tmp} OWNER TO {quote_ident(rows[0][0])}", f"giving {self.temp} its owner")
-        settings = self._q(
-            "SELECT coalesce(r.rolname, ''), unnest(s.setconfig) FROM pg_db_role_setting s"
-            " JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole"
-            f" WHERE d.datname = {target}",
-            "reading the database's settings",
-        )
-        for role, setting in settings:
-            name, _, value = setting.partition("=")
-            what = f"ALTER ROLE {quote_ident(role)} IN DATABASE {tmp}" if role else f"ALTER DATABASE {tmp}"
-            self._q(f"{what} SET {quote_ident(name)} TO {_setting_value(name, value)}", f"carrying over {name}")
+    def _give(self, props: dbprops.DbProps) -> None:
+        """Give the restored (temporary) database a database's own properties: owner, comment, privileges and
+        settings (the owner, the grants and per-role settings not with ``--no-owner``)."""
+        for sql in dbprops.statements(self.temp, props, with_roles=not self.options.no_owner):
+            self._q(sql, f"giving {self.temp} its properties")
+
+    def _major(self) -> int:
+        version = self._q("SELECT current_setting('server_version_num')", "reading the server's version")
+        return int(version[0][0]) // 10000
 
     @property
     def aside(self) -> str:
@@ -199,19 +194,3 @@ class PgRestoreTarget:
                 self._q(f"DROP DATABASE IF EXISTS {quote_ident(self.temp)}", f"dropping {self.temp}")
             finally:
                 self._created = False
-
-
-_LIST_SETTINGS = {"search_path", "temp_tablespaces", "local_preload_libraries", "session_preload_libraries"}
-
-
-def _setting_value(name: str, value: str) -> str:
-    """A stored setting as SQL: list settings element by element (as pg_dump does), others as one literal."""
-    if name.lower() not in _LIST_SETTINGS:
-        return quote_literal(value)
-    items = []
-    for item in value.split(","):
-        item = item.strip()
-        if len(item) >= 2 and item.startswith('"') and item.endswith('"'):
-            item = item[1:-1].replace('""', '"')
-        items.append(quote_literal(item))
-    return ", ".join(items)
