@@ -257,3 +257,27 @@ def test_a_comment_holding_a_copy_line_keeps_its_counts_and_restores(
     code, result = cli_json(capsys, "restore", "latest", cluster.url(f"{name}_c"))
     assert code == 0 and result["rows"] == 100
     cluster.drop_db(f"{name}_c")
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_audit_event_trigger_fires_on_nothing_the_restore_does(
+    pgdb: PgDb, capsys: pytest.CaptureFixture[str], jobs: str
+) -> None:
+    cluster, name = pgdb
+    _seed(cluster, name)
+    cluster.psql(
+        "CREATE TABLE audit (id serial PRIMARY KEY, tag text);"
+        "CREATE TABLE more (id int PRIMARY KEY); INSERT INTO more SELECT generate_series(1, 50);"
+        "CREATE INDEX ON users (name);"
+        "CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN INSERT INTO public.audit(tag) VALUES (tg_tag); END $$;"
+        "CREATE EVENT TRIGGER audit_ddl ON ddl_command_end EXECUTE FUNCTION log_ddl();"
+        "CREATE TABLE later (id int);",
+        db=name,
+    )
+    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    for extra in ([], ["--drop-existing"]):
+        code, doc = cli_json(capsys, "restore", "latest", cluster.url(f"{name}_r"), "--jobs", jobs, *extra)
+        assert code == 0, doc
+        assert cluster.psql("SELECT count(*) FROM audit", db=f"{name}_r") == "1"  # the source's one row
+    cluster.drop_db(f"{name}_r")
