@@ -104,12 +104,12 @@ def test_drill_passes_and_never_touches_the_source(pg: Cluster, pgdb: PgDb, caps
     assert [c["name"] for c in result["checks"]] == ["backup", "restore", "smoke 1", "smoke 2", "cleanup"]
     assert all(c["ok"] for c in result["checks"])
     assert result["checks"][2]["detail"] == "SELECT count(*) FROM users -> 1500 (rows >= 1000)"
-    scratch = result["target"].rsplit("/", 1)[1]
-    assert re.fullmatch(rf"{name[:40]}_drill_\d{{8}}_\d{{6}}", scratch)
-    assert result["target"] == cluster.url(scratch)  # the server recorded in the manifest
-    new = seen - databases_before
-    assert new, "the watcher saw the drill's databases"
-    assert all(d == scratch or d.startswith(f"{name[:40]}_dbkeeper_tmp_") for d in new), new
+    # In a throwaway cluster of its own: nothing at all was created on the backup's server.
+    assert re.fullmatch(
+        rf"{name[:40]}_drill_\d{{8}}_\d{{6}} in a throwaway PostgreSQL 15 cluster \(as \w+, socket only, no network\)",
+        result["target"],
+    ), result["target"]
+    assert seen - databases_before == set()
     assert databases(cluster) == databases_before
     assert comparable_dump(cluster, name) == source_before
 
@@ -135,7 +135,7 @@ def test_failed_smoke_check_fails_the_drill_and_the_scratch_database_is_dropped(
     assert "FAILED  smoke 1  SELECT count(*) FROM users -> 1500, expected rows >= 1000000" in out
     assert 'relation "no_such_table" does not exist' in out
     assert "OK      smoke 3  SELECT 1 -> 1 (value = 1)" in out
-    assert re.search(r"OK      cleanup  dropped postgresql://\S+_drill_", out)
+    assert re.search(r"OK      cleanup  dropped \S+_drill_\d{8}_\d{6} in a throwaway PostgreSQL", out)
     assert "0 of 1 drill(s) passed" in out
     assert _leftovers(cluster) == []
     [row] = drill_log.read(tmp_path / "drills.md")
@@ -208,20 +208,21 @@ def test_a_drill_never_connects_to_a_server_a_manifest_names(
 ) -> None:
     cluster, name = pgdb
     _seed(cluster, name)
+    cluster.psql("DO $$ BEGIN CREATE ROLE drill_owner; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    cluster.psql("ALTER TABLE users OWNER TO drill_owner", db=name)
     assert cli(capsys, "backup", pgdb.url, "--name", "shop")[0] == 0
     # A forger points the manifest at a server of theirs, where a drill would send the password and run the dump.
     [manifest] = (tmp_path / "backups" / "shop").glob("*.json")
     doc = json.loads(manifest.read_text())
     doc["source"] = {"host": "127.0.0.1", "port": cluster.port, "user": "mallory"}
     manifest.write_text(json.dumps(doc))
-    code, out, _ = cli(capsys, "drill")
-    assert code == 3 and "no PostgreSQL server to drill on" in out and "never connects to a server named by" in out
-    assert "mallory" not in cluster.server_log() and _leftovers(cluster) == []
-    # Named in the config, the source's own server is used, whatever the manifest says.
-    Path("dbkeeper.toml").write_text(f'[[sources]]\nname = "shop"\nurl = "{pgdb.url}"\n')
-    code, doc2 = cli_json(capsys, "drill")
-    assert code == 0, doc2
-    assert doc2["drills"][0]["target"].startswith(f"postgresql://postgres@127.0.0.1:{cluster.port}/")
+    before = databases(cluster)
+    code, out, _ = cli(capsys, "drill", "--smoke", "smoke.sql")
+    assert code == 0, out
+    assert "in a throwaway PostgreSQL 15 cluster (as " in out  # where it ran, and as whom
+    assert "mallory" not in cluster.server_log() and databases(cluster) == before
+    for folder in {tempfile.gettempdir(), "/tmp"}:  # where a sandbox goes when run as root
+        assert not list(Path(folder).glob("dbkeeper-sandbox-*"))  # the sandbox is gone
 
 
 # -- SQLite -------------------------------------------------------------------------------------------------
@@ -321,7 +322,7 @@ def test_interrupted_drill_still_drops_its_database(pg: Cluster, pgdb: PgDb, tmp
     assert run_dbkeeper("backup", _configured(pgdb), env={"PGPASSWORD": cluster.env()["PGPASSWORD"]}).returncode == 0
     (tmp_path / "slow.sql").write_text("SELECT pg_sleep(60);\n")
     child = subprocess.Popen(
-        [sys.executable, "-m", "dbkeeper", "drill", "--smoke", "slow.sql"],
+        [sys.executable, "-m", "dbkeeper", "drill", "--smoke", "slow.sql", "--target", cluster.url()],
         env={**os.environ, "PGPASSWORD": cluster.env()["PGPASSWORD"]},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -5,8 +5,8 @@ drills every backup in the window gets restored, not only the newest), restore i
 new database ``<db>_drill_<UTC stamp>`` (verify first, row counts against the manifest, never anything but
 that new database), run the smoke queries in it, time it, drop it, and append one row to the drill log.
 
-The source database is never connected to: the target is ``target``, else the server of the configured source
-(never one a manifest names: whoever can write the store can write a manifest),
+The source database is never connected to: the drill restores into a throwaway cluster of its own, or into
+``target``; never into a server a manifest names (whoever can write the store can write a manifest),
 and the restore only creates, loads and renames databases of its own. The scratch database is dropped on every
 path out, failure included, unless ``keep`` says otherwise; it is dropped only if this drill created it.
 
@@ -23,14 +23,14 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from dbkeeper import drill_log, smoke
-from dbkeeper.engines import Engine, RestoreOptions, scratch_for
+from dbkeeper.engines import Engine, RestoreOptions, sandbox_for, scratch_for
 from dbkeeper.errors import DbkeeperError, NotFound
 from dbkeeper.repo import Entry, Repository
 from dbkeeper.repo.manifest import Manifest, iso
@@ -48,7 +48,6 @@ class DrillOptions:
     max_age: timedelta = timedelta(days=7)
     smoke: tuple[smoke.Statement, ...] = ()
     target: str | None = None
-    servers: Mapping[str, str] = field(default_factory=dict)  # source id -> its URL in the config
     keep: bool = False
     pg_bin: str | None = None
     identities: tuple[Any, ...] = ()
@@ -259,11 +258,11 @@ def _restore_and_check(
 ) -> None:
     doc = chosen.manifest
     assert doc is not None
-    scratch = _Scratch(doc, chosen.label, result.started, options.target or options.servers.get(chosen.source_id))
+    scratch = _Scratch(doc, chosen.label, result.started, options.target)
     created = False
     try:
         engine = scratch.engine(options.pg_bin)
-        result.target = engine.display()
+        result.target = scratch.where or engine.display()
         restored = restore_into(
             repo,
             chosen.name,
@@ -328,10 +327,12 @@ def _slow_warning(result: DrillResult, previous: drill_log.Row | None) -> None:
 
 
 class _Scratch:
-    """Where the drill restores: a new database named ``<db>_drill_<stamp>`` on the target server.
+    """Where the drill restores: a new database named ``<db>_drill_<stamp>``.
 
-    PostgreSQL: ``target``'s server (``--target``, else the configured source's own) with its database part
-    replaced; never a server read from the store.
+    PostgreSQL: by default a throwaway cluster of the backup's major that dbkeeper starts and removes itself
+    (engines.sandbox_for: a private directory, an unprivileged OS user, a Unix socket only), so that nothing a
+    backup holds can reach a real server; with ``target`` (``--target``), that server, its database part
+    replaced. Never a server read from the store.
     SQLite: a file of that name in ``target`` (a directory, or a path whose directory is used), else in a
     private temporary directory removed afterwards. A target of the other engine's kind is not used.
     """
@@ -340,21 +341,36 @@ class _Scratch:
         self.doc = doc
         self.name = f"{database[:40]}_drill_{stamp(started)}"
         self.target = target
+        self.where: str | None = None  # the sandbox, for people
         self._tempdir: str | None = None
+        self._stop: Callable[[], None] | None = None
 
     def engine(self, pg_bin: str | None) -> Engine:
-        """The scratch database's engine (engines.scratch_for places it); for SQLite without a directory to put
-        it in, a private temporary directory."""
-        engine = scratch_for(self.doc.engine, self.name, near=self.target, pg_bin=pg_bin)
-        if engine is None:
+        """The scratch database's engine: on ``target`` (engines.scratch_for places it), else in a sandbox
+        (PostgreSQL) or a private temporary directory (SQLite)."""
+        postgres_target = bool(self.target and self.target.startswith(("postgresql://", "postgres://")))
+        if self.doc.engine == "postgresql" and not postgres_target:
+            engine, self._stop, where = sandbox_for(
+                "postgresql",
+                self.name,
+                version=self.doc.server_version,
+                roles=self.doc.extra.get("roles", []),
+                pg_bin=pg_bin,
+            )
+            self.where = f"{self.name} in {where}"
+            return engine
+        found = scratch_for(self.doc.engine, self.name, near=self.target, pg_bin=pg_bin)
+        if found is None:
             self._tempdir = tempfile.mkdtemp(prefix="dbkeeper-drill-")
-            engine = scratch_for(self.doc.engine, self.name, near=self._tempdir)
-        assert engine is not None
-        return engine
+            found = scratch_for(self.doc.engine, self.name, near=self._tempdir)
+        assert found is not None
+        return found
 
     def close(self, keep: bool) -> None:
         if self._tempdir and not keep:
             shutil.rmtree(self._tempdir, ignore_errors=True)
+        if self._stop is not None and not keep:
+            self._stop()
 
 
 def _round(value: float | None) -> float | None:

@@ -21,7 +21,6 @@ from dbkeeper.cli.common import (
 )
 from dbkeeper.drill import DrillOptions, DrillResult, DrillRun, run_drills
 from dbkeeper.errors import EXIT_CHECK, EXIT_FAILED
-from dbkeeper.repo import sources
 from dbkeeper.units import compact_duration, format_seconds, parse_duration
 
 DEFAULT_MAX_AGE = "7d"
@@ -81,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
         max_age=max_age,
         smoke=tuple(smoke.load(smoke_file)) if smoke_file else (),
         target=args.target or conf.target,
-        servers=sources.by_id((s.name, s.url) for s in cfg.sources),
         keep=args.keep,
         pg_bin=args.pg_bin or cfg.pg_bin,
         identities=tuple(identities(args, cfg) or ()),

@@ -12,6 +12,7 @@ The interface is in ``interface.py``; ``postgres/`` and ``sqlite.py`` implement 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -130,6 +131,28 @@ def scratch_for(kind: str, name: str, *, near: str | None = None, pg_bin: str | 
             return SqliteEngine(str(path)).scratch(name)
         return SqliteEngine(str(path / f"{name}.db"))
     raise UsageError(f"no scratch database for {kind} backups")
+
+
+def sandbox_for(
+    kind: str, name: str, *, version: str | None, roles: object = (), pg_bin: str | None = None
+) -> tuple[Engine, Callable[[], None], str]:
+    """A new database ``name`` in a throwaway cluster of its own (engines/postgres/sandbox.py), for a backup of
+    server ``version``: its engine, what stops and removes the cluster, and where it is for people. ``roles`` (read
+    from a manifest: untrusted, so only names are taken) are created in it. UsageError for a kind without one."""
+    if kind != "postgresql":
+        raise UsageError(f"no sandbox for {kind} backups")
+    from dbkeeper.engines.postgres import PostgresEngine
+    from dbkeeper.engines.postgres.sandbox import Sandbox
+
+    major = int(version.split(".")[0]) if version and version.split(".")[0].isdigit() else 0
+    box = Sandbox.start(major, pg_bin=pg_bin)
+    try:
+        names = [r for r in roles if isinstance(r, str) and 0 < len(r) < 64] if isinstance(roles, list) else []
+        box.create_roles(names[:10_000])
+    except BaseException:
+        box.stop()
+        raise
+    return PostgresEngine(box.conn(name), pg_bin=pg_bin), box.stop, box.describe()
 
 
 def server_leftovers(url: str, *, pg_bin: str | None = None) -> list[ServerLeftover]:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from dbkeeper.engines import SourceKey, source_key
+from dbkeeper.engines import SourceKey
 from dbkeeper.errors import UsageError
 from dbkeeper.repo.names import SOURCE_ID_RE
 
@@ -50,9 +49,3 @@ def derive_id(key: SourceKey) -> str:
 def source_id(key: SourceKey, name: str | None = None) -> str:
     """The id a backup of the source with ``key`` is stored under: ``name`` if given, else derived."""
     return check_id(name) if name else derive_id(key)
-
-
-def by_id(sources: Iterable[tuple[str | None, str]]) -> dict[str, str]:
-    """The URL of each configured source (name, url) under its id: how a drill finds the server a source lives
-    on without reading it from the store."""
-    return {source_id(source_key(url), name): url for name, url in sources}

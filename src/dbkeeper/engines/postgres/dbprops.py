@@ -121,3 +121,15 @@ def setting_value(name: str, value: str) -> str:
             item = item[1:-1].replace('""', '"')
         items.append(quote_literal(item))
     return ", ".join(items)
+
+
+def role_names(conn: PgConn, *, pg_bin: str | None = None) -> list[str]:
+    """The names of the server's roles (not the built-in ``pg_*``): what a drill's sandbox creates so that the
+    backup's owners and grants load as they are. Names only: nothing about them is secret."""
+    rows = query(
+        conn.with_db("postgres"),
+        "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1",
+        pg_bin=pg_bin,
+        doing="listing the server's roles",
+    )
+    return [r[0] for r in rows]

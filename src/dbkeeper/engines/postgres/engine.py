@@ -94,6 +94,7 @@ class PostgresEngine:
                 "lc_collate": server.collate,
                 "lc_ctype": server.ctype,
                 **dbprops.read(self.conn, self.conn.dbname, server.major, pg_bin=self.pg_bin).to_extra(),
+                "roles": dbprops.role_names(self.conn, pg_bin=self.pg_bin),
             },
         )
 
