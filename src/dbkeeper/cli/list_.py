@@ -75,6 +75,7 @@ def _entry_json(e: Entry) -> dict[str, Any]:
         "problem": e.problem,
         "row_counts": e.manifest.row_counts if e.manifest else None,
         "encrypted": bool(e.manifest and e.manifest.encryption),
+        "signed": e.signed,
     }
 
 
