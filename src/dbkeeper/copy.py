@@ -145,6 +145,10 @@ def copy_one(source: Repository, backup: Source, dest: Repository) -> bool:
             "check that no two hosts write the same source id; remove that backup by hand if it is stale",
         )
     if existing is not None and _complete(dest, name, existing):
+        # The same set, maybe copied before it was signed here: it gets the signature (the manifest is the same
+        # bytes, sha256 and all, or the check above refused it). Nothing else is rewritten.
+        if backup.signature_bytes is not None and dest.manifest_bytes(name) == backup.manifest_bytes:
+            return dest.add_signature(name, backup.signature_bytes)
         return False
     with source.open(name) as f:
         dest.put_copy(

@@ -258,3 +258,17 @@ def test_drill_with_a_verify_key_uses_only_signed_backups(app: Path, capsys: pyt
     code, doc = cli_json(capsys, "drill", "--verify-key", public)
     assert code == 0, doc
     assert signed in json.dumps(doc)
+
+
+def test_copy_adds_the_signature_to_a_copy_that_lacks_it(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    public = keygen(capsys, "sign.key")
+    name = backup(capsys, "--sign-key", "sign.key")
+    assert cli(capsys, "copy", "latest", "--to", "offsite")[0] == 0
+    sig = app.parent / "offsite" / names.signature(name)
+    sig.unlink()  # as a copy made by an older dbkeeper would be
+    assert listed(capsys, "--store", "offsite", "--verify-key", public) == {name: ("broken", "unsigned")}
+    code, out, err = cli(capsys, "copy", "latest", "--to", "offsite")
+    assert code == 0, err
+    assert listed(capsys, "--store", "offsite", "--verify-key", public) == {name: ("ok", None)}
+    code, out, _ = cli(capsys, "copy", "latest", "--to", "offsite")
+    assert code == 0 and out.startswith("already at")

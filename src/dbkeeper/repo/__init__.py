@@ -201,6 +201,17 @@ class Repository:
                 self._forget(name)
             raise
 
+    def add_signature(self, name: str, signature: bytes) -> bool:
+        """Give a committed set that has none the signature another store holds for it (``copy`` to a store that
+        already has the set unsigned); True if written. Never replaces one (if absent)."""
+        if self.signature_bytes(name) is not None:
+            return False
+        try:
+            self.store.put(names.signature(name), [signature], if_absent=True)
+        except AlreadyExists:
+            return False
+        return True
+
     def delete(self, name: str) -> None:
         """Remove a set: manifest first, then the signature, the sidecar, then the data (``names.all_files``)."""
         for part in names.all_files(name):
