@@ -272,3 +272,13 @@ def test_copy_adds_the_signature_to_a_copy_that_lacks_it(app: Path, capsys: pyte
     assert listed(capsys, "--store", "offsite", "--verify-key", public) == {name: ("ok", None)}
     code, out, _ = cli(capsys, "copy", "latest", "--to", "offsite")
     assert code == 0 and out.startswith("already at")
+
+
+def test_backup_copy_to_carries_the_signature_and_a_bad_env_key_is_named(
+    app: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    public = keygen(capsys, "sign.key")
+    name = backup(capsys, "--sign-key", "sign.key", "--copy-to", "offsite")
+    assert listed(capsys, "--store", "offsite", "--verify-key", public) == {name: ("ok", None)}
+    done = run_dbkeeper("verify", "latest", env={"DBKEEPER_VERIFY_KEY": "not-a-key"}, cwd=app.parent)
+    assert done.returncode == 2 and "DBKEEPER_VERIFY_KEY" in done.stderr and "Traceback" not in done.stderr
