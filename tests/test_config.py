@@ -60,6 +60,11 @@ def test_valid_schedule_and_notify(tmp_path: Path) -> None:
         ),
         ('[drill]\nmax_age = "99999999999d"', "drill.max_age: max_age '99999999999d' is too long; write at most"),
         pytest.param(f'[drill]\nmax_age = "{"9" * 400}w"', "9w' is too long", id="400-digit-max_age"),
+        ('[signing]\nverify_key = "age1xyz"', "signing.verify_key is not a dbkeeper verify key"),
+        ('[signing]\nverify_key = "dbkeeper-ed25519-secret:AAAA"', "signing.verify_key is a secret key"),
+        ("[signing]\nverify_key = 1", "signing.verify_key: must be a dbkeeper-ed25519:… verify key"),
+        ('[signing]\nkey = ""', "signing.key: must be the path of a signing key file"),
+        ('[signing]\nsecret = "k"', "unknown key signing.secret"),
     ],
 )
 def test_invalid_values_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -67,6 +72,12 @@ def test_invalid_values_name_file_and_key(tmp_path: Path, text: str, message: st
         load(tmp_path, text)
     assert info.value.message.startswith(f"{tmp_path / 'dbkeeper.toml'}: ")
     assert message in info.value.message
+
+
+def test_valid_signing(tmp_path: Path) -> None:
+    cfg = load(tmp_path, f'[signing]\nkey = "/etc/dbkeeper/sign.key"\nverify_key = "{VERIFY_KEY}"\n')
+    assert cfg.signing == config.SigningConfig(key="/etc/dbkeeper/sign.key", verify_key=VERIFY_KEY)
+    assert load(tmp_path, "").signing == config.SigningConfig()
 
 
 def test_an_integer_too_long_for_python_is_invalid_toml(tmp_path: Path) -> None:
@@ -153,6 +164,13 @@ def table(
     return st.builds(lambda a, b: {**b, **a}, known, stray)
 
 
+VERIFY_KEY = "dbkeeper-ed25519:" + "A" * 43 + "="  # 32 zero bytes: well formed
+verify_keys = mostly(
+    st.just(VERIFY_KEY),
+    st.one_of(strings, st.sampled_from(["dbkeeper-ed25519:", "dbkeeper-ed25519-secret:" + "A" * 43 + "="])),
+)
+
+
 def document(strays: bool) -> st.SearchStrategy[dict[str, Any]]:
     keep = ["keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_min"]
     return table(
@@ -168,6 +186,7 @@ def document(strays: bool) -> st.SearchStrategy[dict[str, Any]]:
             "drill": table({"max_age": durations, "smoke": strings, "log": strings, "target": strings}, strays),
             "schedule": table({k: crons for k in ["backup", "prune", "copy", "drill"]}, strays),
             "notify": table({"webhook_url": urls, "ping_url": urls, "on_success": st.booleans()}, strays),
+            "signing": table({"key": strings, "verify_key": verify_keys}, strays),
         },
         strays,
     )
@@ -220,6 +239,11 @@ def check_loaded(cfg: config.Config) -> None:
         v is None or isinstance(v, str) for v in (schedule.backup, schedule.prune, schedule.copy, schedule.drill)
     )
     assert type(cfg.notify.on_success) is bool
+    assert cfg.signing.key is None or (isinstance(cfg.signing.key, str) and cfg.signing.key)
+    if cfg.signing.verify_key is not None:
+        from dbkeeper.signing import parse_verify_key
+
+        parse_verify_key(cfg.signing.verify_key)
 
 
 @settings(max_examples=300, deadline=None)

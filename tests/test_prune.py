@@ -214,11 +214,11 @@ class RecordingStore(LocalStore):
         super().delete(name)
 
 
-def test_deletion_order_is_manifest_then_sidecar_then_data(tmp_path: Path, template: Template) -> None:
+def test_deletion_order_is_manifest_then_signature_then_sidecar_then_data(tmp_path: Path, template: Template) -> None:
     store = RecordingStore(tmp_path / "backups")
     names = daily(store, template, "2026-11-27", 3)
     run_prune(Repository(store), Policy(keep_last=1), clock=clock())
-    assert store.deleted == [n + suffix for n in names[1:] for suffix in (".json", ".sha256", "")]
+    assert store.deleted == [n + suffix for n in names[1:] for suffix in (".json", ".json.sig", ".sha256", "")]
 
 
 def test_a_deletion_that_fails_half_way_leaves_an_incomplete_entry_never_a_good_one(

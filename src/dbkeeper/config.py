@@ -97,6 +97,15 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class SigningConfig:
+    """``[signing]``: the secret key file backups are signed with, and the verify key (``dbkeeper-ed25519:…``)
+    restore hosts check them against; None when not set."""
+
+    key: str | None = None
+    verify_key: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: str | None = None
     store: str = DEFAULT_STORE
@@ -111,6 +120,7 @@ class Config:
     schedule: ScheduleConfig = ScheduleConfig()
     notify: NotifyConfig = NotifyConfig()
     metrics_file: str | None = None
+    signing: SigningConfig = SigningConfig()
 
     def source(self, name: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.name == name), None)
@@ -128,6 +138,7 @@ _TOP = {
     "schedule",
     "notify",
     "metrics_file",
+    "signing",
 }
 _RETENTION = {"keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_min"}
 _ENCRYPTION = {"recipients", "identity"}
@@ -135,6 +146,7 @@ _S3 = {"endpoint_url", "sse", "sse_kms_key_id", "region"}
 _DRILL = {"max_age", "smoke", "log", "target"}
 _SCHEDULE = {"backup", "prune", "copy", "drill"}
 _NOTIFY = {"webhook_url", "ping_url", "on_success"}
+_SIGNING = {"key", "verify_key"}
 
 
 def load(path: str | None = None) -> Config:
@@ -247,7 +259,26 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
         schedule=_schedule(doc, where, bool(copy_to)),
         notify=_notify(doc, where),
         metrics_file=metrics,
+        signing=_signing(doc, where),
     )
+
+
+def _signing(doc: dict[str, Any], where: str) -> SigningConfig:
+    table = _table(doc, "signing", _SIGNING, where)
+    key = table.get("key")
+    if key is not None and (not isinstance(key, str) or not key):
+        raise ConfigError(f"{where}: signing.key: must be the path of a signing key file")
+    verify_key = table.get("verify_key")
+    if verify_key is not None:
+        from dbkeeper.signing import parse_verify_key
+
+        if not isinstance(verify_key, str):
+            raise ConfigError(f"{where}: signing.verify_key: must be a dbkeeper-ed25519:… verify key")
+        try:
+            parse_verify_key(verify_key, "signing.verify_key")
+        except UsageError as exc:
+            raise ConfigError(f"{where}: {exc.message}", exc.hint) from None
+    return SigningConfig(key, verify_key)
 
 
 def _drill(doc: dict[str, Any], where: str) -> DrillConfig:

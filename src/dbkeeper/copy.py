@@ -26,6 +26,7 @@ from typing import Any
 from dbkeeper import codec
 from dbkeeper.errors import CheckFailed, DbkeeperError, NotFound
 from dbkeeper.repo import Repository, names
+from dbkeeper.repo.catalog import signature_problem
 from dbkeeper.repo.manifest import Manifest, ManifestError
 
 
@@ -37,6 +38,7 @@ class Source:
     manifest: Manifest
     manifest_bytes: bytes
     sha256_bytes: bytes
+    signature_bytes: bytes | None = None  # the .json.sig of a signed set, copied byte for byte
 
 
 @dataclass
@@ -112,11 +114,16 @@ def read_source(repo: Repository, name: str) -> Source:
         side_raw = repo.sidecar_bytes(name)
         if names.parse_sha256_line(side_raw, name) != doc.sha256:
             raise ValueError("the .sha256 sidecar and the manifest disagree")
+        signature = repo.signature_bytes(name)
+        if repo.verify_key is not None:
+            problem = signature_problem(repo.verify_key, raw, signature)
+            if problem:
+                raise ValueError(problem)
     except NotFound:
         raise CheckFailed(f"{name} is broken (its .sha256 sidecar is missing) and was not copied", refuse) from None
     except ValueError as exc:
         raise CheckFailed(f"{name} is broken ({exc}) and was not copied", refuse) from exc
-    return Source(name, doc, raw, side_raw)
+    return Source(name, doc, raw, side_raw, signature)
 
 
 def copy_one(source: Repository, backup: Source, dest: Repository) -> bool:
@@ -138,6 +145,10 @@ def copy_one(source: Repository, backup: Source, dest: Repository) -> bool:
             "check that no two hosts write the same source id; remove that backup by hand if it is stale",
         )
     if existing is not None and _complete(dest, name, existing):
+        # The same set, maybe copied before it was signed here: it gets the signature (the manifest is the same
+        # bytes, sha256 and all, or the check above refused it). Nothing else is rewritten.
+        if backup.signature_bytes is not None and dest.manifest_bytes(name) == backup.manifest_bytes:
+            return dest.add_signature(name, backup.signature_bytes)
         return False
     with source.open(name) as f:
         dest.put_copy(
@@ -146,6 +157,7 @@ def copy_one(source: Repository, backup: Source, dest: Repository) -> bool:
             backup.sha256_bytes,
             backup.manifest_bytes,
             replace=existing is None and dest.exists(name),
+            signature=backup.signature_bytes,
         )
     return True
 

@@ -6,7 +6,8 @@ GIL on large buffers, so the stages overlap on two cores.
 
 Commit order (repo.Repository.commit): the data file appears under its final name only after the dump tool exited 0
 and the dump's trailer was seen (both checked inside the stream, before the store renames), then the ``.sha256``
-sidecar, then the manifest, whose presence marks the backup complete. No write replaces anything.
+sidecar, then the signature when signing, then the manifest, whose presence marks the backup complete. No write
+replaces anything.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbkeeper import codec, crypto
 from dbkeeper.engines import Engine
@@ -25,6 +26,9 @@ from dbkeeper.repo import Repository, names
 from dbkeeper.repo.manifest import Manifest, iso
 from dbkeeper.streams import Stalled, Tap, then, threaded
 
+if TYPE_CHECKING:
+    from dbkeeper.signing import Signer
+
 
 @dataclass(frozen=True)
 class BackupOptions:
@@ -32,6 +36,7 @@ class BackupOptions:
     level: int | None = None
     recipients: tuple[str, ...] = ()
     stall_timeout: float | None = 900.0  # the watchdog: a dump silent this long is stopped
+    signer: Signer | None = None  # signs the manifest (a .json.sig beside it)
 
 
 Progress = Callable[[int, int], None]  # (raw bytes dumped so far, bytes stored so far)
@@ -102,7 +107,7 @@ def run_backup(
         stream = codec.compress(options.compression, raw, options.level)
         if recipients:
             stream = crypto.encrypt(stream, recipients)
-        return repo.commit(name, stored.tap(stream), manifest)
+        return repo.commit(name, stored.tap(stream), manifest, signer=options.signer)
 
 
 def _watched(chunks: Iterator[bytes], database: str, stall_timeout: float | None) -> Iterator[bytes]:

@@ -156,7 +156,7 @@ def run_prune(
     policy.check()
     now = clock()
     if dry_run:
-        repo = Repository(DryRunStore(repo.store))
+        repo = Repository(DryRunStore(repo.store), repo.verify_key)
     result = PruneResult(repo.url, policy, now, dry_run)
     reports: dict[str, Report] = dict(verified or {})
     for entries in repo.scan(now, source=source, database=database).series().values():

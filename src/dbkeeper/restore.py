@@ -177,7 +177,7 @@ def _restore(
     existed = target.existed
     try:
         content = ContentCheck(doc, identities, progress)
-        cheap = [Check(c.name, c.ok, c.detail) for c in report.checks if c.name in ("manifest", "sidecar")]
+        cheap = [Check(c.name, c.ok, c.detail) for c in report.checks if c.name in ("manifest", "signature", "sidecar")]
         report = Report(name, report.location, cheap, doc)
         try:
             with repo.open(name) as f:

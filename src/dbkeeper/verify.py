@@ -56,24 +56,28 @@ class Report:
         }
 
 
-def read_manifest(repo: Repository, name: str) -> Manifest:
-    """The set's manifest; CheckFailed naming the set when it does not fit the schema or this file."""
+def read_manifest(repo: Repository, name: str) -> tuple[Manifest, str | None]:
+    """The set's manifest and what is wrong with its signature (None: nothing, or no verify key); CheckFailed
+    naming the set when the manifest does not fit the schema or this file."""
     try:
-        return repo.read_manifest(name)
+        return repo.read_signed_manifest(name)
     except ManifestError as exc:
         raise CheckFailed(f"{name}: {exc}") from exc
 
 
 def check_stored(repo: Repository, name: str) -> Report:
-    """The cheap checks: the manifest reads and describes this file, and the sidecar agrees with it."""
+    """The cheap checks: the manifest reads and describes this file, (with a verify key) it is signed by that key,
+    and the sidecar agrees with it."""
     report = Report(name, repo.describe(name))
     try:
-        doc = read_manifest(repo, name)
+        doc, unsigned = read_manifest(repo, name)
     except DbkeeperError as exc:
         report.add("manifest", False, str(exc))
         return report
     report.manifest = doc
     report.add("manifest", True, "readable")
+    if repo.verify_key is not None:
+        report.add("signature", unsigned is None, unsigned or "signed by the verify key")
     try:
         side = repo.read_sidecar(name)
         report.add(

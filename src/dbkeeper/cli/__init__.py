@@ -31,6 +31,7 @@ COMMANDS = {
     "drill": "drill",
     "status": "status",
     "schedule": "schedule",
+    "key": "key",
 }
 
 

@@ -14,6 +14,7 @@ from dbkeeper.cli.common import (
     ProgressLine,
     add_json,
     add_metrics_file,
+    add_sign_key,
     add_sse,
     add_store,
     emit_json,
@@ -22,6 +23,7 @@ from dbkeeper.cli.common import (
     load_config,
     open_repo_for,
     print_error,
+    signer,
     store_url,
     update_metrics,
 )
@@ -56,6 +58,7 @@ def register(sub: Any) -> None:
         " the file's path)",
     )
     add_store(p)
+    add_sign_key(p)
     p.add_argument("--compress", choices=COMPRESSIONS, default="gzip", help="compression (default gzip)")
     p.add_argument(
         "--encrypt-to",
@@ -130,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
                 compression=args.compress,
                 recipients=tuple(args.encrypt_to or cfg.encryption_recipients),
                 stall_timeout=args.stall_timeout or None,
+                signer=signer(args, cfg),
             ),
             dump_format=args.format,
             pg_bin=args.pg_bin or cfg.pg_bin,

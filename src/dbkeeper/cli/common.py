@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from dbkeeper import config, crypto
+from dbkeeper import config, crypto, signing
 from dbkeeper.config import Config
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.repo import Repository
@@ -49,8 +49,44 @@ def open_store_for(url: str, cfg: Config, args: argparse.Namespace | None = None
 
 
 def open_repo_for(url: str, cfg: Config, args: argparse.Namespace | None = None) -> Repository:
-    """The repository over the store ``url`` (see ``open_store_for``)."""
-    return Repository(open_store_for(url, cfg, args))
+    """The repository over the store ``url`` (see ``open_store_for``), checking signatures when a verify key is
+    given (see ``verify_key``)."""
+    return Repository(open_store_for(url, cfg, args), verify_key(args, cfg))
+
+
+def add_verify_key(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--verify-key",
+        metavar="KEY",
+        help="treat backups not signed by this key (dbkeeper-ed25519:…) as broken"
+        " (env DBKEEPER_VERIFY_KEY, config [signing] verify_key)",
+    )
+
+
+def verify_key(args: argparse.Namespace | None, cfg: Config) -> signing.VerifyKey | None:
+    """The verify key: --verify-key, else $DBKEEPER_VERIFY_KEY, else the config's; None when none is given."""
+    flag = getattr(args, "verify_key", None)
+    if flag:
+        return signing.parse_verify_key(flag, "--verify-key")
+    env = os.environ.get("DBKEEPER_VERIFY_KEY")
+    if env:
+        return signing.parse_verify_key(env, "DBKEEPER_VERIFY_KEY")
+    if cfg.signing.verify_key:
+        return signing.parse_verify_key(cfg.signing.verify_key, "signing.verify_key")
+    return None
+
+
+def add_sign_key(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sign-key",
+        metavar="FILE",
+        help="sign each backup with this key file (`dbkeeper key generate`; config [signing] key)",
+    )
+
+
+def signer(args: argparse.Namespace, cfg: Config) -> signing.Signer | None:
+    path = getattr(args, "sign_key", None) or cfg.signing.key
+    return signing.load_signer(path) if path else None
 
 
 def add_identity(p: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from dbkeeper.cli.common import (
     add_selection,
     add_sse,
     add_store,
+    add_verify_key,
     emit_json,
     load_config,
     locate_backup,
@@ -34,6 +35,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("backup", metavar="BACKUP")
     add_store(p)
+    add_verify_key(p)
     add_selection(p, "with latest: only")
     p.add_argument(
         "--to",

@@ -12,6 +12,7 @@ from dbkeeper.cli.common import (
     add_metrics_file,
     add_selection,
     add_store,
+    add_verify_key,
     emit_json,
     identities,
     load_config,
@@ -36,6 +37,7 @@ def register(sub: Any) -> None:
         " the drill log. The source database is never touched. Exit 3 when a drill fails.",
     )
     add_store(p)
+    add_verify_key(p)
     add_selection(p, "drill only")
     p.add_argument(
         "--max-age",
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         pg_bin=args.pg_bin or cfg.pg_bin,
         identities=tuple(identities(args, cfg) or ()),
     )
-    repo = open_repo_for(store_url(args, cfg), cfg)
+    repo = open_repo_for(store_url(args, cfg), cfg, args)
     log = args.log or conf.log or drill_log.DEFAULT_PATH
     result = run_drills(repo, options, log=log, source=args.source, database=args.database, seed=args.seed)
     metrics_ok = update_metrics(args, cfg, repo, log)

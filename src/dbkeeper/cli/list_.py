@@ -10,6 +10,7 @@ from dbkeeper.cli.common import (
     add_json,
     add_selection,
     add_store,
+    add_verify_key,
     emit_json,
     human_size,
     load_config,
@@ -28,6 +29,7 @@ def register(sub: Any) -> None:
         " and state (ok, or INCOMPLETE/BROKEN/FUTURE and why), then any leftovers of interrupted writes.",
     )
     add_store(p)
+    add_verify_key(p)
     add_selection(p)
     add_json(p)
     p.set_defaults(run=run)
@@ -35,7 +37,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    repo = open_repo_for(store_url(args, cfg), cfg)
+    repo = open_repo_for(store_url(args, cfg), cfg, args)
     now = datetime.now(UTC)
     entries = repo.scan(now, source=args.source, database=args.database).entries
     leftovers = repo.leftovers(now)
@@ -73,6 +75,7 @@ def _entry_json(e: Entry) -> dict[str, Any]:
         "problem": e.problem,
         "row_counts": e.manifest.row_counts if e.manifest else None,
         "encrypted": bool(e.manifest and e.manifest.encryption),
+        "signed": e.signed,
     }
 
 

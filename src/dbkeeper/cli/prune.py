@@ -10,6 +10,7 @@ from dbkeeper.cli.common import (
     add_json,
     add_selection,
     add_store,
+    add_verify_key,
     emit_json,
     identities,
     load_config,
@@ -43,6 +44,7 @@ def register(sub: Any) -> None:
         " never removed, nor the newest good one. N = -1 keeps one in every period.",
     )
     add_store(p)
+    add_verify_key(p)
     add_selection(p)
     for flag in RULE_FLAGS:
         p.add_argument(f"--{flag.replace('_', '-')}", type=int, metavar="N", help=_FLAG_HELP[flag])
@@ -56,7 +58,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     policy = policy_from({k: getattr(args, k) for k in (*RULE_FLAGS, "keep_min")}, cfg.retention)
-    repo = open_repo_for(store_url(args, cfg), cfg)
+    repo = open_repo_for(store_url(args, cfg), cfg, args)
     result = run_prune(
         repo,
         policy,

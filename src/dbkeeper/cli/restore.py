@@ -11,6 +11,7 @@ from dbkeeper.cli.common import (
     add_json,
     add_selection,
     add_store,
+    add_verify_key,
     emit_json,
     identities,
     load_config,
@@ -41,6 +42,7 @@ def register(sub: Any) -> None:
         help="load with triggers and FK checks off (session_replication_role=replica; superuser)",
     )
     add_store(p)
+    add_verify_key(p)
     add_selection(p, "with latest:")
     p.add_argument("--pg-bin", metavar="DIR", help="directory of psql (config pg_bin)")
     p.add_argument(

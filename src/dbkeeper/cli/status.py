@@ -10,6 +10,7 @@ from dbkeeper.cli.common import (
     add_json,
     add_selection,
     add_store,
+    add_verify_key,
     drill_log_path,
     emit_json,
     load_config,
@@ -34,6 +35,7 @@ def register(sub: Any) -> None:
         " leftovers of interrupted writes (`dbkeeper cleanup`). Exit 3 unless everything is OK.",
     )
     add_store(p)
+    add_verify_key(p)
     add_selection(p)
     p.add_argument(
         "--max-age", metavar="AGE", help=f"the newest backup must be younger than this (default {DEFAULT_MAX_AGE})"
@@ -50,7 +52,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     max_age = parse_duration(args.max_age or DEFAULT_MAX_AGE, "--max-age")
-    repo = open_repo_for(store_url(args, cfg), cfg)
+    repo = open_repo_for(store_url(args, cfg), cfg, args)
     report = check(
         repo,
         max_age=max_age,

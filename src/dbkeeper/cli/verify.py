@@ -10,6 +10,7 @@ from dbkeeper.cli.common import (
     add_json,
     add_selection,
     add_store,
+    add_verify_key,
     emit_json,
     identities,
     load_config,
@@ -29,6 +30,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("backup", metavar="BACKUP")
     add_store(p)
+    add_verify_key(p)
     add_selection(p, "with latest:")
     add_identity(p)
     add_json(p)

@@ -4,7 +4,8 @@ It sits over a Store as restic's repository sits over its backend: commands and 
 manifest, a set's bytes, a new set's name, a commit or a deletion, and never build an object name themselves.
 ``names`` is the layout, ``manifest`` the schema, ``sources`` the source ids, ``catalog`` the scan.
 
-Commit (``commit``): the data under its final name, then the ``.sha256`` sidecar, then the manifest, each with
+Commit (``commit``): the data under its final name, then the ``.sha256`` sidecar, then (when signing) the
+``.json.sig`` signature over the manifest's exact bytes, then the manifest, each with
 ``if_absent``, so a set never replaces another, whoever else writes the store: a second writer that picked the
 same name fails with AlreadyExists and removes nothing (not even its own data file, which on an endpoint without
 conditional writes may be the other writer's by then). Until the manifest is there, the set is
@@ -17,13 +18,16 @@ import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from dbkeeper.errors import AlreadyExists, DbkeeperError, NotFound
 from dbkeeper.repo import catalog, names
 from dbkeeper.repo.catalog import Catalog, Entry, latest, scan
 from dbkeeper.repo.manifest import MAX_BYTES, Manifest
 from dbkeeper.storage import Leftover, Store
+
+if TYPE_CHECKING:
+    from dbkeeper.signing import Signer, VerifyKey
 
 MAX_SEQ = 999
 LEFTOVER_AGE = {"temporary file": timedelta(hours=1), "unfinished upload": timedelta(hours=24)}
@@ -51,9 +55,12 @@ class LeftoverState:
 class Repository:
     """Backup sets in one store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, verify_key: VerifyKey | None = None) -> None:
         self.store = store
         self.url = store.url
+        # With a verify key, a set whose manifest carries no good signature by it is broken ("unsigned",
+        # "bad signature"): whoever can write the store can write a whole set, sidecar and manifest included.
+        self.verify_key = verify_key
 
     def describe(self, name: str) -> str:
         return self.store.describe(name)
@@ -67,7 +74,7 @@ class Repository:
 
     # -- reading -------------------------------------------------------------------------------------------
     def scan(self, now: datetime, *, source: str | None = None, database: str | None = None) -> Catalog:
-        return scan(self.store, now, source=source, database=database)
+        return scan(self.store, now, source=source, database=database, verify_key=self.verify_key)
 
     def latest(self, now: datetime, *, source: str | None = None, database: str | None = None) -> Entry:
         return latest(self.scan(now, source=source, database=database), source=source, database=database)
@@ -86,6 +93,27 @@ class Repository:
         if doc.file != names.basename(name):
             raise ManifestError(f"the manifest describes {doc.file}")
         return doc
+
+    def signature_bytes(self, name: str) -> bytes | None:
+        """The set's ``.json.sig`` signature, None for an unsigned set."""
+        try:
+            with self.store.open(names.signature(name)) as f:
+                return f.read(catalog.MAX_SIGNATURE + 1)
+        except NotFound:
+            return None
+
+    def read_signed_manifest(self, name: str) -> tuple[Manifest, str | None]:
+        """The set's manifest (as ``read_manifest``) and, with a verify key, what is wrong with its signature over
+        those very bytes ("unsigned", "bad signature"; None when it verifies, or without a verify key)."""
+        from dbkeeper.repo.manifest import ManifestError
+
+        raw = self.manifest_bytes(name)
+        doc = Manifest.from_json(raw)
+        if doc.file != names.basename(name):
+            raise ManifestError(f"the manifest describes {doc.file}")
+        if self.verify_key is None:
+            return doc, None
+        return doc, catalog.signature_problem(self.verify_key, raw, self.signature_bytes(name))
 
     def read_sidecar(self, name: str) -> str:
         """The digest in the set's ``.sha256`` sidecar; ValueError if it is malformed, NotFound if absent."""
@@ -112,7 +140,7 @@ class Repository:
         taken = {o.name for o in self.store.list(f"{source_id}/")}
         for seq in range(1, MAX_SEQ + 1):
             candidate = names.new_name(source_id, database, started, extension, seq)
-            if not any(n in taken for n in names.files(candidate.name)):
+            if not any(n in taken for n in names.all_files(candidate.name)):
                 return candidate
         raise DbkeeperError(
             f"{MAX_SEQ} backups of {source_id} started in the same second already exist in {self.url}",
@@ -126,14 +154,18 @@ class Repository:
         build: Callable[[int], Manifest],
         *,
         size_hint: int | None = None,
+        signer: Signer | None = None,
     ) -> Manifest:
-        """Write a new set: the data, then ``build(size)``'s manifest with its sidecar. AlreadyExists if any of
-        the three names is taken (nothing of what is there is touched)."""
+        """Write a new set: the data, then ``build(size)``'s manifest with its sidecar (and, with ``signer``, its
+        signature). AlreadyExists if any of the names is taken (nothing of what is there is touched)."""
         size = self.store.put(name, data, if_absent=True, size_hint=size_hint)
         try:
             doc = build(size)
+            raw = doc.to_json()
             self.store.put(names.sidecar(name), [names.sha256_line(doc.sha256, name)], if_absent=True)
-            self.store.put(names.manifest(name), [doc.to_json()], if_absent=True)
+            if signer is not None:
+                self.store.put(names.signature(name), [signer.sign(raw)], if_absent=True)
+            self.store.put(names.manifest(name), [raw], if_absent=True)
         except AlreadyExists:
             # Another writer holds the name too: on an endpoint whose "if absent" is a check before the write,
             # the data under it may be theirs by now. Remove nothing; what stays is at worst an incomplete set.
@@ -143,13 +175,24 @@ class Repository:
             raise
         return doc
 
-    def put_copy(self, name: str, data: Iterable[bytes], sidecar: bytes, manifest: bytes, *, replace: bool) -> None:
+    def put_copy(
+        self,
+        name: str,
+        data: Iterable[bytes],
+        sidecar: bytes,
+        manifest: bytes,
+        *,
+        replace: bool,
+        signature: bytes | None = None,
+    ) -> None:
         """Write a set exactly as another store holds it (``copy``): the data (over an incomplete one of the same
-        name only when ``replace``), then the sidecar and the manifest, byte for byte. A failure removes what this
-        call wrote."""
+        name only when ``replace``), then the sidecar, the signature if the set has one, and the manifest, byte for
+        byte. A failure removes what this call wrote."""
         self.store.put(name, data, if_absent=not replace)
         try:
             self.store.put(names.sidecar(name), [sidecar], if_absent=not replace)
+            if signature is not None:
+                self.store.put(names.signature(name), [signature], if_absent=not replace)
             self.store.put(names.manifest(name), [manifest], if_absent=True)
         except AlreadyExists:
             raise  # another writer's set, maybe over ours by now (see ``commit``): remove nothing
@@ -158,14 +201,25 @@ class Repository:
                 self._forget(name)
             raise
 
+    def add_signature(self, name: str, signature: bytes) -> bool:
+        """Give a committed set that has none the signature another store holds for it (``copy`` to a store that
+        already has the set unsigned); True if written. Never replaces one (if absent)."""
+        if self.signature_bytes(name) is not None:
+            return False
+        try:
+            self.store.put(names.signature(name), [signature], if_absent=True)
+        except AlreadyExists:
+            return False
+        return True
+
     def delete(self, name: str) -> None:
-        """Remove a set: manifest first, then the sidecar, then the data (see ``names.files``)."""
-        for part in names.files(name):
+        """Remove a set: manifest first, then the signature, the sidecar, then the data (``names.all_files``)."""
+        for part in names.all_files(name):
             self.store.delete(part)
 
     def _forget(self, name: str) -> None:
         """Remove what a failed commit wrote (best effort: what stays has no manifest and counts for nothing)."""
-        for part in (names.sidecar(name), name):
+        for part in (names.signature(name), names.sidecar(name), name):
             with contextlib.suppress(DbkeeperError):
                 self.store.delete(part)
 

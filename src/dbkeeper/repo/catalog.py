@@ -8,6 +8,8 @@ Like barman-cloud's ``unreadable_backups``, a damaged entry is reported, never f
 - ``incomplete``: no manifest (the write never finished, or a prune stopped half way);
 - ``broken``: anything else, with the reason (an unreadable or foreign manifest, a size that differs, a missing
   sidecar or data file);
+- ``broken`` too, when a verify key is given: "unsigned" (no ``.json.sig``) or "bad signature" (it does not
+  verify over the manifest's exact bytes with that key);
 - ``future``: a good-looking set whose ``created_at`` lies more than ``FUTURE_SLACK`` after the time of the scan
   (a backup host with a skewed clock, or a forged manifest). It is not ``latest``, not counted by retention, and
   never removed by it; ``status`` warns about it.
@@ -22,15 +24,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from dbkeeper.errors import DbkeeperError, NotFound, UsageError
 from dbkeeper.repo import names
 from dbkeeper.repo.manifest import MAX_BYTES, Manifest, ManifestError
 from dbkeeper.storage import ObjectInfo, Store
 
+if TYPE_CHECKING:
+    from dbkeeper.signing import VerifyKey
+
 OK, INCOMPLETE, BROKEN, FUTURE = "ok", "incomplete", "broken", "future"
 FUTURE_SLACK = timedelta(minutes=5)
 GLOBALS_SUFFIX = ".globals"
+MAX_SIGNATURE = 4096  # an Ed25519 signature is 64 bytes; anything far larger is read no further
+UNSIGNED, BAD_SIGNATURE = "unsigned", "bad signature"
 
 
 @dataclass
@@ -46,6 +54,7 @@ class Entry:
     manifest: Manifest | None = None
     legacy: bool = False
     seq: int = 1  # the set's number within its start second (-2, -3 …)
+    signed: bool = False  # a .json.sig is there (checked only with a verify key)
 
     @property
     def order(self) -> tuple[datetime, int, str]:
@@ -103,8 +112,16 @@ class Catalog:
         ]
 
 
-def scan(store: Store, now: datetime, *, source: str | None = None, database: str | None = None) -> Catalog:
-    """Every backup set in the store (or of one source, or one database), oldest first."""
+def scan(
+    store: Store,
+    now: datetime,
+    *,
+    source: str | None = None,
+    database: str | None = None,
+    verify_key: VerifyKey | None = None,
+) -> Catalog:
+    """Every backup set in the store (or of one source, or one database), oldest first; with ``verify_key``, a
+    set without a good signature by it is broken."""
     listed = store.list(f"{source}/" if source else "")
     if source:
         listed += [o for o in store.list() if "/" not in o.name]  # the legacy layout's sets of that source
@@ -120,7 +137,11 @@ def scan(store: Store, now: datetime, *, source: str | None = None, database: st
             continue  # not a backup set's object, or a sidecar whose data file is listed (it is seen there)
         if name.endswith(names.SHA256_SUFFIX) and names.manifest(data) in objects:
             continue  # an orphan's sidecar beside its manifest: the manifest reports it once
-        entry = _entry(store, parsed, objects, now)
+        if name.endswith(names.SIGNATURE_SUFFIX) and (
+            names.manifest(data) in objects or names.sidecar(data) in objects
+        ):
+            continue  # an orphan's signature beside its manifest or sidecar: reported there
+        entry = _entry(store, parsed, objects, now, verify_key)
         if entry is not None:
             catalog.entries.append(entry)
     catalog.entries = [e for e in catalog.entries if database is None or database in (e.database, e.label)]
@@ -130,10 +151,16 @@ def scan(store: Store, now: datetime, *, source: str | None = None, database: st
     return catalog
 
 
-def _entry(store: Store, parsed: names.SetName, objects: dict[str, ObjectInfo], now: datetime) -> Entry | None:
+def _entry(
+    store: Store,
+    parsed: names.SetName,
+    objects: dict[str, ObjectInfo],
+    now: datetime,
+    verify_key: VerifyKey | None = None,
+) -> Entry | None:
     name = parsed.name
     data = objects.get(name)
-    present = [objects[n] for n in names.files(name) if n in objects]
+    present = [objects[n] for n in names.all_files(name) if n in objects]
     entry = Entry(
         name=name,
         source_id=parsed.source_id or parsed.label,
@@ -144,21 +171,36 @@ def _entry(store: Store, parsed: names.SetName, objects: dict[str, ObjectInfo], 
         status=OK,
         legacy=parsed.legacy,
         seq=parsed.seq,
+        signed=names.signature(name) in objects,
     )
     if names.manifest(name) not in objects:
-        if data is None:
+        if data is None and names.sidecar(name) not in objects:
+            entry.status, entry.problem = INCOMPLETE, "only a .json.sig signature is left"
+        elif data is None:
             entry.status, entry.problem = INCOMPLETE, "only a .sha256 sidecar is left"
         else:
             entry.status, entry.problem = INCOMPLETE, "no manifest: the backup never completed"
         return entry
     try:
-        doc = read_manifest(store, name)
+        raw = _read(store, names.manifest(name), MAX_BYTES)
+        doc = Manifest.from_json(raw)
     except (ManifestError, DbkeeperError) as exc:
         entry.status, entry.problem = BROKEN, f"unreadable manifest: {exc}"
         return entry
     entry.manifest = doc
     entry.created = doc.created
     problem = _mismatch(entry, doc, parsed, objects)
+    if problem is None and verify_key is not None:
+        signature = None
+        if entry.signed:
+            try:
+                signature = _read(store, names.signature(name), MAX_SIGNATURE)
+            except NotFound:
+                pass
+            except DbkeeperError as exc:
+                entry.status, entry.problem = BROKEN, f"unreadable signature: {exc}"
+                return entry
+        problem = signature_problem(verify_key, raw, signature)
     if problem:
         entry.status, entry.problem = BROKEN, problem
     elif doc.created > now + FUTURE_SLACK:
@@ -189,6 +231,19 @@ def _mismatch(entry: Entry, doc: Manifest, parsed: names.SetName, objects: dict[
     if names.sidecar(name) not in objects:
         return "the .sha256 sidecar is missing"
     return None
+
+
+def signature_problem(verify_key: VerifyKey, manifest: bytes, signature: bytes | None) -> str | None:
+    """What is wrong with a set's signature over its manifest's exact bytes: "unsigned", "bad signature", or
+    None when ``verify_key`` verifies it."""
+    if signature is None:
+        return UNSIGNED
+    return None if verify_key.verifies(manifest, signature) else BAD_SIGNATURE
+
+
+def _read(store: Store, name: str, limit: int) -> bytes:
+    with store.open(name) as f:
+        return f.read(limit + 1)  # one byte more than allowed: too large is seen
 
 
 def read_manifest(store: Store, name: str) -> Manifest:

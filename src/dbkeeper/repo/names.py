@@ -6,6 +6,7 @@ in it::
     casino-eu/casino_20261127_020000.sql.gz          the data
     casino-eu/casino_20261127_020000.sql.gz.sha256   "<hex>  casino_20261127_020000.sql.gz" (sha256sum -c, run there)
     casino-eu/casino_20261127_020000.sql.gz.json     the manifest, written last: the commit marker
+    casino-eu/casino_20261127_020000.sql.gz.json.sig an Ed25519 signature over the manifest's bytes (signed sets)
 
 The data file keeps the readable ``<db>_YYYYMMDD_HHMMSS`` (UTC start time); a second set started within the same
 second of the same source gets ``-2``, ``-3`` … after the time, so two runs never share a name. Stores written
@@ -21,7 +22,8 @@ from datetime import UTC, datetime
 
 SHA256_SUFFIX = ".sha256"
 MANIFEST_SUFFIX = ".json"
-SIDECARS = (SHA256_SUFFIX, MANIFEST_SUFFIX)
+SIGNATURE_SUFFIX = ".json.sig"
+SIDECARS = (SHA256_SUFFIX, MANIFEST_SUFFIX, SIGNATURE_SUFFIX)
 
 _COMPRESSION_EXT = {"gzip": ".gz", "zstd": ".zst", "none": ""}
 _DATA_RE = re.compile(
@@ -106,6 +108,16 @@ def sidecar(name: str) -> str:
 
 def manifest(name: str) -> str:
     return name + MANIFEST_SUFFIX
+
+
+def signature(name: str) -> str:
+    return name + SIGNATURE_SUFFIX
+
+
+def all_files(name: str) -> tuple[str, str, str, str]:
+    """Every object a set may have, in deletion order: the manifest, the signature (signed sets only), the
+    sidecar, the data (see ``files``)."""
+    return (manifest(name), signature(name), sidecar(name), name)
 
 
 def files(name: str) -> tuple[str, str, str]:
