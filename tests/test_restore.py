@@ -281,3 +281,31 @@ def test_an_audit_event_trigger_fires_on_nothing_the_restore_does(
         assert code == 0, doc
         assert cluster.psql("SELECT count(*) FROM audit", db=f"{name}_r") == "1"  # the source's one row
     cluster.drop_db(f"{name}_r")
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_latin1_database_with_non_ascii_names_round_trips(
+    pg15: Cluster, pgdb: PgDb, capsys: pytest.CaptureFixture[str], jobs: str
+) -> None:
+    source, target = f"{pgdb.name}_l1", f"{pgdb.name}_l1r"
+    pg15.psql(f"CREATE DATABASE {source} TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'")
+    try:
+        pg15.psql(
+            'CREATE TABLE "café" (id int PRIMARY KEY, note text);'
+            """INSERT INTO "café" SELECT g, 'crème ' || g FROM generate_series(1, 30) g;"""
+            'CREATE TABLE "naïve" (id int); INSERT INTO "naïve" SELECT generate_series(1, 7);',
+            db=source,
+        )
+        code, doc = cli_json(capsys, "backup", pg15.url(source))
+        assert code == 0, doc
+        assert sorted(doc["backups"][0]["manifest"]["row_counts"].values()) == [7, 30]
+        assert cli(capsys, "verify", "latest", "--database", source)[0] == 0
+        code, result = cli_json(capsys, "restore", "latest", pg15.url(target), "--database", source, "--jobs", jobs)
+        assert code == 0, result
+        assert result["rows"] == 37
+        assert pg15.psql('SELECT note FROM "café" WHERE id = 3', db=target) == "crème 3"
+        encoding = f"SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = '{target}'"
+        assert pg15.psql(encoding) == "LATIN1"
+    finally:
+        for db in (source, target):
+            pg15.drop_db(db)

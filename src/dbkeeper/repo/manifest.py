@@ -101,7 +101,11 @@ class Manifest:
     def to_json(self) -> bytes:
         doc = asdict(self)
         head = {"format_version": doc.pop("format_version"), "tool": doc.pop("tool")}
-        return (json.dumps({**head, **doc}, indent=2, ensure_ascii=False) + "\n").encode()
+        text = json.dumps({**head, **doc}, indent=2, ensure_ascii=False) + "\n"
+        try:
+            return text.encode()
+        except UnicodeEncodeError:  # a LATIN1 dump's table name kept as its bytes (surrogates): escape, lossless
+            return (json.dumps({**head, **doc}, indent=2) + "\n").encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:

@@ -28,6 +28,7 @@ _PARAM_ENV = {
     "dbname": "PGDATABASE",
     "application_name": "PGAPPNAME",
     "options": "PGOPTIONS",
+    "client_encoding": "PGCLIENTENCODING",
 }
 
 

@@ -33,6 +33,14 @@ _END = b"\n\\.\n"
 PASSED = "header and 'dump complete' trailer present"  # what a clean check of pg_dump's text means
 
 
+def table_name(raw: bytes) -> str:
+    """A table's name as the dump spells it, kept exactly: in the dump's own encoding (LATIN1, SQL_ASCII …) the
+    bytes that are not UTF-8 become surrogates, which go back to the same bytes on a command line. A guess
+    (U+FFFD) would name no table on the server; ``row_counts`` of a restore sends these bytes back as they were,
+    in the dump's client encoding."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
 class PlainDumpScanner:
     """Feed it the dump's bytes in any chunking; read ``row_counts``, ``header_ok``, ``complete`` and ``not_data``
     after. ``statements``: judge the statements too (a database's dump; pg_dumpall's roles are statements about
@@ -113,7 +121,7 @@ class PlainDumpScanner:
             return
         m = _COPY_RE.match(copy) if copy is not None else None
         if m:
-            self._table = m.group(1).decode("utf-8", "replace")
+            self._table = table_name(m.group(1))
             self._rows = 0
 
     def problems(self) -> list[str]:
@@ -460,7 +468,7 @@ def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
             elif line.startswith(b"COPY ") and line.endswith(b" FROM stdin;\n"):
                 copy = _COPY_RE.match(line[:-1])
                 if copy:
-                    table = copy.group(1).decode("utf-8", "replace")
+                    table = table_name(copy.group(1))
                     in_copy, tail = True, b"\n"
             yield Piece(entry, kind, table, line)
             pos = nl + 1

@@ -32,6 +32,7 @@ from dbkeeper.engines.postgres.dumpformat import (
     Piece,
     drop_owner_statements,
     split_entries,
+    table_name,
 )
 from dbkeeper.errors import ToolError
 
@@ -201,7 +202,7 @@ def _post_data(
         # Each index costs about what its table weighs: the heaviest first, onto the less loaded session.
         def weight(entry: _Entry) -> int:
             m = _ON_TABLE.search(b"".join(entry.body))
-            return weights.get(m.group(1).decode("utf-8", "replace"), 1) if m else 1
+            return weights.get(table_name(m.group(1)), 1) if m else 1
 
         pair = [new_session(), new_session()]
         sessions.extend(pair)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 
 from dbkeeper.engines.interface import RestoreOptions, RestoreSpec
 from dbkeeper.engines.postgres import dbprops
@@ -121,13 +122,18 @@ class PgRestoreTarget:
         )
 
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
+        """The rows of each table, named as the dump names them: sent in the dump's own client encoding, so that a
+        LATIN1 or SQL_ASCII name reaches the server as the bytes it was (see dumpformat.table_name)."""
         names = list(tables)
         counts: dict[str, int] = {}
+        conn = self.conn.with_db(self.temp)
+        if self.spec.encoding:
+            conn = replace(conn, params=(*conn.params, ("client_encoding", self.spec.encoding)))
         for start in range(0, len(names), 200):
             batch = names[start : start + 200]
-            sql = " UNION ALL ".join(f"SELECT {quote_literal(name)}, count(*) FROM ONLY {name}" for name in batch)
-            for row in query(self.conn.with_db(self.temp), sql, pg_bin=self.pg_bin, doing="counting restored rows"):
-                counts[row[0]] = int(row[1])
+            sql = " UNION ALL ".join(f"SELECT {i}, count(*) FROM ONLY {name}" for i, name in enumerate(batch))
+            for row in query(conn, sql, pg_bin=self.pg_bin, doing="counting restored rows"):
+                counts[batch[int(row[0])]] = int(row[1])
         return counts
 
     def commit(self) -> None:
