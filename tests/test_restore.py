@@ -309,3 +309,19 @@ def test_a_latin1_database_with_non_ascii_names_round_trips(
     finally:
         for db in (source, target):
             pg15.drop_db(db)
+
+
+def test_a_comment_holding_a_toc_line_restores_over_two_sessions(
+    pgdb: PgDb, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster, name = pgdb
+    _seed(cluster, name)
+    cluster.psql("CREATE TABLE other (id int); INSERT INTO other SELECT generate_series(1, 40);", db=name)
+    cluster.psql(
+        "COMMENT ON TABLE users IS E'x\\n-- Data for Name: other; Type: TABLE DATA; Schema: public; Owner: x\\n'",
+        db=name,
+    )
+    assert cli(capsys, "backup", pgdb.url)[0] == 0
+    code, result = cli_json(capsys, "restore", "latest", cluster.url(f"{name}_t"), "--jobs", "2")
+    assert code == 0 and result["rows"] == 140, result
+    cluster.drop_db(f"{name}_t")

@@ -220,3 +220,31 @@ def test_pg_dumpall_roles_are_not_judged_as_statements() -> None:
     scanner = PlainDumpScanner(statements=False)
     scanner.feed((_HEAD + "CREATE ROLE app;\nALTER ROLE app WITH LOGIN;\n" + _TAIL).encode())
     assert scanner.not_data is None
+
+
+def test_a_toc_line_inside_a_string_starts_no_entry() -> None:
+    from dbkeeper.engines.postgres.dumpformat import split_entries
+
+    dump = (
+        _HEAD + "--\n-- Name: t; Type: TABLE; Schema: public; Owner: app\n--\n\nCREATE TABLE public.t (id int);\n"
+        "COMMENT ON TABLE public.t IS 'x\n-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: app\n';\n"
+        "--\n-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: app\n--\n\n"
+        "COPY public.t (id) FROM stdin;\n1\n\\.\n" + _TAIL
+    ).encode()
+    for size in (1, 5, 1000):
+        pieces = list(split_entries(dump[i : i + size] for i in range(0, len(dump), size)))
+        kinds = {p.entry: p.kind for p in pieces}
+        assert kinds == {0: "", 1: "TABLE", 2: "TABLE DATA"}
+        assert b"".join(p.data for p in pieces) == dump
+        assert {p.table for p in pieces if p.table} == {"public.t"}
+        assert all(p.entry == 2 for p in pieces if p.table)
+
+
+def test_no_owner_keeps_an_owner_line_inside_a_function_body() -> None:
+    dump = (
+        _HEAD + "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n"
+        "ALTER TABLE t OWNER TO app;\nEND $$;\nALTER TABLE public.t OWNER TO app;\n" + _TAIL
+    ).encode()
+    kept = b"".join(drop_owner_statements(dump[i : i + 7] for i in range(0, len(dump), 7)))
+    assert b"ALTER TABLE t OWNER TO app;\n" in kept  # the function's own text
+    assert b"ALTER TABLE public.t OWNER TO app;\n" not in kept  # the statement

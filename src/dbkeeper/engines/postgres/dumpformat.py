@@ -382,6 +382,16 @@ def _load_numpy() -> None:
     _numpy = numpy
 
 
+def _read_line(sql: _Sql, line: bytes) -> tuple[_Sql, bytes | None]:
+    """Feed one line (with its newline) to ``sql``; the COPY … FROM stdin statement it ends, if any. What is not
+    data is the checker's to refuse (PlainCheck, before any of it reaches psql): here reading goes on, afresh."""
+    try:
+        statement = sql.line(line.rstrip(b"\n"), 0)
+    except DumpNotData:
+        return _Sql(statements=False), None
+    return sql, statement if statement is not None and _COPY_RE.match(statement) else None
+
+
 def drop_owner_statements(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """``--no-owner`` for a plain dump: drop the ``ALTER … OWNER TO …;`` lines outside COPY data.
 
@@ -389,6 +399,7 @@ def drop_owner_statements(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """
     in_copy = False
     pending = b""
+    sql = _Sql(statements=False)
     for chunk in chunks:
         data = pending + chunk
         last_nl = data.rfind(b"\n")
@@ -401,10 +412,14 @@ def drop_owner_statements(chunks: Iterable[bytes]) -> Iterator[bytes]:
             if in_copy:
                 if line == b"\\.\n":
                     in_copy = False
-            elif line.startswith(b"COPY ") and line.endswith(b" FROM stdin;\n"):
-                in_copy = True
-            elif line.startswith(b"ALTER ") and _OWNER_RE.match(line.rstrip(b"\n")):
+                out.append(line)
                 continue
+            idle = sql.idle
+            sql, copy = _read_line(sql, line)
+            if copy is not None:
+                in_copy = True
+            elif idle and sql.idle and line.startswith(b"ALTER ") and _OWNER_RE.match(line.rstrip(b"\n")):
+                continue  # a whole statement of its own, not a line of a string or a function body
             out.append(line)
         yield b"".join(out)
     if pending:
@@ -435,6 +450,7 @@ def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
     entry, kind, table = 0, "", None
     pending = b""
     in_copy = False
+    sql = _Sql(statements=False)
     tail = b""  # in COPY data: the last bytes of the previous chunk, to see an end marker split across chunks
     for chunk in chunks:
         data = pending + chunk if pending else chunk
@@ -462,14 +478,14 @@ def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
                 pending = data[pos:]
                 break
             line = data[pos : nl + 1]
-            m = _TOC_RE.match(line) if line.startswith(b"-- ") else None
+            m = _TOC_RE.match(line) if line.startswith(b"-- ") and sql.idle else None
             if m:
                 entry, kind, table = entry + 1, m.group(1).decode(), None
-            elif line.startswith(b"COPY ") and line.endswith(b" FROM stdin;\n"):
-                copy = _COPY_RE.match(line[:-1])
-                if copy:
-                    table = table_name(copy.group(1))
-                    in_copy, tail = True, b"\n"
+            sql, statement = _read_line(sql, line)
+            copy = _COPY_RE.match(statement) if statement is not None else None
+            if copy:
+                table = table_name(copy.group(1))
+                in_copy, tail = True, b"\n"
             yield Piece(entry, kind, table, line)
             pos = nl + 1
     if pending:
