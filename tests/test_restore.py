@@ -325,3 +325,22 @@ def test_a_comment_holding_a_toc_line_restores_over_two_sessions(
     code, result = cli_json(capsys, "restore", "latest", cluster.url(f"{name}_t"), "--jobs", "2")
     assert code == 0 and result["rows"] == 140, result
     cluster.drop_db(f"{name}_t")
+
+
+def test_a_table_without_columns_and_one_with_a_newline_in_its_name_are_counted(
+    pgdb: PgDb, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster, name = pgdb
+    cluster.psql(
+        "CREATE TABLE zero (); INSERT INTO zero DEFAULT VALUES; INSERT INTO zero DEFAULT VALUES;"
+        'CREATE TABLE "new\nline" (id int); INSERT INTO "new\nline" VALUES (1), (2), (3);',
+        db=name,
+    )
+    code, doc = cli_json(capsys, "backup", pgdb.url)
+    assert code == 0, doc
+    assert doc["backups"][0]["manifest"]["row_counts"] == {"public.zero": 2, 'public."new\nline"': 3}
+    assert cli(capsys, "verify", "latest")[0] == 0
+    for jobs in ("1", "2"):
+        code, result = cli_json(capsys, "restore", "latest", cluster.url(f"{name}_z{jobs}"), "--jobs", jobs)
+        assert code == 0 and result["rows"] == 5, result
+        cluster.drop_db(f"{name}_z{jobs}")

@@ -27,10 +27,21 @@ from dbkeeper.errors import ContentRefused
 TRAILER = b"-- PostgreSQL database dump complete"
 CLUSTER_TRAILER = b"-- PostgreSQL database cluster dump complete"  # pg_dumpall
 _IDENT = rb'(?:"(?:[^"]|"")*"|[^\s".(]+)'
-_COPY_RE = re.compile(rb"^COPY (" + _IDENT + rb"(?:\." + _IDENT + rb")*)(?: \(.*\))? FROM stdin;$", re.DOTALL)
+# pg_dump writes "COPY <table> (<columns>) FROM stdin;", and "COPY <table>  FROM stdin;" (two spaces) for a table
+# without columns; a quoted name may hold a newline, so the statement may span lines.
+_COPY_RE = re.compile(rb"^COPY (" + _IDENT + rb"(?:\." + _IDENT + rb")*)(?: \(.*\)| )? FROM stdin;$", re.DOTALL)
 _OWNER_RE = re.compile(rb"^ALTER [A-Z ]+ .+ OWNER TO .+;$")
 _END = b"\n\\.\n"
 PASSED = "header and 'dump complete' trailer present"  # what a clean check of pg_dump's text means
+
+
+def copy_table(statement: bytes) -> str:
+    """The table a ``COPY … FROM stdin;`` statement loads, as the dump names it (what psql then reads as data
+    however it is spelled: a name the pattern does not know is still taken whole, never read as SQL)."""
+    m = _COPY_RE.match(statement)
+    if m:
+        return table_name(m.group(1))
+    return table_name(statement[5 : -len(b" FROM stdin;")].strip())
 
 
 def table_name(raw: bytes) -> str:
@@ -119,9 +130,8 @@ class PlainDumpScanner:
             self.not_data = self.not_data or str(exc)
             self._sql = _Sql(self._statements)  # read on from a clean state: the first finding is what is reported
             return
-        m = _COPY_RE.match(copy) if copy is not None else None
-        if m:
-            self._table = table_name(m.group(1))
+        if copy is not None:
+            self._table = copy_table(copy)
             self._rows = 0
 
     def problems(self) -> list[str]:
@@ -155,6 +165,7 @@ _DOLLAR_TAG = re.compile(rb"\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
 _WORD_BYTE = re.compile(rb"[A-Za-z0-9_$\x80-\xff]")
 _LEADING = re.compile(rb"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 _META_OK = re.compile(rb"^\\(?:un)?restrict [A-Za-z0-9]+\r?$")  # pg_dump 15.14+, 16.10+, 17.6+
+_COPY_IN = re.compile(rb"COPY\b.*\bFROM\s+stdin\s*;$", re.IGNORECASE | re.DOTALL)
 _STATEMENT_MAX = 64 * 1024  # what is kept of a statement to judge it by; pg_dump's COPY lines are far shorter
 
 # Statements pg_dump never writes for one database (without --create or --clean), and why they are refused: a
@@ -278,7 +289,7 @@ class _Sql:
                 begin = pos
                 if self.statements:
                     self._judge(statement, number)
-                if statement[:5].upper() == b"COPY ":
+                if _COPY_IN.match(statement):  # psql reads what follows as the table's data
                     if line[pos:].strip():
                         raise DumpNotData(f"line {number}: more follows COPY … FROM stdin on its line")
                     copy = statement
@@ -389,7 +400,7 @@ def _read_line(sql: _Sql, line: bytes) -> tuple[_Sql, bytes | None]:
         statement = sql.line(line.rstrip(b"\n"), 0)
     except DumpNotData:
         return _Sql(statements=False), None
-    return sql, statement if statement is not None and _COPY_RE.match(statement) else None
+    return sql, statement
 
 
 def drop_owner_statements(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -482,9 +493,8 @@ def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
             if m:
                 entry, kind, table = entry + 1, m.group(1).decode(), None
             sql, statement = _read_line(sql, line)
-            copy = _COPY_RE.match(statement) if statement is not None else None
-            if copy:
-                table = table_name(copy.group(1))
+            if statement is not None:
+                table = copy_table(statement)
                 in_copy, tail = True, b"\n"
             yield Piece(entry, kind, table, line)
             pos = nl + 1
