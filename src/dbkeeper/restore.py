@@ -207,7 +207,13 @@ def _restore(
                 "run `dbkeeper verify` on the backup and check the server log of the target",
             )
         target.commit()
-    except BaseException:
-        target.discard()
+    except BaseException as failure:
+        # The cause comes first: a temporary that cannot be dropped (the server went away) is a note on it.
+        try:
+            target.discard()
+        except DbkeeperError as cleanup:
+            if isinstance(failure, DbkeeperError):
+                left = f"what it left could not be removed ({cleanup.message}): `dbkeeper cleanup` removes it later"
+                failure.hint = f"{failure.hint}; {left}" if failure.hint else left
         raise
     return RestoreResult(name, target.description, time.monotonic() - t0, counts, existed, report)

@@ -108,3 +108,51 @@ def test_a_signal_at_each_step_of_the_swap_never_loses_the_target(
             assert left == set()
     finally:
         cluster.drop_db(target)
+
+
+_FAILING_PSQL = """#!/bin/bash
+for arg in "$@"; do
+    [[ "$arg" == *"DROP DATABASE IF EXISTS"* ]] && { echo "psql: error: server closed the connection" >&2; exit 2; }
+done
+if [[ " $* " == *" -f - "* ]]; then
+    head -c 100 >/dev/null
+    echo 'psql:<stdin>:1: ERROR:  relation "nowhere" does not exist' >&2
+    exit 3
+fi
+exec {real} "$@"
+"""
+
+
+def test_a_failed_restore_says_its_cause_first_when_its_cleanup_fails_too(
+    pgdb: PgDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster, name = pgdb
+    monkeypatch.chdir(tmp_path)
+    cluster.psql("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 20) g", db=name)
+    env = {**os.environ, "PGPASSWORD": PASSWORD}
+    assert subprocess.run([sys.executable, "-m", "dbkeeper", "backup", pgdb.url], env=env).returncode == 0
+    folder = tmp_path / "failing"
+    folder.mkdir()
+    (folder / "psql").write_text(_FAILING_PSQL.replace("{real}", cluster.tool("psql")))
+    (folder / "psql").chmod(0o755)
+    target = f"tgt_{name[-8:]}"
+    done = subprocess.run(
+        [sys.executable, "-m", "dbkeeper", "restore", "latest", cluster.url(target), "--pg-bin", str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    first, hint = done.stderr.splitlines()[:2]
+    assert "does not exist" in first and "nowhere" in first  # the cause, not the failed cleanup
+    assert "could not be removed" in hint and "dbkeeper cleanup" in hint
+    left = [d for d in databases(cluster) if d.startswith(f"{target}_dbkeeper_tmp_")]
+    assert len(left) == 1 and target not in databases(cluster)
+    cleaned = subprocess.run(
+        [sys.executable, "-m", "dbkeeper", "cleanup", "--server", cluster.url(), "--older-than", "0s"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert cleaned.returncode == 0 and left[0] not in databases(cluster)
