@@ -101,6 +101,15 @@ def check_name(name: str) -> str:
     return name
 
 
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` could be an object's (what a listing shows; see ``check_name``)."""
+    try:
+        check_name(name)
+    except StoreError:
+        return False
+    return True
+
+
 def open_store(
     url: str,
     *,

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from dbkeeper.errors import AlreadyExists, NoSpace, NotFound, PermissionDenied, StoreError
 from dbkeeper.fsutil import fsync_dir
-from dbkeeper.storage import TEMP_MARK, Leftover, ObjectInfo, check_name
+from dbkeeper.storage import TEMP_MARK, Leftover, ObjectInfo, check_name, is_valid_name
 
 
 def _map_os_error(exc: OSError, what: str) -> StoreError:
@@ -315,7 +315,7 @@ class LocalStore:
         out = []
         for rel, entry in self._walk(prefix):
             name = rel + entry.name
-            if entry.name.startswith(".") or not name.startswith(prefix) or not _valid(name):
+            if entry.name.startswith(".") or not name.startswith(prefix) or not is_valid_name(name):
                 continue  # hidden, elsewhere, or no valid object name (a newline, a backslash: planted)
             try:
                 st = entry.stat(follow_symlinks=False)
@@ -326,14 +326,6 @@ class LocalStore:
 
 
 _TEMP_NAME = re.compile(rf"\.(?P<name>.+)\.[0-9a-f]+{re.escape(TEMP_MARK)}")
-
-
-def _valid(name: str) -> bool:
-    try:
-        check_name(name)
-    except StoreError:
-        return False
-    return True
 
 
 def _unlink(name: str, dir_fd: int) -> None:

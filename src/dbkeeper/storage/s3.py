@@ -53,7 +53,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from dbkeeper.errors import AlreadyExists, NotFound, PermissionDenied, StoreError, Transient, UsageError
-from dbkeeper.storage import Leftover, ObjectInfo, check_name
+from dbkeeper.storage import Leftover, ObjectInfo, check_name, is_valid_name
 
 MiB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MiB
@@ -382,7 +382,7 @@ class S3Store:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._base + prefix):
                 for obj in page.get("Contents", []):
                     name = obj["Key"][len(self._base) :]
-                    if _valid(name):
+                    if is_valid_name(name):
                         out.append(ObjectInfo(name, obj["Size"], obj["LastModified"]))
         return sorted(out, key=lambda o: o.name)
 
@@ -410,14 +410,6 @@ class _Body(io.RawIOBase):
         if not self.closed:
             self._body.close()
         super().close()
-
-
-def _valid(name: str) -> bool:
-    try:
-        check_name(name)
-    except StoreError:
-        return False
-    return True
 
 
 def _unsupported(exc: ClientError) -> bool:
