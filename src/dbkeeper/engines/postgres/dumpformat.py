@@ -425,11 +425,12 @@ def drop_owner_statements(chunks: Iterable[bytes]) -> Iterator[bytes]:
                     in_copy = False
                 out.append(line)
                 continue
-            idle = sql.idle
+            # Only an ALTER line asks whether a statement is open: that look copies the pending statement's text.
+            owner = line.startswith(b"ALTER ") and sql.idle and _OWNER_RE.match(line.rstrip(b"\n")) is not None
             sql, copy = _read_line(sql, line)
             if copy is not None:
                 in_copy = True
-            elif idle and sql.idle and line.startswith(b"ALTER ") and _OWNER_RE.match(line.rstrip(b"\n")):
+            elif owner and sql.idle:
                 continue  # a whole statement of its own, not a line of a string or a function body
             out.append(line)
         yield b"".join(out)
