@@ -246,13 +246,6 @@ def _read(store: Store, name: str, limit: int) -> bytes:
         return f.read(limit + 1)  # one byte more than allowed: too large is seen
 
 
-def read_manifest(store: Store, name: str) -> Manifest:
-    """The manifest of the set ``name``; ManifestError if it does not fit the schema, NotFound if absent."""
-    with store.open(names.manifest(name)) as f:
-        data = f.read(MAX_BYTES + 1)
-    return Manifest.from_json(data)
-
-
 def _ago(delta: timedelta) -> str:
     from dbkeeper.units import format_duration
 
