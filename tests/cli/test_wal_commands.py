@@ -180,3 +180,31 @@ def test_transient_s3_faults_in_wal_fetch_are_retried_or_stop_recovery(
     closed = _fetch(url, "http://127.0.0.1:9", name, dest, s3_env)
     assert closed.returncode == 126 and not dest.exists()
     assert not list(tmp_path.glob(".*dbkeeper-tmp"))
+
+
+def test_two_clusters_archiving_as_one_source_never_mix(tmp_path: Path) -> None:
+    """Same source, same segment names, other system identifiers (a re-initdb, or a misconfigured second
+    server): each cluster's WAL lives under its own archive id, and each restore reads its own."""
+    with archiving_cluster(_bindir(15)) as first:
+        store = first.store
+        with archiving_cluster(_bindir(15), store=store) as second:
+            for ac in (first, second):
+                ac.wait_archived(ac.switch())
+            a, b = cluster_of(first.cluster.datadir), cluster_of(second.cluster.datadir)
+            assert a is not None and b is not None and a.sysid != b.sysid
+            arch = WalArchive(open_store(store), SOURCE)
+            assert sorted(i.archive_id for i in arch.ids()) == sorted([a.archive_id, b.archive_id])
+            common = {o.name.text for o in arch.files(a.archive_id)} & {o.name.text for o in arch.files(b.archive_id)}
+            assert "000000010000000000000001" in common
+            for ac, cl in ((first, a), (second, b)):
+                dest = ac.home / "seg"
+                done = subprocess.run(
+                    ac.dbkeeper_argv("wal-fetch", "000000010000000000000001", str(dest)),
+                    capture_output=True,
+                    text=True,
+                    cwd=ac.cluster.datadir,
+                )
+                assert done.returncode == 0, done.stderr
+                from dbkeeper.pitr.walfile import read_header
+
+                assert read_header(dest.read_bytes()).sysid == cl.sysid
