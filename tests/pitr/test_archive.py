@@ -59,6 +59,9 @@ def test_an_identical_push_succeeds_and_different_bytes_are_refused(case: StoreC
     with pytest.raises(WalConflict, match="already archived with other contents"):
         arch.push(path, CLUSTER)
     assert [o.object for o in arch.files(AID)] == [first.object]
+    # The refusal is remembered in the store, for wal-verify and status on any host to report.
+    [refusal] = arch.refusals(AID)
+    assert refusal["file"] == "000000010000000000000003" and refusal["archived_sha256"] == first.object[-68:-4]
 
 
 def test_a_missing_file_is_missing_and_nothing_is_written(case: StoreCase, tmp_path: Path) -> None:

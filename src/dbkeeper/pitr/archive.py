@@ -275,6 +275,7 @@ class WalArchive:
             self._sign(same[0].object, aid, name, sha, len(data))
             return PushResult(name.text, same[0].object, True, len(data), same[0].size)
         if existing:
+            self._record_refusal(aid, name, existing[0].sha256, sha)
             raise WalConflict(
                 f"{name.text} is already archived with other contents ({existing[0].sha256[:16]}…, this one "
                 f"{sha[:16]}…); refused",
@@ -284,6 +285,42 @@ class WalArchive:
         self._sign(obj, aid, name, sha, len(data))
         stored = self._store(obj, data)
         return PushResult(name.text, obj, False, len(data), stored)
+
+    def _record_refusal(self, aid: str, name: WalName, kept: str, refused: str) -> None:
+        """Leave a note in the store that ``wal-verify`` and ``status`` report from any host: the refused bytes are
+        never stored, the fact that someone pushed them is. Best effort: the refusal itself is what matters."""
+        import socket
+
+        doc = {
+            "file": name.text,
+            "archived_sha256": kept,
+            "refused_sha256": refused,
+            "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "host": socket.gethostname(),
+        }
+        with contextlib.suppress(DbkeeperError):
+            self.store.put(
+                f"{self.base(aid)}/refused/{name.text}-{refused}.json", [json.dumps(doc).encode()], if_absent=True
+            )
+
+    def refusals(self, aid: str) -> list[dict[str, str]]:
+        """The pushes refused for different bytes under an archived name (see ``_record_refusal``), oldest first."""
+        out = []
+        for info in self.store.list(f"{self.base(aid)}/refused/"):
+            try:
+                with self.store.open(info.name) as f:
+                    doc = json.loads(f.read(1 << 16))
+                if isinstance(doc, dict):
+                    out.append(
+                        {
+                            k: str(v)
+                            for k, v in doc.items()
+                            if k in ("file", "archived_sha256", "refused_sha256", "at", "host")
+                        }
+                    )
+            except (DbkeeperError, ValueError):
+                out.append({"file": info.name.rpartition("/")[2], "at": info.modified.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        return sorted(out, key=lambda d: d.get("at", ""))
 
     def _store(self, obj: str, data: bytes) -> int:
         import zstandard
