@@ -135,6 +135,10 @@ class ContentCheck:
             report.add("row counts", not diff, diff or f"{len(counts)} tables, {sum(counts.values())} rows as recorded")
         return report
 
+    def close(self) -> None:
+        """Let go of the checker (its spool, its child process) on any way out: an error, SIGINT, SIGTERM."""
+        self.checker.close()
+
     def broken(self, report: Report, repo: Repository, failure: EncryptionError | CheckFailed) -> Report:
         """The stream broke off: hash the whole object for the checksum verdict, and name what broke."""
         self.checker.close()
@@ -163,12 +167,15 @@ def verify(repo: Repository, name: str, identities: list[Any] | None = None, *, 
         return report
     content = ContentCheck(doc, identities)
     try:
-        with repo.open(name) as f:
-            for _ in content.stream(codec.read_chunks(f)):
-                pass
-    except (EncryptionError, CheckFailed) as exc:
-        return content.broken(report, repo, exc)
-    return content.finish(report)
+        try:
+            with repo.open(name) as f:
+                for _ in content.stream(codec.read_chunks(f)):
+                    pass
+        except (EncryptionError, CheckFailed) as exc:
+            return content.broken(report, repo, exc)
+        return content.finish(report)
+    finally:
+        content.close()
 
 
 def hash_object(repo: Repository, name: str) -> Tap:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import suppress
@@ -21,6 +20,7 @@ from dbkeeper import proc
 from dbkeeper.codec import read_chunks
 from dbkeeper.engines.postgres.dumpformat import PASSED, PlainDumpScanner
 from dbkeeper.errors import NoSpace, ToolError
+from dbkeeper.workfiles import WorkDir
 
 
 class ArchiveText:
@@ -71,7 +71,7 @@ def load_archive(
 ) -> None:
     """Spool the archive to a private temporary file (pg_restore seeks to work in parallel), then
     ``pg_restore --jobs N --exit-on-error`` it into ``dbname``; the spool is removed on every path out."""
-    with tempfile.TemporaryDirectory(prefix="dbkeeper-archive-") as workdir:
+    with WorkDir("archive") as workdir:
         archive = os.path.join(workdir, "archive.dump")
         try:
             with open(archive, "wb") as f:
