@@ -16,7 +16,7 @@ SIGKILL, or whose server stopped, cannot drop either. They are told apart here:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from dbkeeper.engines.postgres.conn import PgConn, quote_ident, quote_literal
 from dbkeeper.engines.postgres.psql import query
@@ -24,6 +24,8 @@ from dbkeeper.engines.postgres.psql import query
 TEMP_MARK = "_dbkeeper_tmp_"
 ASIDE_MARK = "_dbkeeper_old_"
 TEMPORARY, REPLACED = "temporary database", "replaced database"
+# A temporary database younger than this may be a restore's that is starting (its loader not yet connected).
+MIN_AGE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,23 @@ class ServerLeftover:
     created: datetime | None  # None where this role may not read the server's files
     target: str | None = None  # for a replaced database: the database it was renamed from, if it is there
     locked: str | None = None  # for a temporary database: the target it left refusing connections
+
+    def needs_a_look(self, now: datetime) -> bool:
+        """Whether ``status`` reports it: a replaced database always (it holds a database's data); a temporary one
+        unless a session uses it (a running restore) or it is younger than ``MIN_AGE`` (one starting)."""
+        if self.kind == REPLACED:
+            return True
+        return not self.sessions and (self.created is None or now - self.created >= MIN_AGE)
+
+    def fix(self) -> str:
+        """What settles it, for people: the exact statement for a replaced database, the command for the rest."""
+        if self.kind == REPLACED and self.target is None:
+            return "rename it back (above), then `dbkeeper cleanup` for what else that restore left"
+        if self.kind == REPLACED:
+            return f"once sure the new {self.target} is right: DROP DATABASE {quote_ident(self.name)}"
+        if self.created is None:
+            return "`dbkeeper cleanup --older-than 0s` drops it (its age cannot be read with this role)"
+        return "`dbkeeper cleanup` drops it"
 
     def describe(self) -> str:
         prefix = self.name.split(ASIDE_MARK)[0]
