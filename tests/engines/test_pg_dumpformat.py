@@ -214,7 +214,7 @@ def test_what_pg_dump_never_writes_is_named_with_its_line(body: str, why: str) -
         # pg_dump 14+ writes a SQL-standard body as it was written: statements with their ';' inside the CREATE.
         "CREATE FUNCTION public.total(p integer) RETURNS numeric\n    LANGUAGE sql\n    BEGIN ATOMIC\n"
         " SELECT sum(accounts.balance) AS sum\n    FROM public.accounts\n   WHERE (accounts.id <> total.p);\n"
-        " SELECT CASE WHEN (1 = 1) THEN 1 ELSE 2 END AS \"case\";\nEND;\n"
+        ' SELECT CASE WHEN (1 = 1) THEN 1 ELSE 2 END AS "case";\nEND;\n'
         "CREATE OR REPLACE PROCEDURE public.p() LANGUAGE sql BEGIN ATOMIC INSERT INTO public.t VALUES (1); END;\n"
         "CREATE TABLE public.after (id int);\n",
     ],

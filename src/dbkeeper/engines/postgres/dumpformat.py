@@ -168,10 +168,7 @@ _CLOSE = {_QUOTE: b"'", _ESCAPED: b"'", _IDENT_QUOTE: b'"'}
 _ROUTINE = re.compile(rb"CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE)\b", re.I)
 _NOT_WORD_BEFORE, _NOT_WORD_AFTER = rb"(?<![A-Za-z0-9_$\x80-\xff])", rb"(?![A-Za-z0-9_$\x80-\xff])"
 _NEXT_ROUTINE = re.compile(
-    rb"--|/\*|[Ee]'|'|\"|\$|\\|;|\(|\)|"
-    + _NOT_WORD_BEFORE
-    + rb"(?:BEGIN[ \t]+ATOMIC|CASE|END)"
-    + _NOT_WORD_AFTER,
+    rb"--|/\*|[Ee]'|'|\"|\$|\\|;|\(|\)|" + _NOT_WORD_BEFORE + rb"(?:BEGIN[ \t]+ATOMIC|CASE|END)" + _NOT_WORD_AFTER,
     re.I,
 )
 _DOLLAR_TAG = re.compile(rb"\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
