@@ -420,3 +420,40 @@ def test_a_real_world_schema_comes_back_exactly(
     finally:
         cluster.drop_db(target)
         cluster.drop_db(name)
+
+
+def test_a_forged_custom_archive_runs_nothing_and_is_refused(
+    pgdb: PgDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A custom archive is spooled whole before pg_restore runs it: the verdict on what pg_restore would run (its
+    text, read by the same checker) comes before pg_restore gets the file. Forged as whoever can write the store
+    would: a TOC entry's SQL replaced by a statement of the same length, size, sha256 and sidecar recomputed."""
+    import hashlib
+    import json
+
+    cluster, name = pgdb
+    _seed(cluster, name)
+    tag = name[-8:]
+    cluster.psql(f"COMMENT ON TABLE users IS '{'A' * 60}'", db=name)
+    assert cli(capsys, "backup", pgdb.url, "--format", "custom", "--compress", "none")[0] == 0
+    [data] = [p for p in (tmp_path / "backups").rglob("*.dump")]
+    archive = data.read_bytes()
+    old = f"COMMENT ON TABLE public.users IS '{'A' * 60}';".encode()
+    new = f"CREATE ROLE evil_{tag} SUPERUSER; COMMENT ON TABLE public.users IS 'x';".encode()
+    assert archive.count(old) == 1 and len(new) <= len(old)
+    forged = archive.replace(old, new.ljust(len(old)))
+    data.write_bytes(forged)
+    digest = hashlib.sha256(forged).hexdigest()
+    Path(f"{data}.sha256").write_text(f"{digest}  {data.name}\n")
+    manifest = Path(f"{data}.json")
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "sha256": digest, "size_bytes": len(forged)}))
+
+    code, out, _ = cli(capsys, "verify", str(data))
+    assert code == 3 and "creates or changes a role" in out
+    try:
+        code, _, err = cli(capsys, "restore", str(data), cluster.url(f"{name}_forged"))
+        assert code == 3 and "not only data" in err and "creates or changes a role" in err
+        assert cluster.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = 'evil_{tag}'") == "0"
+        assert not [d for d in databases(cluster) if f"{name}_forged" in d or "dbkeeper_" in d]
+    finally:
+        cluster.psql(f"DROP ROLE IF EXISTS evil_{tag}")

@@ -94,6 +94,7 @@ def _read(repo: Repository, name: str, doc: Manifest, identities: list[Any] | No
             for chunk in threaded(decode(doc, codec.read_chunks(f), identities), depth=4):
                 checker.feed(chunk)
                 yield chunk
+            checker.end()
     finally:
         checker.close()
 

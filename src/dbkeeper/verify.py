@@ -119,6 +119,7 @@ class ContentCheck:
         for chunk in decode(self.doc, self.stored.tap(raw), self.identities):
             feed(chunk)
             yield chunk
+        self.checker.end()  # before the consumer sees the stream end (and a spooled archive goes to pg_restore)
         self.complete = True
 
     def finish(self, report: Report) -> Report:

@@ -362,6 +362,9 @@ class PlainCheck:
                 "pg_dump never writes that: the file was changed after the backup; restore another backup",
             )
 
+    def end(self) -> None:
+        pass  # ``feed`` refused already
+
     def result(self) -> tuple[dict[str, int], list[str]]:
         return dict(self._scanner.row_counts), self._scanner.problems()
 
