@@ -2,11 +2,13 @@
 
 A backup's content is not trusted (whoever can write the store can write a dump that pg_dump could have written:
 functions, triggers, index expressions that run code as the restoring role). A drill therefore restores it where
-that code can reach nothing: a cluster dbkeeper starts itself with the backup's major (``initdb``, else the newest
-newer one), in a private temporary directory, run by an unprivileged OS user (``postgres`` when dbkeeper runs as
-root), listening on a Unix socket in that directory only (no TCP), with nothing in it but what the drill loads.
-It never connects to the backup's own server. The roles the backup's objects name are created in it (NOLOGIN),
-so owners and privileges load as they are. ``stop`` ends it and removes everything.
+that code reaches no real database: a cluster dbkeeper starts itself with the backup's major (``initdb``, else the
+newest newer one), in a private temporary directory, run by this OS user (``postgres`` with its own group and no
+other when dbkeeper runs as root), listening on a Unix socket in that directory only (no TCP), with nothing in it
+but what the drill loads. It never connects to the backup's own server. It is not a jail: the restoring role is
+its superuser, so such code can run programs as that OS user (docs/SECURITY.md). The roles the backup's objects
+name are created in it (NOLOGIN), so owners and privileges load as they are. ``stop`` ends it and removes
+everything.
 """
 
 from __future__ import annotations
