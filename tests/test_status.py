@@ -177,3 +177,32 @@ def test_a_server_that_cannot_be_asked_is_a_warning(tmp_path: Path, capsys: pyte
     [line] = [line for line in out.splitlines() if line.startswith("WARNING")]
     assert line.startswith("WARNING postgresql://app:***@127.0.0.1:1/shop: cannot look for restores' leftovers")
     assert "s3cret" not in out
+
+
+def test_a_role_that_may_not_read_the_servers_files_still_sees_what_killed_restores_left(
+    tmp_path: Path, pgdb: PgDb, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The application's own role (no superuser, no pg_stat_file) is what a config usually names: the leftovers are
+    found all the same, their age unknown (a temporary database is then reported, with how to remove it anyway)."""
+    pg, name = pgdb
+    role = f"app_{name[-8:]}"
+    pg.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'")
+    temp, aside = f"{name[:40]}_dbkeeper_tmp_0badc0de", f"{name[:30]}x_dbkeeper_old_0badc0de"
+    pg.create_db(temp)
+    pg.create_db(aside)
+    try:
+        monkeypatch.setenv("PGPASSWORD", PASSWORD)
+        _backup(tmp_path, 3)
+        url = pg.url(name, user=role)
+        (tmp_path / "dbkeeper.toml").write_text(
+            f'[[sources]]\nname = "app"\nurl = "sqlite:///app.db"\n[[sources]]\nurl = "{url}"\n'
+        )
+        code, doc = cli_json(capsys, "status")
+        assert code == 3 and doc["server_errors"] == [], doc["server_errors"]
+        found = {lo["name"]: lo for lo in doc["server_leftovers"]}
+        assert found[temp]["created_at"] is None and "--older-than 0s" in found[temp]["fix"]
+        assert found[aside]["target"] is None
+    finally:
+        pg.drop_db(temp)
+        pg.drop_db(aside)
+        pg.psql(f"DROP ROLE {role}")

@@ -297,6 +297,26 @@ def test_a_signal_during_the_copy_into_an_existing_file_waits_for_it(
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+def test_sigkill_during_the_copy_into_an_existing_file_leaves_it_to_sqlites_own_recovery(
+    big_backup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """SIGKILL cannot wait: killed while it copies into the target, the restore leaves the target's own journal
+    (never removed: it is what makes the file whole again), and the next open gives back the old database whole."""
+    _, backup = big_backup
+    out = tmp_path / "out"
+    out.mkdir()
+    target = make_sqlite_app(out / "r.db", users=10, sessions=5)
+    proc = _start("restore", str(backup), str(target), "--drop-existing", tmp=tmp_path / "tmp")
+    journal = out / "r.db-journal"
+    _when(proc, journal.exists, "the target's journal (the copy into it)")
+    proc.kill()
+    proc.wait()
+    with closing(sqlite3.connect(target)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] in (10, 500_000)
+    assert not journal.exists() or journal.stat().st_size == 0
+
+
 def test_what_sigkill_leaves_is_found_and_removed(
     big_backup: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,9 +6,9 @@ SIGKILL, or whose server stopped, cannot drop either. They are told apart here:
 
 - a temporary database is a half-loaded copy nobody needs: removable once no session uses it (a running restore
   has its loader connected) and it is older than the caller's minimum age, judged by the creation time of its
-  files where this role may read them (superuser or ``pg_read_server_files``). A restore killed while it
-  replaced a database may have left that database refusing connections (``locked``): removing the temporary
-  database lets it accept them again;
+  files where this role may call ``pg_stat_file`` (a superuser, or a role granted EXECUTE on it; for any other
+  role its age is unknown). A restore killed while it replaced a database may have left that database refusing
+  connections (``locked``): removing the temporary database lets it accept them again;
 - a replaced database held a target's data: it is reported, never dropped. If its target is missing, it is the
   only copy of that data, and the fix is to rename it back (the message says how).
 """
@@ -81,15 +81,22 @@ def _like(mark: str) -> str:
 def find(conn: PgConn, *, pg_bin: str | None = None) -> list[ServerLeftover]:
     """Every temporary and replaced database of dbkeeper's on ``conn``'s server."""
     admin = conn.with_db("postgres")
-    may_read = (
-        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-        " OR pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')"
+    # pg_stat_file is refused at the start of any statement that names it, taken branch or not: asked first.
+    may_read = query(
+        admin,
+        "SELECT has_function_privilege('pg_catalog.pg_stat_file(text, boolean)', 'EXECUTE')",
+        pg_bin=pg_bin,
+        doing="looking for leftovers",
+    ) == [["t"]]
+    created = (
+        "extract(epoch FROM (pg_stat_file('base/' || d.oid || '/PG_VERSION', true)).modification)"
+        if may_read
+        else "NULL"
     )
     sql = (
         "SELECT d.datname, pg_database_size(d.oid),"
         " (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname),"
-        f" CASE WHEN {may_read} THEN extract(epoch FROM"
-        " (pg_stat_file('base/' || d.oid || '/PG_VERSION', true)).modification) END,"
+        f" {created},"
         " (SELECT min(t.datname) FROM pg_database t"
         f" WHERE left(t.datname, 40) = split_part(d.datname, {quote_literal(ASIDE_MARK)}, 1)"
         f" AND t.datname NOT LIKE {_like(TEMP_MARK)} AND t.datname NOT LIKE {_like(ASIDE_MARK)}),"
