@@ -301,7 +301,8 @@ def test_sigkill_during_the_copy_into_an_existing_file_leaves_it_to_sqlites_own_
     big_backup: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """SIGKILL cannot wait: killed while it copies into the target, the restore leaves the target's own journal
-    (never removed: it is what makes the file whole again), and the next open gives back the old database whole."""
+    (never removed by dbkeeper: SQLite needs it to make the file whole), and the next open finds a whole database,
+    the old one or (had the copy committed) the new one, never a mix."""
     _, backup = big_backup
     out = tmp_path / "out"
     out.mkdir()
@@ -314,7 +315,6 @@ def test_sigkill_during_the_copy_into_an_existing_file_leaves_it_to_sqlites_own_
     with closing(sqlite3.connect(target)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert conn.execute("SELECT count(*) FROM users").fetchone()[0] in (10, 500_000)
-    assert not journal.exists() or journal.stat().st_size == 0
 
 
 def test_what_sigkill_leaves_is_found_and_removed(
