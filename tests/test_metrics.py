@@ -16,6 +16,7 @@ from dbkeeper.errors import DbkeeperError
 from dbkeeper.repo import Repository
 from dbkeeper.storage.local import LocalStore
 from helpers import backup_at, cli, make_sqlite_app
+from pg import PASSWORD, PgDb
 
 
 @pytest.fixture(autouse=True)
@@ -141,3 +142,33 @@ def test_unwritable_metrics_file_fails_the_run_but_keeps_the_backup(
     code, _, err = cli(capsys, "backup", "app.db", "--metrics-file", str(tmp_path / "no" / "dir.prom"))
     assert code == 1 and err.startswith("dbkeeper: error: cannot write the metrics file")
     assert len([p for p in (tmp_path / "backups").rglob("*") if p.is_file()]) == 3
+
+
+def test_restore_leftovers_on_the_sources_servers_are_counted(
+    tmp_path: Path, pgdb: PgDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg, name = pgdb
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    repo = Repository(LocalStore(tmp_path / "backups"))
+    unreachable = "postgresql://app@127.0.0.1:1/shop"
+
+    def counts() -> dict[tuple[str, str], float]:
+        text = metrics.render(metrics.collect(repo, tmp_path / "drills.md", servers=[pgdb.url, unreachable]))
+        return {
+            (s.labels["server"], s.labels["kind"]): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "dbkeeper_server_restore_leftovers"
+        }
+
+    server = f"postgresql://{pg.host}:{pg.port}"
+    before = counts()
+    assert set(before) == {(server, "temporary"), (server, "replaced")}  # none for a server not asked
+    aside = f"{name[:30]}_dbkeeper_old_0badc0de"
+    pg.create_db(aside)
+    try:
+        after = counts()
+        assert after[(server, "replaced")] == before[(server, "replaced")] + 1
+        assert after[(server, "temporary")] == before[(server, "temporary")]
+    finally:
+        pg.drop_db(aside)

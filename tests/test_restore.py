@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from hard_cases import HARD_CASES_SQL
 from helpers import cli, cli_json
-from pg import Cluster, PgDb
+from pg import Cluster, PgDb, unique_db_name
 from pgutil import comparable_dump, databases
 
 
@@ -344,3 +345,115 @@ def test_a_table_without_columns_and_one_with_a_newline_in_its_name_are_counted(
         code, result = cli_json(capsys, "restore", "latest", cluster.url(f"{name}_z{jobs}"), "--jobs", jobs)
         assert code == 0 and result["rows"] == 5, result
         cluster.drop_db(f"{name}_z{jobs}")
+
+
+# -- exactness: a real-world schema comes back as it was --------------------------------------------------------
+
+_TABLE_SUMS = """
+SELECT format('%I.%I', n.nspname, c.relname) || ' ' || CASE WHEN NOT c.relispopulated THEN 'not populated' ELSE
+       (xpath('/row/h/text()', query_to_xml(
+           format('SELECT count(*) || '' '' || md5(coalesce(string_agg(t::text, E''\\n'' ORDER BY t::text), ''''))'
+                  ' AS h FROM ONLY %I.%I t', n.nspname, c.relname), false, true, '')))[1]::text END
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY 1
+"""
+_LARGE_OBJECTS = """
+SELECT m.oid, m.lomowner::regrole, coalesce(m.lomacl::text, '-'), coalesce(obj_description(m.oid, 'pg_largeobject'),
+       '-'), md5(lo_get(m.oid)), length(lo_get(m.oid))
+FROM pg_largeobject_metadata m ORDER BY 1
+"""
+
+
+def _database(cluster: Cluster, db: str) -> str:
+    """What is the database's own, not its objects': encoding, locale, owner, ACL, comment, settings."""
+    return cluster.psql(
+        "SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, d.datlocprovider, d.datdba::regrole,"
+        " d.datacl, shobj_description(d.oid, 'pg_database'), d.datallowconn, d.datconnlimit,"
+        " (SELECT array_agg(s.setrole::regrole || ':' || array_to_string(s.setconfig, ',') ORDER BY s.setrole)"
+        "  FROM pg_db_role_setting s WHERE s.setdatabase = d.oid)"
+        f" FROM pg_database d WHERE d.datname = '{db}'"
+    )
+
+
+def _schema(cluster: Cluster, db: str) -> list[str]:
+    """``pg_dump --create --schema-only`` of ``db``, its name replaced: the catalog as pg_dump sees it."""
+    out = subprocess.run(
+        [cluster.tool("pg_dump"), "--create", "--schema-only", "-d", db],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    skip = ("\\restrict ", "\\unrestrict ", "-- Dumped from", "-- Dumped by")
+    return [line.replace(db, "<db>") for line in out.splitlines() if not line.startswith(skip)]
+
+
+@pytest.mark.parametrize("major", [15, 17])
+def test_a_real_world_schema_comes_back_exactly(
+    major: int, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tests/data/hard_cases.sql (rules, large objects with privileges and comments, a publication, policies,
+    generated and identity columns, triggers, column and default privileges, function bodies holding COPY and
+    \\connect text, BEGIN ATOMIC, non-ASCII names), backed up and restored to a new name, compared with the
+    source: the catalog (pg_dump --create --schema-only), every table's rows, every large object, the database's
+    own properties."""
+    cluster: Cluster = request.getfixturevalue(f"pg{major}")
+    name = unique_db_name(f"real world {major}")
+    target = f"{name}_back"
+    cluster.create_db(name)
+    try:
+        cluster.psql_file(HARD_CASES_SQL, db=name)
+        cluster.psql(f"COMMENT ON DATABASE {name} IS 'real world ünï'; ALTER DATABASE {name} SET work_mem = '8MB'")
+        pg_bin = ("--pg-bin", str(cluster.bindir))
+        code, doc = cli_json(capsys, "backup", cluster.url(name), *pg_bin)
+        assert code == 0, doc
+        code, doc = cli_json(capsys, "restore", "latest", cluster.url(target), "--database", name, *pg_bin)
+        assert code == 0, doc
+        assert _schema(cluster, target) == _schema(cluster, name)
+        assert cluster.psql(_TABLE_SUMS, db=target) == cluster.psql(_TABLE_SUMS, db=name)
+        objects = cluster.psql(_LARGE_OBJECTS, db=name)
+        assert cluster.psql(_LARGE_OBJECTS, db=target) == objects and len(objects.splitlines()) == 2
+        assert _database(cluster, target) == _database(cluster, name)
+        assert comparable_dump(cluster, target) == comparable_dump(cluster, name)
+        assert not Path("/tmp/dbkeeper-pwned").exists()
+    finally:
+        cluster.drop_db(target)
+        cluster.drop_db(name)
+
+
+def test_a_forged_custom_archive_runs_nothing_and_is_refused(
+    pgdb: PgDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A custom archive is spooled whole before pg_restore runs it: the verdict on what pg_restore would run (its
+    text, read by the same checker) comes before pg_restore gets the file. Forged as whoever can write the store
+    would: a TOC entry's SQL replaced by a statement of the same length, size, sha256 and sidecar recomputed."""
+    import hashlib
+    import json
+
+    cluster, name = pgdb
+    _seed(cluster, name)
+    tag = name[-8:]
+    cluster.psql(f"COMMENT ON TABLE users IS '{'A' * 60}'", db=name)
+    assert cli(capsys, "backup", pgdb.url, "--format", "custom", "--compress", "none")[0] == 0
+    [data] = [p for p in (tmp_path / "backups").rglob("*.dump")]
+    archive = data.read_bytes()
+    old = f"COMMENT ON TABLE public.users IS '{'A' * 60}';".encode()
+    new = f"CREATE ROLE evil_{tag} SUPERUSER; COMMENT ON TABLE public.users IS 'x';".encode()
+    assert archive.count(old) == 1 and len(new) <= len(old)
+    forged = archive.replace(old, new.ljust(len(old)))
+    data.write_bytes(forged)
+    digest = hashlib.sha256(forged).hexdigest()
+    Path(f"{data}.sha256").write_text(f"{digest}  {data.name}\n")
+    manifest = Path(f"{data}.json")
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "sha256": digest, "size_bytes": len(forged)}))
+
+    code, out, _ = cli(capsys, "verify", str(data))
+    assert code == 3 and "creates or changes a role" in out
+    try:
+        code, _, err = cli(capsys, "restore", str(data), cluster.url(f"{name}_forged"))
+        assert code == 3 and "not only data" in err and "creates or changes a role" in err
+        assert cluster.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = 'evil_{tag}'") == "0"
+        assert not [d for d in databases(cluster) if f"{name}_forged" in d or "dbkeeper_" in d]
+    finally:
+        cluster.psql(f"DROP ROLE IF EXISTS evil_{tag}")

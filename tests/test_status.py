@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from helpers import backup_at, cli, cli_json, make_sqlite_app, run_dbkeeper
+from pg import PASSWORD, Cluster, PgDb
 
 
 @pytest.fixture(autouse=True)
@@ -112,3 +115,94 @@ def test_empty_store_is_critical_as_a_real_process(tmp_path: Path) -> None:
         "dbkeeper: error: --max-age '26' is not a duration",
         "  Try: write a number and a unit: 90m, 26h, 7d, 2w (s, m, h, d, w; parts may be combined: 1d12h)",
     ]
+
+
+def _age_database(pg: Cluster, name: str, hours: float) -> None:
+    """Make ``name``'s files look ``hours`` old, as a restore killed that long ago would have left them."""
+    oid = pg.psql(f"SELECT oid FROM pg_database WHERE datname = '{name}'").strip()
+    old = time.time() - hours * 3600
+    os.utime(pg.datadir / "base" / oid / "PG_VERSION", (old, old))
+
+
+def test_what_killed_restores_left_on_a_sources_server_is_a_warning_with_its_fix(
+    tmp_path: Path, pgdb: PgDb, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg, name = pgdb
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    _backup(tmp_path, 3)
+    config = f'[[sources]]\nname = "app"\nurl = "sqlite:///app.db"\n[[sources]]\nname = "shop"\nurl = "{pgdb.url}"\n'
+    (tmp_path / "dbkeeper.toml").write_text(config)
+    before = cli_json(capsys, "status")[1]
+    gone = f"{name[:30]}x"  # the target a killed --drop-existing restore renamed aside, and never replaced
+    temp, aside = f"{name[:40]}_dbkeeper_tmp_0badc0de", f"{gone}_dbkeeper_old_0badc0de"
+    pg.create_db(temp)
+    pg.create_db(aside)
+    try:
+        code, doc = cli_json(capsys, "status")
+        mine = {lo["name"]: lo for lo in doc["server_leftovers"]}
+        assert code == 3 and doc["state"] == "WARNING" and set(mine) - {lo["name"] for lo in before["server_leftovers"]}
+        assert aside in mine and temp not in mine  # a temporary database younger than an hour may be starting
+        assert mine[aside]["target"] is None and f'RENAME TO "{gone}"' in mine[aside]["describe"]
+        _age_database(pg, temp, 2)
+        code, out, _ = cli(capsys, "status")
+        lines = out.splitlines()
+        assert code == 3 and lines[0].startswith("OK app: last backup")
+        assert (
+            f"WARNING restore leftover: replaced database {aside} on {pg.host}:{pg.port}: the only copy of"
+            f' {gone}, whose replacement never arrived; put it back with ALTER DATABASE "{aside}" RENAME TO'
+            f' "{gone}" (and WITH ALLOW_CONNECTIONS true); rename it back (above), then `dbkeeper cleanup`'
+            " for what else that restore left"
+        ) in lines
+        assert (
+            f"WARNING restore leftover: temporary database {temp} on {pg.host}:{pg.port}; `dbkeeper cleanup` drops it"
+            in lines
+        )
+        code, out, _ = cli(capsys, "cleanup")  # what the line says: it drops the temporary, keeps the other
+        assert f"removed      temporary database {temp}" in out
+        left = {lo["name"] for lo in cli_json(capsys, "status")[1]["server_leftovers"]}
+        assert aside in left and temp not in left
+    finally:
+        pg.drop_db(temp)
+        pg.drop_db(aside)
+    assert {lo["name"] for lo in cli_json(capsys, "status")[1]["server_leftovers"]} == {
+        lo["name"] for lo in before["server_leftovers"]
+    }
+
+
+def test_a_server_that_cannot_be_asked_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _backup(tmp_path, 3)
+    (tmp_path / "dbkeeper.toml").write_text('[[sources]]\nurl = "postgresql://app:s3cret@127.0.0.1:1/shop"\n')
+    code, out, _ = cli(capsys, "status")
+    assert code == 3 and out.startswith("OK app: last backup")
+    [line] = [line for line in out.splitlines() if line.startswith("WARNING")]
+    assert line.startswith("WARNING postgresql://app:***@127.0.0.1:1/shop: cannot look for restores' leftovers")
+    assert "s3cret" not in out
+
+
+def test_a_role_that_may_not_read_the_servers_files_still_sees_what_killed_restores_left(
+    tmp_path: Path, pgdb: PgDb, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The application's own role (no superuser, no pg_stat_file) is what a config usually names: the leftovers are
+    found all the same, their age unknown (a temporary database is then reported, with how to remove it anyway)."""
+    pg, name = pgdb
+    role = f"app_{name[-8:]}"
+    pg.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'")
+    temp, aside = f"{name[:40]}_dbkeeper_tmp_0badc0de", f"{name[:30]}x_dbkeeper_old_0badc0de"
+    pg.create_db(temp)
+    pg.create_db(aside)
+    try:
+        monkeypatch.setenv("PGPASSWORD", PASSWORD)
+        _backup(tmp_path, 3)
+        url = pg.url(name, user=role)
+        (tmp_path / "dbkeeper.toml").write_text(
+            f'[[sources]]\nname = "app"\nurl = "sqlite:///app.db"\n[[sources]]\nurl = "{url}"\n'
+        )
+        code, doc = cli_json(capsys, "status")
+        assert code == 3 and doc["server_errors"] == [], doc["server_errors"]
+        found = {lo["name"]: lo for lo in doc["server_leftovers"]}
+        assert found[temp]["created_at"] is None and "--older-than 0s" in found[temp]["fix"]
+        assert found[aside]["target"] is None
+    finally:
+        pg.drop_db(temp)
+        pg.drop_db(aside)
+        pg.psql(f"DROP ROLE {role}")

@@ -330,8 +330,8 @@ class _Scratch:
     """Where the drill restores: a new database named ``<db>_drill_<stamp>``.
 
     PostgreSQL: by default a throwaway cluster of the backup's major that dbkeeper starts and removes itself
-    (engines.sandbox_for: a private directory, an unprivileged OS user, a Unix socket only), so that nothing a
-    backup holds can reach a real server; with ``target`` (``--target``), that server, its database part
+    (engines.sandbox_for: a private directory, this OS user or ``postgres`` for root, a Unix socket only), so that
+    the drill never connects to a real server; with ``target`` (``--target``), that server, its database part
     replaced. Never a server read from the store.
     SQLite: a file of that name in ``target`` (a directory, or a path whose directory is used), else in a
     private temporary directory removed afterwards. A target of the other engine's kind is not used.

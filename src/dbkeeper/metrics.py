@@ -16,12 +16,14 @@ on ``dbkeeper_backup_broken_since_last_success`` for failures that did leave a b
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from dbkeeper import drill_log
+from dbkeeper.engines import server_key, server_leftovers
+from dbkeeper.engines.postgres.leftovers import REPLACED, TEMPORARY
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.fsutil import write_atomic
 from dbkeeper.repo import Repository, catalog
@@ -37,7 +39,15 @@ class Family:
     samples: list[tuple[Labels, float]] = field(default_factory=list)
 
 
-def collect(repo: Repository, drill_log_path: str | Path, now: datetime | None = None) -> list[Family]:
+def collect(
+    repo: Repository,
+    drill_log_path: str | Path,
+    now: datetime | None = None,
+    *,
+    servers: Sequence[str] = (),
+    pg_bin: str | None = None,
+) -> list[Family]:
+    """The families of the store's series, and of what killed restores left on the PostgreSQL ``servers``."""
     now = now or datetime.now(UTC)
     found = repo.scan(now)
     drills = drill_log.read(drill_log_path)
@@ -73,6 +83,11 @@ def collect(repo: Repository, drill_log_path: str | Path, now: datetime | None =
                 "dbkeeper_store_leftovers",
                 "Leftovers of interrupted writes that no running write owns (dbkeeper cleanup removes them).",
             ),
+            Family(
+                "dbkeeper_server_restore_leftovers",
+                "Databases killed restores left on a PostgreSQL server (as dbkeeper status reports them): temporary"
+                " ones no restore uses, and ones renamed aside; absent for a server that could not be asked.",
+            ),
         ]
     }
 
@@ -104,6 +119,14 @@ def collect(repo: Repository, drill_log_path: str | Path, now: datetime | None =
         if latest is not None:
             put("dbkeeper_drill_last_passed", labels, 1 if latest.passed else 0)
     put("dbkeeper_store_leftovers", {"store": repo.url}, sum(s.stale for s in repo.leftovers(now)))
+    for url in servers:
+        try:
+            left = [lo for lo in server_leftovers(url, pg_bin=pg_bin) if lo.needs_a_look(now)]
+        except DbkeeperError:
+            continue  # absent: the alert on absent() or on status's exit says so
+        for kind in (TEMPORARY, REPLACED):
+            labels = {"server": server_key(url), "kind": kind.split()[0]}
+            put("dbkeeper_server_restore_leftovers", labels, sum(lo.kind == kind for lo in left))
     return [f for f in fam.values() if f.samples]
 
 
@@ -131,9 +154,16 @@ def write(path: str | Path, text: str) -> None:
         ) from exc
 
 
-def update(path: str | Path, repo: Repository, drill_log_path: str | Path) -> None:
+def update(
+    path: str | Path,
+    repo: Repository,
+    drill_log_path: str | Path,
+    *,
+    servers: Sequence[str] = (),
+    pg_bin: str | None = None,
+) -> None:
     """Collect, render and write in one go: what ``backup`` and ``drill`` call after a run."""
-    write(path, render(collect(repo, drill_log_path)))
+    write(path, render(collect(repo, drill_log_path, servers=servers, pg_bin=pg_bin)))
 
 
 def _value(value: float) -> str:

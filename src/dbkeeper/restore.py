@@ -94,6 +94,7 @@ def _read(repo: Repository, name: str, doc: Manifest, identities: list[Any] | No
             for chunk in threaded(decode(doc, codec.read_chunks(f), identities), depth=4):
                 checker.feed(chunk)
                 yield chunk
+            checker.end()
     finally:
         checker.close()
 
@@ -175,6 +176,7 @@ def _restore(
         raise UsageError(f"{name} is a {doc.engine} backup and cannot be restored into a {engine.name} target")
     target = engine.restore_target(restore_spec(doc), options)
     existed = target.existed
+    content: ContentCheck | None = None
     try:
         content = ContentCheck(doc, identities, progress)
         cheap = [Check(c.name, c.ok, c.detail) for c in report.checks if c.name in ("manifest", "signature", "sidecar")]
@@ -209,6 +211,8 @@ def _restore(
         target.commit()
     except BaseException as failure:
         # The cause comes first: a temporary that cannot be dropped (the server went away) is a note on it.
+        if content is not None:
+            content.close()
         try:
             target.discard()
         except DbkeeperError as cleanup:

@@ -10,16 +10,24 @@ WARNING (not critical, but not OK either) flags what needs a look without meanin
 dated in the future (a skewed clock or a forged manifest: it is never taken as the newest, and freshness is judged
 by the earlier of a set's own date and the time the store received it), and leftovers of interrupted writes
 (temporary files, unfinished uploads) that no running write owns any more: ``dbkeeper cleanup`` removes them.
+On the PostgreSQL servers it is given (the config's sources'), what killed restores left is a WARNING too, with what
+settles it: a temporary database no running restore uses, and a database a ``--drop-existing`` restore renamed
+aside (with the exact ``ALTER DATABASE … RENAME`` that puts it back when its target is missing). A server that
+cannot be asked is a WARNING as well: status does not say "nothing left" about a server it could not see.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from dbkeeper import drill_log
+from dbkeeper.engines import redact, server_leftovers
+from dbkeeper.engines.postgres.leftovers import ServerLeftover
+from dbkeeper.errors import DbkeeperError
 from dbkeeper.repo import LeftoverState, Repository, catalog
 from dbkeeper.repo.manifest import iso
 from dbkeeper.units import compact_duration, format_duration, human_size
@@ -104,10 +112,13 @@ class StatusReport:
     drill_log: str
     databases: list[DatabaseStatus]
     leftovers: list[LeftoverState] = field(default_factory=list)  # stale ones only
+    server_leftovers: list[ServerLeftover] = field(default_factory=list)  # those that need a look only
+    server_errors: list[str] = field(default_factory=list)  # servers that could not be asked
 
     @property
     def ok(self) -> bool:
-        return bool(self.databases) and all(d.ok for d in self.databases) and not self.leftovers
+        clean = not self.leftovers and not self.server_leftovers and not self.server_errors
+        return bool(self.databases) and all(d.ok for d in self.databases) and clean
 
     @property
     def state(self) -> str:
@@ -121,6 +132,11 @@ class StatusReport:
         return (
             f"{WARNING} {self.store}: leftovers of interrupted writes: {first}{more} (`dbkeeper cleanup` removes them)"
         )
+
+    def server_lines(self) -> list[str]:
+        """One WARNING line per server leftover, with what settles it, and per server that could not be asked."""
+        lines = [f"{WARNING} restore leftover: {lo.describe()}; {lo.fix()}" for lo in self.server_leftovers]
+        return lines + [f"{WARNING} {error}" for error in self.server_errors]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,6 +155,20 @@ class StatusReport:
                 }
                 for s in self.leftovers
             ],
+            "server_leftovers": [
+                {
+                    "kind": lo.kind,
+                    "name": lo.name,
+                    "server": lo.server,
+                    "size_bytes": lo.size,
+                    "created_at": iso(lo.created) if lo.created else None,
+                    "target": lo.target,
+                    "describe": lo.describe(),
+                    "fix": lo.fix(),
+                }
+                for lo in self.server_leftovers
+            ],
+            "server_errors": self.server_errors,
         }
 
 
@@ -150,16 +180,34 @@ def check(
     now: datetime,
     source: str | None = None,
     database: str | None = None,
+    servers: Sequence[str] = (),
+    pg_bin: str | None = None,
 ) -> StatusReport:
-    """The status of every series in the store (or those of ``source``/``database``); none at all is not OK
-    either."""
+    """The status of every series in the store (or those of ``source``/``database``), and what killed restores
+    left on the PostgreSQL ``servers`` (URLs); none at all is not OK either."""
     found = repo.scan(now, source=source, database=database)
     drills = drill_log.read(drill_log_path)
     report = StatusReport(repo.url, max_age, str(drill_log_path), [])
     for entries in found.series().values():
         report.databases.append(_judge(entries, drills, max_age, now))
     report.leftovers = [s for s in repo.leftovers(now) if s.stale]
+    report.server_leftovers, report.server_errors = look_on_servers(servers, now, pg_bin=pg_bin)
     return report
+
+
+def look_on_servers(
+    servers: Sequence[str], now: datetime, *, pg_bin: str | None = None
+) -> tuple[list[ServerLeftover], list[str]]:
+    """What killed restores left on each server that needs a look (engines' ``server_leftovers``), and one line
+    for each server that could not be asked."""
+    found: list[ServerLeftover] = []
+    errors: list[str] = []
+    for url in servers:
+        try:
+            found += [lo for lo in server_leftovers(url, pg_bin=pg_bin) if lo.needs_a_look(now)]
+        except DbkeeperError as exc:
+            errors.append(f"{redact(url)}: cannot look for restores' leftovers ({exc.message})")
+    return found, errors
 
 
 def _judge(

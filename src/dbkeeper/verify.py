@@ -119,6 +119,7 @@ class ContentCheck:
         for chunk in decode(self.doc, self.stored.tap(raw), self.identities):
             feed(chunk)
             yield chunk
+        self.checker.end()  # before the consumer sees the stream end (and a spooled archive goes to pg_restore)
         self.complete = True
 
     def finish(self, report: Report) -> Report:
@@ -134,6 +135,10 @@ class ContentCheck:
             diff = _count_diff(doc.row_counts, counts)
             report.add("row counts", not diff, diff or f"{len(counts)} tables, {sum(counts.values())} rows as recorded")
         return report
+
+    def close(self) -> None:
+        """Let go of the checker (its spool, its child process) on any way out: an error, SIGINT, SIGTERM."""
+        self.checker.close()
 
     def broken(self, report: Report, repo: Repository, failure: EncryptionError | CheckFailed) -> Report:
         """The stream broke off: hash the whole object for the checksum verdict, and name what broke."""
@@ -163,12 +168,15 @@ def verify(repo: Repository, name: str, identities: list[Any] | None = None, *, 
         return report
     content = ContentCheck(doc, identities)
     try:
-        with repo.open(name) as f:
-            for _ in content.stream(codec.read_chunks(f)):
-                pass
-    except (EncryptionError, CheckFailed) as exc:
-        return content.broken(report, repo, exc)
-    return content.finish(report)
+        try:
+            with repo.open(name) as f:
+                for _ in content.stream(codec.read_chunks(f)):
+                    pass
+        except (EncryptionError, CheckFailed) as exc:
+            return content.broken(report, repo, exc)
+        return content.finish(report)
+    finally:
+        content.close()
 
 
 def hash_object(repo: Repository, name: str) -> Tap:

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dbkeeper.cli import main
+from helpers import make_sqlite_app
 
 COMMANDS = ["backup", "list", "cleanup", "verify", "restore", "copy", "prune", "drill", "status"]
 OPTIONS = [
@@ -83,3 +84,79 @@ def test_hostile_arguments_as_a_real_process(argv: list[str], tmp_path: Path) ->
     )
     assert done.returncode in (0, 1, 2, 3), done
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def _tree(root: Path) -> list[tuple[str, int]]:
+    return sorted((p.relative_to(root).as_posix(), p.stat().st_size) for p in root.rglob("*"))
+
+
+UNREADABLE = st.one_of(
+    st.text(max_size=6).map(lambda t: t[: len(t) // 2] + "\x00" + t[len(t) // 2 :]),
+    st.binary(min_size=1, max_size=8)
+    .map(lambda b: (b + b"\xff").decode("utf-8", "surrogateescape"))  # what Python makes of non-UTF-8 argv
+    .filter(lambda w: not w.isascii()),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(WORDS, max_size=4), UNREADABLE, st.integers(min_value=0, max_value=4), st.sampled_from(COMMANDS))
+def test_a_nul_byte_or_non_utf8_argument_is_one_usage_error_and_touches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], words: list[str], bad: str, at: int, command: str
+) -> None:
+    before = _tree(tmp_path)
+    argv = [command, *words[:at], bad, *words[at:]]
+    code, text = run(argv, capsys)
+    assert code == 2, (argv, text)
+    lines = text.splitlines()
+    first = next(i for i, w in enumerate(argv) if "\x00" in w or w != w.encode("utf-8", "replace").decode())
+    assert lines[0].startswith(f"dbkeeper: error: argument {first + 1} "), (argv, text)
+    assert len(lines) == 2 and lines[1].startswith("  Try: "), (argv, text)
+    assert _tree(tmp_path) == before
+
+
+BAD_INPUT = [
+    # (argv, exit code, what the one error line says)
+    ([b"verify", b"\xff\xfe", b"--store", b"store"], 2, "argument 2 is not valid UTF-8: \\xff\\xfe"),
+    ([b"backup", b"sqlite:///\xff.db", b"--store", b"store"], 2, "argument 2 is not valid UTF-8"),
+    ([b"--config", b"caf\xe9.toml", b"list"], 2, "argument 2 is not valid UTF-8: caf\\xe9.toml"),
+    ([b"restore", b"latest", b"t\xff.db", b"--store", b"store"], 2, "argument 3 is not valid UTF-8"),
+    (["drill", "--target", "postgresql://[::1", "--store", "store"], 2, "is not a valid URL"),
+    (["drill", "--target", "postgresql://app@h:99999", "--store", "store"], 2, "bad port in postgresql://app@h:99999"),
+    (
+        ["drill", "--target", "postgresql://app:pa/ss@h/x", "--store", "store"],
+        2,
+        "bad port in postgresql://app:***@h/x",
+    ),
+    (["drill", "--target", "sqlite://", "--store", "store"], 2, "'sqlite://' has no path"),
+    (["drill", "--target", "ftp://backup.example/x", "--store", "store"], 2, "cannot tell what kind of place"),
+    (["backup", "sqlite:///app.db", "--name", ".hidden", "--store", "store"], 2, "cannot name a source in a store"),
+    (["backup", "sqlite:///app.db", "--name", "a/b", "--store", "store"], 2, "cannot name a source in a store"),
+    (["verify", "latest", "--database", ".hidden", "--store", "store"], 1, "no complete backup found of database"),
+    (["verify", "latest", "--database", "a/b", "--store", "store"], 1, "no complete backup found of database a/b"),
+    (["verify", "../x", "--store", "store"], 1, "../x does not exist"),
+    (["restore", "../x", "sqlite:///t.db", "--store", "store"], 1, "../x does not exist"),
+    (["verify", "store/../../etc/passwd"], 1, "does not exist"),
+    (["restore", "../../../../etc/passwd", "sqlite:///t.db"], 3, "failed verification (manifest: not found"),
+]
+
+
+@pytest.mark.parametrize("argv,code,says", BAD_INPUT)
+def test_bad_input_gets_one_error_line_and_touches_nothing(
+    argv: list[str] | list[bytes], code: int, says: str, tmp_path: Path
+) -> None:
+    """As a real process (non-UTF-8 bytes reach Python as they would from a shell): the exit code, exactly one
+    error line and its hint, no traceback, and not a file created or changed (no store, no target)."""
+    make_sqlite_app(tmp_path / "app.db", users=3, sessions=1)
+    before = _tree(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DBKEEPER_", "AWS_", "PG"))}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    done = subprocess.run(
+        [sys.executable, "-m", "dbkeeper", *argv], cwd=tmp_path, env=env, capture_output=True, timeout=60
+    )
+    err = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == code, err
+    assert "Traceback" not in err and done.stdout == b""
+    [line] = [line for line in err.splitlines() if line.startswith("dbkeeper: error:")]
+    assert says in line, err
+    assert err.splitlines()[-1].startswith("  Try: "), err
+    assert _tree(tmp_path) == before

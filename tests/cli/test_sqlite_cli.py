@@ -6,6 +6,10 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -152,3 +156,217 @@ def test_sigkill_mid_backup_leaves_no_backup(app: Path) -> None:
     assert visible == []
     code = run_dbkeeper("list", "--store", str(store), "--json")
     assert json.loads(code.stdout)["backups"] == []
+
+
+# -- interruptions: real signals to a real dbkeeper process ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_backup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A WAL-mode SQLite database big enough (~60 MB) that each step of a verify or restore takes a while, and its
+    backup (uncompressed: the restore's temporary file fills at the speed of a copy)."""
+    where = tmp_path_factory.mktemp("big")
+    big = make_sqlite_app(where / "big.db", users=500_000, sessions=500_000)
+    with sqlite3.connect(big) as conn:
+        conn.execute("PRAGMA journal_mode=wal")
+    store = where / "backups"
+    done = run_dbkeeper("backup", str(big), "--compress", "none", "--store", str(store))
+    assert done.returncode == 0, done.stderr
+    [backup] = [p for p in store.rglob("*.db") if not p.name.startswith(".")]
+    return big, backup
+
+
+def _start(*argv: str, tmp: Path) -> subprocess.Popen[str]:
+    tmp.mkdir(exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dbkeeper", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp)},
+    )
+
+
+def _when(proc: subprocess.Popen[str], ready: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert proc.poll() is None, f"dbkeeper ended before {what}: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"no {what} within 60s"
+        time.sleep(0.002)
+
+
+def _spooling(tmp: Path) -> Callable[[], bool]:
+    """Verify's (and restore's) working copy exists and has data in it."""
+    return lambda: any(p.stat().st_size > 0 for p in tmp.glob("dbkeeper-work-*/*.db"))
+
+
+def _loading(directory: Path, target: str) -> Callable[[], bool]:
+    """The restore's temporary file beside its target has data in it."""
+
+    def ready() -> bool:
+        for p in directory.glob(f".{target}.*.dbkeeper-tmp"):
+            try:
+                if p.stat().st_size > 1 << 20:
+                    return True
+            except FileNotFoundError:
+                pass
+        return False
+
+    return ready
+
+
+def _checked_out(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
+    """It stopped as the signal asks, with one true line and no traceback."""
+    _out, err = proc.communicate(timeout=60)
+    word = "interrupted" if sig == signal.SIGINT else "terminated"
+    assert proc.returncode == 128 + sig, err
+    assert err == f"dbkeeper: {word}; nothing partial was kept\n"
+
+
+def _beside(directory: Path, name: str) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if name in p.name)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_mid_verify_removes_its_working_copy(
+    big_backup: tuple[Path, Path], tmp_path: Path, sig: signal.Signals
+) -> None:
+    _, backup = big_backup
+    proc = _start("verify", str(backup), tmp=tmp_path / "tmp")
+    _when(proc, _spooling(tmp_path / "tmp"), "working copy")
+    proc.send_signal(sig)
+    _checked_out(proc, sig)
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("point", ["spooling", "loading"])
+def test_a_signal_mid_restore_to_a_new_file_leaves_nothing(
+    big_backup: tuple[Path, Path], tmp_path: Path, sig: signal.Signals, point: str
+) -> None:
+    _, backup = big_backup
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = _start("restore", str(backup), str(out / "r.db"), tmp=tmp_path / "tmp")
+    ready = _spooling(tmp_path / "tmp") if point == "spooling" else _loading(out, "r.db")
+    _when(proc, ready, point)
+    proc.send_signal(sig)
+    _checked_out(proc, sig)
+    assert list(out.iterdir()) == []  # no target, no temporary, no -wal/-shm of either
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_mid_restore_over_a_file_leaves_it_as_it_was(
+    big_backup: tuple[Path, Path], tmp_path: Path, sig: signal.Signals
+) -> None:
+    _, backup = big_backup
+    out = tmp_path / "out"
+    out.mkdir()
+    target = make_sqlite_app(out / "r.db", users=10, sessions=5)
+    with closing(sqlite3.connect(target)) as conn:
+        conn.execute("PRAGMA journal_mode=wal")
+    before = target.read_bytes()
+    proc = _start("restore", str(backup), str(target), "--drop-existing", tmp=tmp_path / "tmp")
+    _when(proc, _loading(out, "r.db"), "loading")
+    proc.send_signal(sig)
+    _checked_out(proc, sig)
+    assert target.read_bytes() == before
+    assert _beside(out, "r.db") == ["r.db"]  # no temporary, no -wal, -shm or -journal
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_signal_during_the_copy_into_an_existing_file_waits_for_it(
+    big_backup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The copy into an existing target is one SQLite transaction with SIGINT held: the target is the old database
+    or the whole new one, never a mix, and nothing is left beside it."""
+    _, backup = big_backup
+    out = tmp_path / "out"
+    out.mkdir()
+    target = make_sqlite_app(out / "r.db", users=10, sessions=5)
+    proc = _start("restore", str(backup), str(target), "--drop-existing", tmp=tmp_path / "tmp")
+    journal = out / "r.db-journal"
+    _when(proc, journal.exists, "the target's journal (the copy into it)")
+    proc.send_signal(signal.SIGINT)
+    _checked_out(proc, signal.SIGINT)
+    assert _beside(out, "r.db") == ["r.db"]
+    with closing(sqlite3.connect(target)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (500_000,)
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_sigkill_during_the_copy_into_an_existing_file_leaves_it_to_sqlites_own_recovery(
+    big_backup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """SIGKILL cannot wait: killed while it copies into the target, the restore leaves the target's own journal
+    (never removed by dbkeeper: SQLite needs it to make the file whole), and the next open finds a whole database,
+    the old one or (had the copy committed) the new one, never a mix."""
+    _, backup = big_backup
+    out = tmp_path / "out"
+    out.mkdir()
+    target = make_sqlite_app(out / "r.db", users=10, sessions=5)
+    proc = _start("restore", str(backup), str(target), "--drop-existing", tmp=tmp_path / "tmp")
+    journal = out / "r.db-journal"
+    _when(proc, journal.exists, "the target's journal (the copy into it)")
+    proc.kill()
+    proc.wait()
+    with closing(sqlite3.connect(target)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] in (10, 500_000)
+
+
+def test_what_sigkill_leaves_is_found_and_removed(
+    big_backup: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL cannot be caught: a killed verify's working copy and a killed restore's temporary stay, unlocked.
+    The next command that makes a working copy removes the dead ones, the next restore to the same target removes
+    its temporaries, `cleanup` finds both (the temporary directory; beside the config's SQLite sources), and
+    nothing a running command holds is touched."""
+    _, backup = big_backup
+    tmp = tmp_path / "tmp"
+    out = tmp_path / "out"
+    out.mkdir()
+    target = make_sqlite_app(out / "r.db", users=10, sessions=5)
+    verify = _start("verify", str(backup), tmp=tmp)
+    _when(verify, _spooling(tmp), "working copy")
+    verify.kill()
+    verify.wait()
+    [dead] = list(tmp.iterdir())
+    restore = _start("restore", str(backup), str(target), "--drop-existing", tmp=tmp)
+    _when(restore, _loading(out, "r.db"), "loading")
+    restore.kill()
+    restore.wait()
+    [workdir] = list(tmp.iterdir())
+    assert workdir != dead  # the restore's own working copy removed the dead verify's
+    [temp] = [p for p in out.iterdir() if p.name.endswith(".dbkeeper-tmp")]
+
+    (tmp_path / "dbkeeper.toml").write_text(f'[[sources]]\nname = "app"\nurl = "sqlite:///{target}"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    listed = run_dbkeeper("cleanup", "--store", str(tmp_path / "empty"), "--dry-run")
+    assert listed.returncode == 0, listed.stderr
+    assert f"keep         working directory {workdir} (" in listed.stdout  # younger than an hour
+    seen = run_dbkeeper("cleanup", "--store", str(tmp_path / "empty"), "--older-than", "0s", "--json")
+    assert seen.returncode == 0, seen.stderr
+    actions = {(lo["kind"], lo["name"]): lo["action"] for lo in json.loads(seen.stdout)["leftovers"]}
+    assert actions == {("working directory", workdir.name): "removed", ("restore temporary file", temp.name): "removed"}
+    assert list(tmp.iterdir()) == [] and _beside(out, "r.db") == ["r.db"]
+
+    running = _start("verify", str(backup), tmp=tmp)  # a live one: its working copy is never removed
+    _when(running, _spooling(tmp), "a working copy")
+    seen = run_dbkeeper("cleanup", "--store", str(tmp_path / "empty"), "--older-than", "0s", "--json")
+    assert [lo["action"] for lo in json.loads(seen.stdout)["leftovers"]] == ["keep"]
+    running.send_signal(signal.SIGINT)
+    _checked_out(running, signal.SIGINT)
+
+    # Without cleanup: the next restore to that target removes what a killed one left beside it.
+    restore = _start("restore", str(backup), str(target), "--drop-existing", tmp=tmp)
+    _when(restore, _loading(out, "r.db"), "loading")
+    restore.kill()
+    restore.wait()
+    [temp] = [p for p in out.iterdir() if p.name.endswith(".dbkeeper-tmp")]
+    again = run_dbkeeper("restore", str(backup), str(target), "--drop-existing", env={"TMPDIR": str(tmp)})
+    assert again.returncode == 0, again.stderr
+    assert _beside(out, "r.db") == ["r.db"] and list(tmp.iterdir()) == []

@@ -369,3 +369,57 @@ CREATE POLICY own_rows ON secured USING (owner_name = current_user);
 
 GRANT SELECT ON account_summary TO PUBLIC;
 REVOKE ALL ON secured FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------------------------------------
+-- What real schemas hold besides: rules, large objects with privileges and comments, a publication, more
+-- policies, column privileges, default privileges, statistics, replica identity, a clustered index, functions
+-- whose bodies hold text a naive reader takes for COPY data or psql meta-commands, and a SQL-standard body
+-- (BEGIN ATOMIC: semicolons inside one statement). Privileges go to PUBLIC only: no roles are created.
+-- ---------------------------------------------------------------------------------------------------------
+CREATE VIEW "konto übersicht" AS SELECT id, owner FROM accounts;
+CREATE RULE "konto einfügen" AS ON INSERT TO "konto übersicht"
+    DO INSTEAD INSERT INTO accounts (owner) VALUES (NEW.owner) RETURNING id, owner;
+CREATE RULE accounts_keep AS ON DELETE TO accounts WHERE OLD.balance > 0 DO INSTEAD NOTHING;
+COMMENT ON RULE accounts_keep ON accounts IS 'accounts with money are never deleted';
+
+GRANT SELECT ON LARGE OBJECT 424242 TO PUBLIC;
+DO $$ BEGIN PERFORM lo_from_bytea(424243, ''::bytea); END $$;                    -- an empty large object
+GRANT SELECT, UPDATE ON LARGE OBJECT 424243 TO PUBLIC;
+COMMENT ON LARGE OBJECT 424243 IS 'empty, commented: ünï 🐘';
+
+CREATE PUBLICATION "publication ünï" FOR TABLE accounts, inventory."produits_données" WITH (publish = 'insert, update');
+CREATE PUBLICATION all_inventory FOR TABLES IN SCHEMA inventory;
+
+ALTER TABLE secured FORCE ROW LEVEL SECURITY;
+CREATE POLICY "écrire les siens" ON secured AS RESTRICTIVE FOR UPDATE
+    USING (owner_name = current_user) WITH CHECK (secret IS NOT NULL);
+GRANT SELECT (id, owner_name), UPDATE (secret) ON secured TO PUBLIC;
+GRANT INSERT ("Mixed Case Col", "名前") ON "Weird ""Table""" TO PUBLIC;
+
+CREATE STATISTICS many_rows_stats (dependencies, ndistinct) ON label, amount FROM many_rows;
+ALTER TABLE dropped_col REPLICA IDENTITY FULL;
+ALTER TABLE many_rows CLUSTER ON many_rows_created_idx;
+
+CREATE FUNCTION looks_like_a_dump() RETURNS text LANGUAGE plpgsql AS $body$
+BEGIN
+    -- Each line below is inside a dollar quote: text, not a COPY block, not a meta-command.
+    RETURN $inner$
+COPY public.accounts (id, owner, balance) FROM stdin;
+99	mallory	1000000
+\.
+\connect postgres
+\! id > /tmp/dbkeeper-pwned
+-- Data for Name: accounts; Type: TABLE DATA; Schema: public; Owner: -
+$inner$;
+END
+$body$;
+COMMENT ON FUNCTION looks_like_a_dump() IS E'COPY t FROM stdin;\n\\.\n\\connect other';
+
+CREATE FUNCTION atomic_total(p integer) RETURNS numeric LANGUAGE sql
+BEGIN ATOMIC
+    SELECT sum(balance) FROM accounts WHERE id <> p;
+    SELECT 1;
+END;
+
+ALTER DEFAULT PRIVILEGES IN SCHEMA inventory GRANT SELECT ON TABLES TO PUBLIC;
+ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;

@@ -173,6 +173,26 @@ def _scan_all_ways(text: str) -> PlainDumpScanner:
         ("SET client_encoding = 'SJIS';\n", "a backslash can hide"),
         ("SET ROLE postgres;\n", "switches roles"),
         ("COPY public.t (id) FROM stdin; SELECT 1;\n1\n\\.\n", "more follows COPY"),
+        # A SQL-standard body ends where the server ends it: at the END matching BEGIN ATOMIC (CASE … END counted);
+        # what follows is judged, however psql groups it (psql also counts a bare word "begin").
+        (
+            "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n SELECT begin FROM public.t;\nEND;\n"
+            "DROP TABLE orders;\nSELECT 1; END;\n",
+            "line 11: a statement that runs a command pg_dump never writes: DROP TABLE orders;",
+        ),
+        (
+            "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n SELECT CASE WHEN true THEN 1 END;\n"
+            "END; DROP TABLE orders;\n",
+            "a statement that runs a command pg_dump never writes: DROP TABLE orders;",
+        ),
+        # "begin atomic" inside the parentheses is a parameter and its type: no body starts there.
+        (
+            "CREATE FUNCTION public.f(begin atomic) RETURNS int LANGUAGE sql RETURN 1; DROP TABLE orders; END;\n",
+            "a statement that runs a command pg_dump never writes: DROP TABLE orders;",
+        ),
+        # Only a routine has a body: elsewhere BEGIN ATOMIC hides nothing.
+        ("CREATE TABLE public.x (id int); BEGIN ATOMIC; DROP TABLE orders; END;\n", "pg_dump never writes"),
+        ("CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n\\! id\nEND;\n", "a psql meta-command: \\! id"),
     ],
 )
 def test_what_pg_dump_never_writes_is_named_with_its_line(body: str, why: str) -> None:
@@ -191,6 +211,12 @@ def test_what_pg_dump_never_writes_is_named_with_its_line(body: str, why: str) -
         "-- a \\! comment line\nGRANT SELECT ON TABLE public.t TO app;\n",
         "SELECT pg_catalog.setval('public.s', 5, true);\nSELECT pg_catalog.lo_create('16385');\n",
         "\\restrict abcDEF123\n",
+        # pg_dump 14+ writes a SQL-standard body as it was written: statements with their ';' inside the CREATE.
+        "CREATE FUNCTION public.total(p integer) RETURNS numeric\n    LANGUAGE sql\n    BEGIN ATOMIC\n"
+        " SELECT sum(accounts.balance) AS sum\n    FROM public.accounts\n   WHERE (accounts.id <> total.p);\n"
+        ' SELECT CASE WHEN (1 = 1) THEN 1 ELSE 2 END AS "case";\nEND;\n'
+        "CREATE OR REPLACE PROCEDURE public.p() LANGUAGE sql BEGIN ATOMIC INSERT INTO public.t VALUES (1); END;\n"
+        "CREATE TABLE public.after (id int);\n",
     ],
 )
 def test_what_pg_dump_writes_is_data(body: str) -> None:

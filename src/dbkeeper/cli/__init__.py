@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from dbkeeper import __version__
-from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, DbkeeperError
+from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, DbkeeperError, UsageError
 
 # Command name -> its module. Only the command being run is imported (with what it needs), so a cron job or a
 # restore does not pay for every other command's imports at start-up; --help imports them all.
@@ -81,6 +81,24 @@ def _command(words: list[str]) -> str | None:
     return None
 
 
+def _unreadable(words: list[str]) -> UsageError | None:
+    """An argument no command can use: a NUL byte (no path, URL or name holds one; the OS cannot pass it on) or
+    bytes that are not UTF-8 (Python hands them over as surrogates, which no store name, URL or manifest can
+    carry). Refused here, before anything is read or written, rather than failing half-way somewhere inside."""
+    for number, word in enumerate(words, 1):
+        if "\x00" in word:
+            return UsageError(f"argument {number} holds a NUL byte", "remove it")
+        try:
+            word.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = repr(word.encode("utf-8", "surrogateescape"))[2:-1]  # b'…' without its b'': \xff, \n
+            return UsageError(
+                f"argument {number} is not valid UTF-8: {shown[:80]}",
+                "pass names, paths and URLs in UTF-8 (rename a file whose name is in another encoding)",
+            )
+    return None
+
+
 class Terminated(BaseException):
     """SIGTERM (a cron timeout, systemd stopping the job, Kubernetes): unwind like Ctrl-C, cleaning up."""
 
@@ -109,6 +127,9 @@ def _main(words: list[str], command: str | None) -> int:
     # numpy (it scans dumps for row counts) starts a BLAS thread per core at import, which spin for a while
     # although nothing here does linear algebra: on two cores that is CPU taken from the dump.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    bad = _unreadable(words)
+    if bad is not None:
+        return report_error(bad, False)
     parser = build_parser(command)
     args = parser.parse_args(words)
     if threading.current_thread() is threading.main_thread():

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from dbkeeper.cli.common import add_json, add_store, emit_json, load_config, open_repo_for, print_error, store_url
+from dbkeeper import workfiles
+from dbkeeper.cli.common import (
+    add_json,
+    add_store,
+    emit_json,
+    load_config,
+    open_repo_for,
+    pg_servers,
+    print_error,
+    store_url,
+)
 from dbkeeper.config import Config
-from dbkeeper.engines import drop_server_leftover, is_sqlite, redact, server_key, server_leftovers
+from dbkeeper.engines import drop_server_leftover, is_sqlite, redact, server_leftovers, sqlite_path
 from dbkeeper.errors import EXIT_FAILED, DbkeeperError
 from dbkeeper.units import format_duration, human_size, parse_duration
 
@@ -21,7 +32,9 @@ def register(sub: Any) -> None:
         help="remove leftovers of interrupted writes and restores",
         description="Remove what interrupted writes left in the store: temporary files of a killed backup or copy"
         " (never one a running write still holds) older than an hour, and unfinished S3 multipart uploads older"
-        " than a day (a frozen endpoint or a killed upload leaves them invisible but billed). On the PostgreSQL"
+        " than a day (a frozen endpoint or a killed upload leaves them invisible but billed). On this host: working"
+        " directories of killed commands in the temporary directory (a SQLite copy being checked), and a killed"
+        " SQLite restore's temporary file beside each of the config's SQLite sources. On the PostgreSQL"
         " servers of the config's sources and of each --server: temporary databases of interrupted restores that"
         " no session uses, older than an hour. A database a --drop-existing restore had renamed aside is reported"
         " with how to put it back, never dropped. Backups, complete or not, are never touched: `dbkeeper list`"
@@ -81,6 +94,21 @@ def run(args: argparse.Namespace) -> int:
         }
         act(outcome, state.stale, state.describe(), lambda state=state: repo.remove_leftover(state))
 
+    beside = [Path(sqlite_path(s.url)) for s in cfg.sources if is_sqlite(s.url)]
+    host_age = (SERVER_MIN_AGE if older_than is None else older_than).total_seconds()
+    for host in workfiles.find(beside):
+        stale = host.stale(host_age)
+        outcome = {
+            "kind": host.kind,
+            "name": host.path.name,
+            "where": str(host.path.parent),
+            "size_bytes": host.size,
+            "age_seconds": int(host.age),
+            "why": "in use by a running command" if host.in_use else "too recent",
+        }
+        shown = f"{host.kind} {host.path} ({human_size(host.size)}, {format_duration(timedelta(seconds=host.age))} old)"
+        act(outcome, stale, shown, lambda host=host: workfiles.remove(host))
+
     pg_bin = args.pg_bin or cfg.pg_bin
     for url in _servers(args, cfg):
         try:
@@ -114,13 +142,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"ok": not failed, "store": repo.url, "dry_run": args.dry_run, "leftovers": outcomes})
     elif not outcomes:
-        print(f"no leftovers in {repo.url}" + (" or on the servers" if _servers(args, cfg) else ""))
+        print(f"no leftovers in {repo.url}, on this host" + (" or on the servers" if _servers(args, cfg) else ""))
     return EXIT_FAILED if failed else 0
 
 
 def _servers(args: argparse.Namespace, cfg: Config) -> list[str]:
     """--server URLs, then the PostgreSQL servers of the config's sources, each server once."""
-    seen: dict[str, str] = {}
-    for url in [*args.server, *(s.url for s in cfg.sources if not is_sqlite(s.url))]:
-        seen.setdefault(server_key(url), url)
-    return list(seen.values())
+    return pg_servers(cfg, args.server)

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from dbkeeper import config, crypto, signing
@@ -160,6 +161,16 @@ def add_metrics_file(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def pg_servers(cfg: Config, extra: Sequence[str] = ()) -> list[str]:
+    """The URLs in ``extra``, then those of the config's PostgreSQL sources, one per server (host and port)."""
+    from dbkeeper.engines import is_sqlite, server_key
+
+    seen: dict[str, str] = {}
+    for url in [*extra, *(s.url for s in cfg.sources if not is_sqlite(s.url))]:
+        seen.setdefault(server_key(url), url)
+    return list(seen.values())
+
+
 def drill_log_path(cfg: Config) -> str:
     from dbkeeper import drill_log
 
@@ -181,7 +192,7 @@ def update_metrics(args: argparse.Namespace, cfg: Config, repo: Repository, log:
     try:
         from dbkeeper import metrics
 
-        metrics.update(path, repo, log or drill_log_path(cfg))
+        metrics.update(path, repo, log or drill_log_path(cfg), servers=pg_servers(cfg), pg_bin=cfg.pg_bin)
     except DbkeeperError as exc:
         print_error(exc)
         return False

@@ -21,6 +21,7 @@ from dbkeeper.cli.common import (
     update_metrics,
 )
 from dbkeeper.drill import DrillOptions, DrillResult, DrillRun, run_drills
+from dbkeeper.engines import check_place
 from dbkeeper.errors import EXIT_CHECK, EXIT_FAILED
 from dbkeeper.units import compact_duration, format_seconds, parse_duration
 
@@ -77,11 +78,14 @@ def run(args: argparse.Namespace) -> int:
         max_age = parse_duration(args.max_age or DEFAULT_MAX_AGE, "--max-age")
     else:
         max_age = conf.max_age
+    target = args.target or conf.target
+    if target:
+        check_place(target)
     smoke_file = args.smoke or conf.smoke
     options = DrillOptions(
         max_age=max_age,
         smoke=tuple(smoke.load(smoke_file)) if smoke_file else (),
-        target=args.target or conf.target,
+        target=target,
         keep=args.keep,
         pg_bin=args.pg_bin or cfg.pg_bin,
         identities=tuple(identities(args, cfg) or ()),

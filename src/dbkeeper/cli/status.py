@@ -15,6 +15,7 @@ from dbkeeper.cli.common import (
     emit_json,
     load_config,
     open_repo_for,
+    pg_servers,
     store_url,
 )
 from dbkeeper.errors import EXIT_CHECK
@@ -31,8 +32,10 @@ def register(sub: Any) -> None:
         description="For each database of each source in the store: its newest good backup, that backup's age and"
         " size, and the last drill from the drill log, as one line 'OK|WARNING|CRITICAL source: …'."
         " CRITICAL when the newest good backup is older than --max-age, when broken backups are newer than it (a"
-        " failing nightly), or when the last drill failed; WARNING for backups dated in the future and for"
-        " leftovers of interrupted writes (`dbkeeper cleanup`). Exit 3 unless everything is OK.",
+        " failing nightly), or when the last drill failed; WARNING for backups dated in the future, for"
+        " leftovers of interrupted writes (`dbkeeper cleanup`), and for what killed restores left on the servers of"
+        " the config's PostgreSQL sources (temporary databases; a database renamed aside, with the ALTER DATABASE"
+        " that puts it back). Exit 3 unless everything is OK.",
     )
     add_store(p)
     add_verify_key(p)
@@ -60,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         now=datetime.now(UTC),
         source=args.source,
         database=args.database,
+        servers=pg_servers(cfg),
+        pg_bin=cfg.pg_bin,
     )
     if args.json:
         emit_json(report.to_json())
@@ -71,4 +76,6 @@ def run(args: argparse.Namespace) -> int:
         print(db.line())
     if report.leftovers:
         print(report.leftover_line())
+    for line in report.server_lines():
+        print(line)
     return 0 if report.ok else EXIT_CHECK

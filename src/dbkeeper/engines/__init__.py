@@ -42,6 +42,7 @@ __all__ = [
     "SourceInfo",
     "SourceKey",
     "check_for",
+    "check_place",
     "engine_for",
     "is_sqlite",
     "redact",
@@ -131,6 +132,23 @@ def scratch_for(kind: str, name: str, *, near: str | None = None, pg_bin: str | 
             return SqliteEngine(str(path)).scratch(name)
         return SqliteEngine(str(path / f"{name}.db"))
     raise UsageError(f"no scratch database for {kind} backups")
+
+
+def check_place(near: str) -> None:
+    """Refuse, as a usage error, a place for a scratch database (``drill --target``) that ``scratch_for`` could not
+    use: a malformed PostgreSQL URL, a ``sqlite://`` URL without a path, or a URL of any other kind. Checked
+    before anything is read, so a typo is reported as one and not after a backup was chosen."""
+    if near.startswith(("postgresql://", "postgres://")):
+        from dbkeeper.engines.postgres import PgConn
+
+        PgConn.from_url(near, dbname="postgres")
+    elif near.startswith("sqlite:"):
+        sqlite_path(near)
+    elif "://" in near:
+        raise UsageError(
+            f"cannot tell what kind of place {redact(near)!r} is",
+            "write postgresql://user@host:port for a PostgreSQL server, or a directory for SQLite",
+        )
 
 
 def sandbox_for(

@@ -88,6 +88,12 @@ class DumpCheck(Protocol):
     passed: str  # what a clean result means, in the words of a report ("integrity_check ok")
 
     def feed(self, chunk: bytes) -> None: ...
+    def end(self) -> None:
+        """All bytes were fed: raise ContentRefused now if they hold what would run as more than data and the
+        checker could not say so while they streamed (a custom archive's SQL comes from pg_restore, behind the
+        stream). A loader that acts only on the whole stream (a spooled archive) then never acts on it."""
+        ...
+
     def result(self) -> tuple[dict[str, int], list[str]]:
         """(row counts found in the dump, problems) once all bytes were fed."""
         ...

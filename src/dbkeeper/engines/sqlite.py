@@ -6,14 +6,18 @@ the copy is one snapshot even in WAL mode with writers active. The copy is check
 checks it, and then either renames it into place (new target) or copies it into the existing database with the
 backup API, which SQLite does in one transaction that also respects the target's WAL: a plain rename over a
 database with a live ``-wal`` file would corrupt it.
+
+Working copies (a backup's snapshot, the file ``verify`` checks) live in a locked private directory and a restore's
+temporary beside its target is locked too (workfiles.py): removed on an error, SIGINT or SIGTERM, and found after
+a SIGKILL. Files of our own are opened ``immutable``, so SQLite puts no ``-wal``/``-shm`` beside them (a WAL
+database's copy is still one), and the copy into an existing target runs with SIGINT and SIGTERM held: the target
+is replaced whole or not at all.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -21,6 +25,8 @@ from pathlib import Path
 from dbkeeper.codec import read_chunks
 from dbkeeper.engines.interface import RestoreOptions, RestoreSpec, SourceInfo, SourceKey
 from dbkeeper.errors import CheckFailed, NoSpace, RestoreError, SourceError
+from dbkeeper.proc import signals_held
+from dbkeeper.workfiles import TempBeside, WorkDir
 
 
 def _quote(name: str) -> str:
@@ -47,9 +53,16 @@ def row_counts(conn: sqlite3.Connection) -> dict[str, int]:
     return {n: conn.execute(f"SELECT count(*) FROM {_quote(n)}").fetchone()[0] for n in names}
 
 
+def _own(path: str | Path) -> str:
+    """The URI of a file only dbkeeper uses (a copy, a spool, a restore's temporary): read-only and immutable, so
+    SQLite takes no locks and creates no ``-wal``/``-shm`` files beside it, even for a database in WAL mode."""
+    quoted = Path(path).as_posix().replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    return f"file:{quoted}?mode=ro&immutable=1"
+
+
 def _open_checked(path: str | Path, what: str) -> sqlite3.Connection:
     try:
-        conn = sqlite3.connect(f"file:{Path(path).as_posix()}?mode=ro", uri=True)
+        conn = sqlite3.connect(_own(path), uri=True)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
         raise CheckFailed(f"{what} is not a readable SQLite database: {exc}") from exc
@@ -107,9 +120,8 @@ class SqliteEngine:
 
     @contextmanager
     def dump(self) -> Iterator[SqliteDump]:
-        workdir = tempfile.mkdtemp(prefix="dbkeeper-sqlite-")
-        try:
-            copy = Path(workdir) / "copy.db"
+        with WorkDir("sqlite") as workdir:
+            copy = workdir / "copy.db"
             with closing(self._connect_source()) as src, closing(sqlite3.connect(copy)) as dst:
                 try:
                     src.backup(dst, pages=-1)
@@ -130,8 +142,6 @@ class SqliteEngine:
                     )
                 counts = row_counts(conn)
             yield SqliteDump(copy, counts)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
 
     def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> SqliteRestoreTarget:
         return SqliteRestoreTarget(self.path, options)
@@ -183,12 +193,15 @@ class SqliteCheck:
     passed = "integrity_check ok"
 
     def __init__(self) -> None:
-        self._dir = tempfile.mkdtemp(prefix="dbkeeper-verify-")
-        self._path = Path(self._dir) / "check.db"
+        self._dir = WorkDir("verify")
+        self._path = self._dir.path / "check.db"
         self._file = open(self._path, "wb")  # noqa: SIM115 - closed in result()/close()
 
     def feed(self, chunk: bytes) -> None:
         self._file.write(chunk)
+
+    def end(self) -> None:
+        pass  # a database file runs nothing when it is copied into place
 
     def result(self) -> tuple[dict[str, int], list[str]]:
         self._file.close()
@@ -206,7 +219,7 @@ class SqliteCheck:
 
     def close(self) -> None:
         self._file.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self._dir.close()
 
 
 class SqliteRestoreTarget:
@@ -219,9 +232,8 @@ class SqliteRestoreTarget:
             raise RestoreError(f"{path} already exists", "restore to a new path, or pass --drop-existing to replace it")
         if not path.parent.is_dir():
             raise RestoreError(f"directory {path.parent} does not exist", "create it first")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".dbkeeper-tmp", dir=path.parent)
-        os.close(fd)
-        self.temp = Path(tmp)
+        self._temp = TempBeside(path)
+        self.temp = self._temp.path
 
     def load(self, chunks: Iterable[bytes], reopen: Callable[[], Iterator[bytes]] | None = None) -> None:
         try:
@@ -246,10 +258,14 @@ class SqliteRestoreTarget:
         if not self.existed:
             os.chmod(self.temp, 0o600)
             os.replace(self.temp, self.path)
+            self._temp.release()
             return
         try:
+            # One transaction of SQLite's, which SIGKILL leaves to SQLite's own recovery (the target's journal
+            # or WAL, which must stay); SIGINT and SIGTERM wait for it, and then for the connection's close.
             with (
-                closing(sqlite3.connect(self.temp)) as src,
+                signals_held(),
+                closing(sqlite3.connect(_own(self.temp), uri=True)) as src,
                 closing(sqlite3.connect(self.path, timeout=30)) as dst,
             ):
                 src.backup(dst, pages=-1)
@@ -257,7 +273,7 @@ class SqliteRestoreTarget:
             raise RestoreError(
                 f"replacing {self.path} failed: {exc}", "stop the application that holds it locked and retry"
             ) from exc
-        self.temp.unlink(missing_ok=True)
+        self._temp.close()
 
     def discard(self) -> None:
-        self.temp.unlink(missing_ok=True)
+        self._temp.close()

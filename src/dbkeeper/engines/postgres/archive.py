@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import suppress
@@ -20,7 +19,8 @@ from contextlib import suppress
 from dbkeeper import proc
 from dbkeeper.codec import read_chunks
 from dbkeeper.engines.postgres.dumpformat import PASSED, PlainDumpScanner
-from dbkeeper.errors import NoSpace, ToolError
+from dbkeeper.errors import ContentRefused, NoSpace, ToolError
+from dbkeeper.workfiles import WorkDir
 
 
 class ArchiveText:
@@ -42,6 +42,17 @@ class ArchiveText:
     def feed(self, chunk: bytes) -> None:
         """Feed pg_restore; if it gave up on the archive, ``result`` says why."""
         self._child.write(chunk)
+
+    def end(self) -> None:
+        """Wait for pg_restore's text of the whole archive; ContentRefused if it holds what is not data."""
+        with suppress(BrokenPipeError):
+            self._child.stdin.close()
+        self._thread.join()
+        if self.scanner.not_data:
+            raise ContentRefused(
+                f"the dump is not only data: {self.scanner.not_data}",
+                "pg_dump never writes that: the file was changed after the backup; restore another backup",
+            )
 
     def result(self) -> tuple[dict[str, int], list[str]]:
         with suppress(BrokenPipeError):
@@ -71,7 +82,7 @@ def load_archive(
 ) -> None:
     """Spool the archive to a private temporary file (pg_restore seeks to work in parallel), then
     ``pg_restore --jobs N --exit-on-error`` it into ``dbname``; the spool is removed on every path out."""
-    with tempfile.TemporaryDirectory(prefix="dbkeeper-archive-") as workdir:
+    with WorkDir("archive") as workdir:
         archive = os.path.join(workdir, "archive.dump")
         try:
             with open(archive, "wb") as f:

@@ -161,6 +161,16 @@ _NEXT = {
     _COMMENT: re.compile(rb"/\*|\*/"),
 }
 _CLOSE = {_QUOTE: b"'", _ESCAPED: b"'", _IDENT_QUOTE: b'"'}
+# In CREATE FUNCTION/PROCEDURE, a SQL-standard body (BEGIN ATOMIC … END) holds statements ended by ';' that belong
+# to the body (the server parses them with the function, runs none). Only there, words and parentheses are read
+# too: the body starts at BEGIN ATOMIC outside parentheses and ends at the END that matches it, CASE … END counted
+# (the only other construct that ends with END; both words are reserved, so neither can be a bare name).
+_ROUTINE = re.compile(rb"CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE)\b", re.I)
+_NOT_WORD_BEFORE, _NOT_WORD_AFTER = rb"(?<![A-Za-z0-9_$\x80-\xff])", rb"(?![A-Za-z0-9_$\x80-\xff])"
+_NEXT_ROUTINE = re.compile(
+    rb"--|/\*|[Ee]'|'|\"|\$|\\|;|\(|\)|" + _NOT_WORD_BEFORE + rb"(?:BEGIN[ \t]+ATOMIC|CASE|END)" + _NOT_WORD_AFTER,
+    re.I,
+)
 _DOLLAR_TAG = re.compile(rb"\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
 _WORD_BYTE = re.compile(rb"[A-Za-z0-9_$\x80-\xff]")
 _LEADING = re.compile(rb"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
@@ -231,6 +241,9 @@ class _Sql:
         self._tag = b""
         self._depth = 0
         self._statement = bytearray()  # the unfinished statement's text so far (up to _STATEMENT_MAX)
+        self._routine: bool | None = None  # the statement is CREATE FUNCTION/PROCEDURE (None: not begun yet)
+        self._parens = 0  # in a routine: open parentheses
+        self._atomic = 0  # in a routine: inside BEGIN ATOMIC (1), and each CASE within (+1)
 
     @property
     def idle(self) -> bool:
@@ -244,6 +257,8 @@ class _Sql:
                 return None
             raise DumpNotData(f"line {number}: a psql meta-command: {_show(line)}")
         pos, begin, n, copy = 0, 0, len(line), None
+        if self._routine is None:
+            self._begins(bytes(self._statement) + line)
         while pos < n:
             state = self.state
             if state == _DOLLAR:
@@ -252,7 +267,7 @@ class _Sql:
                     break
                 pos, self.state = at + len(self._tag), _NORMAL
                 continue
-            m = _NEXT[state].search(line, pos)
+            m = (_NEXT_ROUTINE if state == _NORMAL and self._routine else _NEXT[state]).search(line, pos)
             if m is None:
                 break
             token, start, pos = m.group(), m.start(), m.end()
@@ -283,9 +298,15 @@ class _Sql:
                     self._tag, self.state, pos = tag.group(), _DOLLAR, tag.end()
             elif token == b"\\":
                 raise DumpNotData(f"line {number}: a psql meta-command: {_show(line[start:])}")
-            else:  # ";"
+            elif token != b";":
+                self._routine_token(token.upper())
+            elif self._atomic:
+                continue  # a statement of the body: part of the CREATE statement
+            else:
                 statement = _head(bytes(self._statement) + line[begin:pos])
                 self._statement.clear()
+                self._routine, self._parens = None, 0
+                self._begins(line[pos:])
                 begin = pos
                 if self.statements:
                     self._judge(statement, number)
@@ -296,6 +317,25 @@ class _Sql:
         if len(self._statement) < _STATEMENT_MAX:
             self._statement += line[begin:] + b"\n"
         return copy
+
+    def _begins(self, text: bytes) -> None:
+        """Whether the statement that ``text`` starts (after comments) is a routine's; undecided while blank."""
+        head = _head(text)
+        if head:
+            self._routine = _ROUTINE.match(head) is not None
+
+    def _routine_token(self, token: bytes) -> None:
+        if token == b"(":
+            self._parens += 1
+        elif token == b")":
+            self._parens = max(0, self._parens - 1)
+        elif token.startswith(b"BEGIN"):
+            if not self._atomic and not self._parens:
+                self._atomic = 1
+        elif token == b"CASE":
+            self._atomic += 1 if self._atomic else 0
+        elif token == b"END":
+            self._atomic = max(0, self._atomic - 1)
 
     @staticmethod
     def _judge(statement: bytes, number: int) -> None:
@@ -321,6 +361,9 @@ class PlainCheck:
                 f"the dump is not only data: {self._scanner.not_data}",
                 "pg_dump never writes that: the file was changed after the backup; restore another backup",
             )
+
+    def end(self) -> None:
+        pass  # ``feed`` refused already
 
     def result(self) -> tuple[dict[str, int], list[str]]:
         return dict(self._scanner.row_counts), self._scanner.problems()

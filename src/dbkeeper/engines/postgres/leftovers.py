@@ -6,9 +6,9 @@ SIGKILL, or whose server stopped, cannot drop either. They are told apart here:
 
 - a temporary database is a half-loaded copy nobody needs: removable once no session uses it (a running restore
   has its loader connected) and it is older than the caller's minimum age, judged by the creation time of its
-  files where this role may read them (superuser or ``pg_read_server_files``). A restore killed while it
-  replaced a database may have left that database refusing connections (``locked``): removing the temporary
-  database lets it accept them again;
+  files where this role may call ``pg_stat_file`` (a superuser, or a role granted EXECUTE on it; for any other
+  role its age is unknown). A restore killed while it replaced a database may have left that database refusing
+  connections (``locked``): removing the temporary database lets it accept them again;
 - a replaced database held a target's data: it is reported, never dropped. If its target is missing, it is the
   only copy of that data, and the fix is to rename it back (the message says how).
 """
@@ -16,7 +16,7 @@ SIGKILL, or whose server stopped, cannot drop either. They are told apart here:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from dbkeeper.engines.postgres.conn import PgConn, quote_ident, quote_literal
 from dbkeeper.engines.postgres.psql import query
@@ -24,6 +24,8 @@ from dbkeeper.engines.postgres.psql import query
 TEMP_MARK = "_dbkeeper_tmp_"
 ASIDE_MARK = "_dbkeeper_old_"
 TEMPORARY, REPLACED = "temporary database", "replaced database"
+# A temporary database younger than this may be a restore's that is starting (its loader not yet connected).
+MIN_AGE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,23 @@ class ServerLeftover:
     created: datetime | None  # None where this role may not read the server's files
     target: str | None = None  # for a replaced database: the database it was renamed from, if it is there
     locked: str | None = None  # for a temporary database: the target it left refusing connections
+
+    def needs_a_look(self, now: datetime) -> bool:
+        """Whether ``status`` reports it: a replaced database always (it holds a database's data); a temporary one
+        unless a session uses it (a running restore) or it is younger than ``MIN_AGE`` (one starting)."""
+        if self.kind == REPLACED:
+            return True
+        return not self.sessions and (self.created is None or now - self.created >= MIN_AGE)
+
+    def fix(self) -> str:
+        """What settles it, for people: the exact statement for a replaced database, the command for the rest."""
+        if self.kind == REPLACED and self.target is None:
+            return "rename it back (above), then `dbkeeper cleanup` for what else that restore left"
+        if self.kind == REPLACED:
+            return f"once sure the new {self.target} is right: DROP DATABASE {quote_ident(self.name)}"
+        if self.created is None:
+            return "`dbkeeper cleanup --older-than 0s` drops it (its age cannot be read with this role)"
+        return "`dbkeeper cleanup` drops it"
 
     def describe(self) -> str:
         prefix = self.name.split(ASIDE_MARK)[0]
@@ -62,15 +81,22 @@ def _like(mark: str) -> str:
 def find(conn: PgConn, *, pg_bin: str | None = None) -> list[ServerLeftover]:
     """Every temporary and replaced database of dbkeeper's on ``conn``'s server."""
     admin = conn.with_db("postgres")
-    may_read = (
-        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-        " OR pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')"
+    # pg_stat_file is refused at the start of any statement that names it, taken branch or not: asked first.
+    may_read = query(
+        admin,
+        "SELECT has_function_privilege('pg_catalog.pg_stat_file(text, boolean)', 'EXECUTE')",
+        pg_bin=pg_bin,
+        doing="looking for leftovers",
+    ) == [["t"]]
+    created = (
+        "extract(epoch FROM (pg_stat_file('base/' || d.oid || '/PG_VERSION', true)).modification)"
+        if may_read
+        else "NULL"
     )
     sql = (
         "SELECT d.datname, pg_database_size(d.oid),"
         " (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname),"
-        f" CASE WHEN {may_read} THEN extract(epoch FROM"
-        " (pg_stat_file('base/' || d.oid || '/PG_VERSION', true)).modification) END,"
+        f" {created},"
         " (SELECT min(t.datname) FROM pg_database t"
         f" WHERE left(t.datname, 40) = split_part(d.datname, {quote_literal(ASIDE_MARK)}, 1)"
         f" AND t.datname NOT LIKE {_like(TEMP_MARK)} AND t.datname NOT LIKE {_like(ASIDE_MARK)}),"

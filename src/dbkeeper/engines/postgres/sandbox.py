@@ -2,11 +2,13 @@
 
 A backup's content is not trusted (whoever can write the store can write a dump that pg_dump could have written:
 functions, triggers, index expressions that run code as the restoring role). A drill therefore restores it where
-that code can reach nothing: a cluster dbkeeper starts itself with the backup's major (``initdb``, else the newest
-newer one), in a private temporary directory, run by an unprivileged OS user (``postgres`` when dbkeeper runs as
-root), listening on a Unix socket in that directory only (no TCP), with nothing in it but what the drill loads.
-It never connects to the backup's own server. The roles the backup's objects name are created in it (NOLOGIN),
-so owners and privileges load as they are. ``stop`` ends it and removes everything.
+that code reaches no real database: a cluster dbkeeper starts itself with the backup's major (``initdb``, else the
+newest newer one), in a private temporary directory, run by this OS user (``postgres`` with its own group and no
+other when dbkeeper runs as root), listening on a Unix socket in that directory only (no TCP), with nothing in it
+but what the drill loads. It never connects to the backup's own server. It is not a jail: the restoring role is
+its superuser, so such code can run programs as that OS user (docs/SECURITY.md). The roles the backup's objects
+name are created in it (NOLOGIN), so owners and privileges load as they are. ``stop`` ends it and removes
+everything.
 """
 
 from __future__ import annotations
@@ -36,18 +38,19 @@ class Sandbox:
     user: str
     major: int
     _uid: int | None
+    _gid: int | None = None
 
     @classmethod
     def start(cls, major: int, *, pg_bin: str | None = None) -> Sandbox:
         """A running throwaway cluster of PostgreSQL ``major`` (or newer); DbkeeperError if none can be made."""
         initdb = pick("initdb", major, pg_bin)
-        uid, user = _runner()
+        uid, gid, user = _runner()
         base = tempfile.gettempdir()
         if uid is not None and not _traversable(Path(base)):
             base = "/tmp"  # noqa: S108 - a private 0700 directory below it, owned by the user that runs the cluster
         root = Path(tempfile.mkdtemp(prefix="dbkeeper-sandbox-", dir=base))
         # The real directory: a link to initdb (/usr/local/bin) may have no pg_ctl beside it.
-        box = cls(root, Path(os.path.realpath(initdb.path)).parent, user, initdb.major, uid)
+        box = cls(root, Path(os.path.realpath(initdb.path)).parent, user, initdb.major, uid, gid)
         try:
             if uid is not None:
                 os.chown(root, uid, -1)
@@ -68,7 +71,7 @@ class Sandbox:
         return PgConn(dbname, host=str(self.root), port=PORT, user=self.user)
 
     def describe(self) -> str:
-        return f"a throwaway PostgreSQL {self.major} cluster (as {self.user}, socket only, no network)"
+        return f"a throwaway PostgreSQL {self.major} cluster (as {self.user}, socket only)"
 
     def create_roles(self, names: list[str], *, pg_bin: str | None = None) -> None:
         """The roles a backup's objects name, so that owners and grants load as they are (NOLOGIN)."""
@@ -86,7 +89,18 @@ class Sandbox:
     def _run(self, program: str, args: list[str]) -> None:
         argv = [str(self.bindir / program), *args]
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, user=self._uid, cwd=self.root, timeout=120)
+            # As root: that user's uid, its own group and no other (root's group and groups are not passed on).
+            groups: list[int] | None = [] if self._uid is not None else None
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                cwd=self.root,
+                timeout=120,
+                user=self._uid,
+                group=self._gid,
+                extra_groups=groups,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ToolError(f"cannot run {program} for the drill's sandbox: {exc}") from exc
         if done.returncode != 0:
@@ -98,10 +112,11 @@ class Sandbox:
             )
 
 
-def _runner() -> tuple[int | None, str]:
-    """Who runs the sandbox: this user, or ``postgres`` when this is root (PostgreSQL refuses to run as root)."""
+def _runner() -> tuple[int | None, int | None, str]:
+    """Who runs the sandbox: this user, or ``postgres`` when this is root (PostgreSQL refuses to run as root): its
+    uid and gid (None: this process's own), and its name."""
     if os.geteuid() != 0:
-        return None, pwd.getpwuid(os.geteuid()).pw_name
+        return None, None, pwd.getpwuid(os.geteuid()).pw_name
     try:
         entry = pwd.getpwnam(_UNPRIVILEGED)
     except KeyError:
@@ -109,7 +124,7 @@ def _runner() -> tuple[int | None, str]:
             "a drill's sandbox cannot run as root and there is no 'postgres' user to run it",
             "run the drill as an ordinary user, create a 'postgres' user, or drill on a server with --target",
         ) from None
-    return entry.pw_uid, _UNPRIVILEGED
+    return entry.pw_uid, entry.pw_gid, _UNPRIVILEGED
 
 
 def _traversable(path: Path) -> bool:
