@@ -186,3 +186,14 @@ def update_metrics(args: argparse.Namespace, cfg: Config, repo: Repository, log:
         print_error(exc)
         return False
     return True
+
+
+def pitr_archive(args: argparse.Namespace, cfg: Config, source_id: str, *, writing: bool) -> Any:
+    """The WAL archive (pitr.archive.WalArchive) of ``source_id`` in the store, for base backups (``writing``:
+    recipients and the signing key) or restores (identities and the verify key)."""
+    from dbkeeper.pitr.archive import WalArchive
+
+    store = open_store_for(store_url(args, cfg), cfg, args)
+    if writing:
+        return WalArchive(store, source_id, signer=signer(args, cfg))
+    return WalArchive(store, source_id, identities=identities(args, cfg), verify_key=verify_key(args, cfg))
