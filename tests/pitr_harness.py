@@ -9,8 +9,6 @@ commit was acknowledged before T, and none whose INSERT was sent after T (its co
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -21,8 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from archiving import ArchivingCluster
 from helpers import run_dbkeeper
-from pg import Cluster, server_dbkeeper
+from pg import Cluster, _RunAs
 
 
 def shared_dir(prefix: str) -> Path:
@@ -32,80 +31,50 @@ def shared_dir(prefix: str) -> Path:
     return path
 
 
-def server_env(aws: Mapping[str, str] | None) -> str:
-    """``env K=V …`` for archive_command: the S3 endpoint and keys, without root's config files."""
-    if not aws:
-        return ""
-    keep = {k: v for k, v in aws.items() if k not in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")}
-    keep.update(AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
-    return "env " + " ".join(f"{k}={v}" for k, v in sorted(keep.items())) + " "
+PITR_SETTINGS = {
+    "archive_timeout": "1s",  # each second's commits reach the archive: targets up to a second before the crash
+    "synchronous_commit": "on",  # an acknowledged commit is in the WAL
+    "max_wal_senders": "5",
+}
 
 
-@dataclass
-class Archiving:
-    """A running cluster whose archive_command pushes into ``store`` as ``source``."""
+def dbk(ac: ArchivingCluster, *argv: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """dbkeeper as a user runs it, with the cluster's config (its store and [pitr] source) and PG* environment."""
+    return run_dbkeeper("--config", str(ac.config), *argv, env={**ac.cluster.env(), **(env or {})})
 
-    cluster: Cluster
-    store: str
-    source: str
-    basedir: Path
-    pg_bin: str
 
-    @classmethod
-    def start(
-        cls,
-        bindir: Path,
-        store: str,
-        source: str = "pitrdb",
-        aws: Mapping[str, str] | None = None,
-        settings: Mapping[str, str] | None = None,
-    ) -> Archiving:
-        basedir = Path(tempfile.mkdtemp(prefix="dbkeeper-pitr-pg-"))
-        command = f"{server_env(aws)}{server_dbkeeper()} wal-push %p --source {source} --store {store}"
-        conf = {
-            "wal_level": "replica",
-            "archive_mode": "on",
-            "archive_command": command,
-            "archive_timeout": "1s",
-            "synchronous_commit": "on",
-            "max_wal_senders": "5",
-            **(settings or {}),
-        }
-        cluster = Cluster.start(bindir, basedir, settings=conf)
-        return cls(cluster, store, source, basedir, str(Path(bindir).resolve()))
+def basebackup(ac: ArchivingCluster, *extra: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    done = dbk(ac, "basebackup", ac.cluster.url(), "--pg-bin", str(ac.cluster.bindir), "--json", *extra, env=env)
+    assert done.returncode == 0, done.stderr + done.stdout
+    doc: dict[str, Any] = json.loads(done.stdout)["backup"]
+    return doc
 
-    def dbk(self, *argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return run_dbkeeper(*argv, env={**self.cluster.env(), **kw.pop("env", {})}, **kw)
 
-    def basebackup(self, *extra: str, check: bool = True) -> dict[str, Any]:
-        done = self.dbk(
-            "basebackup", self.cluster.url(), "--source", self.source, "--store", self.store,
-            "--pg-bin", self.pg_bin, "--json", *extra,
-        )  # fmt: skip
-        if check:
-            assert done.returncode == 0, done.stderr + done.stdout
-        return json.loads(done.stdout) if done.stdout.strip() else {"stderr": done.stderr, "code": done.returncode}
+def restore(
+    ac: ArchivingCluster, datadir: Path, *extra: str, sock: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """restore --pitr into ``datadir``; with ``sock`` the server stays up on that socket directory (port 5432)."""
+    args = ["restore", "--pitr", str(datadir), "--pg-bin", str(ac.cluster.bindir), "--json"]
+    args += ["--wal-fetch-command", ac.command]
+    if sock is not None:
+        args += ["--socket-dir", str(sock), "--keep-running"]
+    return dbk(ac, *args, *extra)
 
-    def restore(self, datadir: Path, *extra: str, sock: Path | None = None) -> subprocess.CompletedProcess[str]:
-        args = ["restore", "--pitr", str(datadir), "--source", self.source, "--store", self.store]
-        args += ["--pg-bin", self.pg_bin, "--wal-fetch-command", server_dbkeeper(), "--json"]
-        if sock is not None:
-            args += ["--socket-dir", str(sock), "--keep-running"]
-        return self.dbk(*args, *extra)
 
-    def switch_wal(self) -> None:
-        self.cluster.psql("SELECT pg_switch_wal()")
+def crash(ac: ArchivingCluster) -> None:
+    """``pg_ctl stop -m immediate``: what was not archived yet is lost to the archive."""
+    done = subprocess.run(
+        _RunAs.detect().argv([ac.cluster.tool("pg_ctl"), "stop", "-D", str(ac.cluster.datadir), "-m", "immediate"]),
+        cwd="/", capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
 
-    def crash(self) -> None:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", self.cluster.tool("pg_ctl"), "stop", "-D", str(self.cluster.datadir),
-             "-m", "immediate", "-w"],
-            cwd="/", capture_output=True, check=False,
-        )  # fmt: skip
 
-    def stop(self) -> None:
-        self.cluster.stop()
-        shutil.rmtree(self.basedir, ignore_errors=True)
+def pgbench(ac: ArchivingCluster, *args: str) -> None:
+    done = subprocess.run(
+        [ac.cluster.tool("pgbench"), *args, "postgres"], env=ac.cluster.env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
 
 
 @dataclass
@@ -152,28 +121,22 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
-def restored_psql(sock: Path, port: int, bindir: str, sql: str) -> str:
+def restored_psql(sock: Path, bindir: Path, sql: str, port: int = 5432) -> str:
+    """Ask the restored server (on its socket, as its OS user: the backup's pg_hba trusts local connections)."""
+    argv = [str(bindir / "psql"), "-X", "-At", "-h", str(sock), "-p", str(port), "-U", "postgres", "-d", "postgres"]
     done = subprocess.run(
-        ["runuser", "-u", "postgres", "--", f"{bindir}/psql", "-X", "-At", "-h", str(sock), "-p", str(port),
-         "-U", "postgres", "-d", "postgres", "-c", sql],
-        cwd="/", capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        _RunAs.detect().argv([*argv, "-c", sql]), cwd="/", capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
-def stop_restored(datadir: Path, bindir: str) -> None:
+def stop_restored(datadir: Path, bindir: Path) -> None:
     if (datadir / "postmaster.pid").exists():
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", f"{bindir}/pg_ctl", "-D", str(datadir), "-m", "immediate", "-w", "stop"],
-            cwd="/", capture_output=True, check=False,
-        )  # fmt: skip
+        argv = [str(bindir / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "-w", "stop"]
+        subprocess.run(_RunAs.detect().argv(argv), cwd="/", capture_output=True, check=False)
 
 
-def ledger_ids(sock: Path, port: int, bindir: str) -> set[int]:
-    out = restored_psql(sock, port, bindir, "SELECT id FROM ledger")
+def ledger_ids(sock: Path, bindir: Path) -> set[int]:
+    out = restored_psql(sock, bindir, "SELECT id FROM ledger")
     return {int(x) for x in out.split()} if out else set()
-
-
-def pitr_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}

@@ -10,6 +10,7 @@ backup.json.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from dbkeeper import crypto
 from dbkeeper.engines.postgres import basebackup as pgbb
 from dbkeeper.engines.postgres.conn import PgConn
 from dbkeeper.engines.postgres.psql import query
-from dbkeeper.errors import UsageError
+from dbkeeper.errors import CheckFailed, DbkeeperError, UsageError
 from dbkeeper.pitr import walfile
 from dbkeeper.pitr.archive import WalArchive, archive_id
 from dbkeeper.pitr.basebackup import (
@@ -54,14 +55,14 @@ def take(conn: PgConn, archive: WalArchive, options: BaseBackupOptions) -> BaseB
             " takes clusters with pg_default and pg_global only",
             "move those tables into pg_default, or back this cluster up with pg_basebackup -Ft into a directory",
         )
-    aid = archive_id(facts.sysid, facts.major)
-    info = archive.info(aid)
-    if info is None:
+    if facts.archive_mode == "off":
         raise UsageError(
-            f"the store holds no WAL archive of this cluster ({aid}) under source {archive.source_id}",
-            "set archive_mode = on and archive_command = 'dbkeeper wal-push %p --source "
-            f"{archive.source_id}' first; a base backup without its WAL restores nothing",
+            "the cluster does not archive its WAL (archive_mode = off): a base backup without its WAL restores nothing",
+            f"set archive_mode = on and archive_command = 'dbkeeper wal-push %p --source {archive.source_id}'"
+            " (a restart), then back up",
         )
+    aid = archive_id(facts.sysid, facts.major)
+    _wait_for_archive(conn, archive, aid, options)
     client = pgbb.basebackup_client(facts.major, options.pg_bin)
     kind = "incremental" if options.incremental else "full"
     parent = None
@@ -91,12 +92,15 @@ def take(conn: PgConn, archive: WalArchive, options: BaseBackupOptions) -> BaseB
             if manifest.system_identifier not in (None, facts.sysid):
                 raise UsageError("pg_basebackup backed up another cluster than the one dbkeeper asked about")
             stored_manifest = writer.put("backup_manifest", [bytes(split.manifest)], "zstd")
-            seg = info.seg_size
+            seg = facts.wal_segment_size
             ranges = [
                 (r.timeline, walfile.parse_lsn(r.start_lsn), walfile.parse_lsn(r.end_lsn)) for r in manifest.wal_ranges
             ]
             seg_ranges = [(t, a // seg, max(b - 1, a) // seg) for t, a, b in ranges]
             wait_for_wal(archive, aid, seg_ranges, seg, options.wal_timeout)
+            info = archive.info(aid)
+            if info is None or info.seg_size != seg:
+                raise CheckFailed(f"the archive {aid} does not describe this cluster's {seg}-byte segments")
             stopped = _server_now(conn, options.pg_bin)
             doc = BaseBackup(
                 id=writer.id,
@@ -136,3 +140,22 @@ def _server_now(conn: PgConn, pg_bin: str | None) -> datetime:
         conn, "SELECT extract(epoch FROM clock_timestamp())", pg_bin=pg_bin, doing="reading the server's clock"
     )
     return datetime.fromtimestamp(float(text[0][0]), UTC)
+
+
+def _wait_for_archive(conn: PgConn, archive: WalArchive, aid: str, options: BaseBackupOptions) -> None:
+    """The archive must exist before the backup writes beside it: on a new cluster nothing was archived yet, so
+    a segment switch starts it. (A directory store then keeps the archive's directories as wal-push made them,
+    for the server's OS user, whoever runs the base backup.)"""
+    if archive.info(aid) is not None:
+        return
+    with contextlib.suppress(DbkeeperError):  # without the privilege, wait for the archiver anyway
+        query(conn, "SELECT pg_switch_wal()", pg_bin=options.pg_bin, doing="switching to a new WAL segment")
+    deadline = time.monotonic() + options.wal_timeout
+    while archive.info(aid) is None:
+        if time.monotonic() > deadline:
+            raise CheckFailed(
+                f"the store holds no WAL archive of this cluster ({aid}) under source {archive.source_id}, and none"
+                f" appeared within {options.wal_timeout:g} s",
+                f"check archive_command = 'dbkeeper wal-push %p --source {archive.source_id}' and the server log",
+            )
+        time.sleep(0.5)

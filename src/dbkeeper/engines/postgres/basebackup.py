@@ -41,6 +41,7 @@ class ServerFacts:
     timeline: int
     tablespaces: tuple[str, ...]  # other than pg_default and pg_global
     summarize_wal: bool
+    archive_mode: str
 
     @property
     def major(self) -> int:
@@ -54,7 +55,7 @@ def server_facts(conn: PgConn, pg_bin: str | None = None) -> ServerFacts:
         "SELECT (SELECT system_identifier FROM pg_control_system()), current_setting('server_version_num'),"
         " current_setting('server_version'), current_setting('wal_segment_size'),"
         " (SELECT timeline_id FROM pg_control_checkpoint()),"
-        " coalesce(current_setting('summarize_wal', true), 'off'),"
+        " coalesce(current_setting('summarize_wal', true), 'off'), current_setting('archive_mode'),"
         " (SELECT coalesce(string_agg(spcname, ',' ORDER BY spcname), '') FROM pg_tablespace"
         "   WHERE spcname NOT IN ('pg_default', 'pg_global'))",
         pg_bin=pg_bin,
@@ -67,7 +68,8 @@ def server_facts(conn: PgConn, pg_bin: str | None = None) -> ServerFacts:
         wal_segment_size=_size_setting(row[3]),
         timeline=int(row[4]),
         summarize_wal=row[5] == "on",
-        tablespaces=tuple(t for t in row[6].split(",") if t),
+        archive_mode=row[6],
+        tablespaces=tuple(t for t in row[7].split(",") if t),
     )
 
 
