@@ -108,7 +108,7 @@ class BaseBackup:
 
     def object(self, stem: str) -> StoredObject:
         for o in self.objects:
-            if o.name.split(".", 1)[0] == stem:
+            if o.name.removesuffix(".age").removesuffix(".zst") == stem:
                 return o
         raise CheckFailed(f"base backup {self.id} lists no {stem} object")
 

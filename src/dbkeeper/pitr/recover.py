@@ -396,7 +396,10 @@ def _configure(datadir: Path, request: PitrRequest, p: Plan) -> None:
 
 
 def _wait(server: RecoveryServer, request: PitrRequest, p: Plan) -> Any:
-    deadline = time.monotonic() + request.timeout
+    """Until replay pauses at the target (or, for --to-latest, recovery ends); RestoreError as soon as the log
+    says recovery ended short of the target or the server stopped."""
+    started = time.monotonic()
+    deadline = started + request.timeout
     while True:
         log = server.log_text()
         if NOT_REACHED in log:
@@ -408,17 +411,26 @@ def _wait(server: RecoveryServer, request: PitrRequest, p: Plan) -> Any:
         state = server.state()
         if state is not None and (state.paused or not state.in_recovery):
             return state
-        if state is None and not server.running():
+        # pg_ctl start -W returns before the server writes its pid file: a server not running yet is not dead.
+        if state is None and time.monotonic() - started > 3 and not server.running():
             fatal = [line for line in log.splitlines() if "FATAL" in line or "PANIC" in line]
             raise RestoreError(
                 "the restored cluster stopped during recovery" + (f": {fatal[-1].strip()}" if fatal else ""),
-                f"read its log: {server.log}",
+                f"read its log: {_keep_log(log)}",
             )
         if time.monotonic() > deadline:
             raise RestoreError(
-                f"recovery did not reach the target within {request.timeout:g} s", f"read its log: {server.log}"
+                f"recovery did not reach the target within {request.timeout:g} s", f"read its log: {_keep_log(log)}"
             )
         time.sleep(0.2)
+
+
+def _keep_log(text: str) -> str:
+    """The server log, saved where it outlives the data directory a failed restore removes."""
+    fd, path = tempfile.mkstemp(prefix="dbkeeper-recovery-", suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
 
 
 def _remove_contents(datadir: Path, existed: bool) -> None:
