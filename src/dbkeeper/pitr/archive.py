@@ -306,6 +306,10 @@ class WalArchive:
 
     def find(self, aid: str, file: str) -> ArchivedWal:
         """The one archived object holding ``file``; WalMissing when there is none."""
+        if file == "00000001.history":
+            # Timeline 1 has no history file, yet a promotion at the end of an archive recovery asks for it (to
+            # copy its parent's history into the new one): "not archived" is the answer PostgreSQL expects.
+            raise WalMissing(f"{file}: timeline 1 has no history file")
         name = WalName.parse(file)
         found = [o for o in self._objects(self._dir(aid, name) + name.text + "-") if o.name.text == name.text]
         if not found:
