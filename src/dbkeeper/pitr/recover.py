@@ -140,7 +140,7 @@ def ancestry(history: dict[int, bytes], timeline: int) -> list[tuple[int, int | 
     if timeline not in history:
         raise UsageError(f"the archive holds no history file for timeline {timeline}", "give --timeline current")
     entries = walfile.history_entries(history[timeline])
-    return [*entries, (timeline, None)]  # type: ignore[list-item]
+    return [*entries, (timeline, None)]
 
 
 def resolve_timeline(spec: str, backup: BaseBackup, history: dict[int, bytes]) -> int:
