@@ -9,6 +9,7 @@ commit was acknowledged before T, and none whose INSERT was sent after T (its co
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -131,12 +132,42 @@ def restored_psql(sock: Path, bindir: Path, sql: str, port: int = 5432) -> str:
     return done.stdout.strip()
 
 
-def stop_restored(datadir: Path, bindir: Path) -> None:
+def stop_restored(datadir: Path, bindir: Path, mode: str = "immediate") -> None:
     if (datadir / "postmaster.pid").exists():
-        argv = [str(bindir / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "-w", "stop"]
+        argv = [str(bindir / "pg_ctl"), "-D", str(datadir), "-m", mode, "-w", "stop"]
         subprocess.run(_RunAs.detect().argv(argv), cwd="/", capture_output=True, check=False)
+
+
+def start_restored(datadir: Path, sock: Path, bindir: Path) -> None:
+    """Start a restored data directory again, on its socket only, as the server's OS user."""
+    options = f"-c listen_addresses='' -k {sock} -p 5432"
+    log = datadir / "restart.log"
+    argv = [str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(log), "-w", "-o", options, "start"]
+    done = subprocess.run(_RunAs.detect().argv(argv), cwd="/", capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr + log.read_text()
 
 
 def ledger_ids(sock: Path, bindir: Path) -> set[int]:
     out = restored_psql(sock, bindir, "SELECT id FROM ledger")
     return {int(x) for x in out.split()} if out else set()
+
+
+def restore_checked(ac: ArchivingCluster, ledger: Ledger, target: float, work: Path, name: str) -> dict[str, object]:
+    """Restore to ``target`` paused there, and hold the restored ledger against the acknowledgements."""
+    datadir, sock = work / name, work / f"{name}-sock"
+    sock.mkdir()
+    sock.chmod(0o777)
+    done = restore(ac, datadir, "--to-time", iso(target), "--action", "pause", sock=sock)
+    try:
+        assert done.returncode == 0, done.stderr + done.stdout
+        result: dict[str, object] = json.loads(done.stdout)
+        ids = ledger_ids(sock, ac.cluster.bindir)
+        must, never = ledger.expect(target)
+        assert must, "the ledger has no commit acknowledged before the target: the test proves nothing"
+        assert must <= ids, f"acknowledged before {iso(target)} but missing: {sorted(must - ids)[:10]}"
+        assert not (never & ids), f"sent after {iso(target)} but present: {sorted(never & ids)[:10]}"
+        assert restored_psql(sock, ac.cluster.bindir, "SELECT pg_is_wal_replay_paused()") == "t"
+        return result
+    finally:
+        stop_restored(datadir, ac.cluster.bindir)
+        shutil.rmtree(datadir, ignore_errors=True)

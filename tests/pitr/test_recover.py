@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -14,19 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from archiving import ArchivingCluster, archiving_cluster
+from archiving import archiving_cluster
 from conftest import _pg15_bindir, _pg17_bindir
+from pg import _RunAs
 from pitr_harness import (
     PITR_SETTINGS,
     Ledger,
     basebackup,
     crash,
+    dbk,
     iso,
     ledger_ids,
     pgbench,
     restore,
+    restore_checked,
     restored_psql,
     shared_dir,
+    start_restored,
     stop_restored,
 )
 
@@ -57,27 +62,6 @@ def server_s3_env(s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> di
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
-
-
-def restore_checked(ac: ArchivingCluster, ledger: Ledger, target: float, work: Path, name: str) -> dict[str, object]:
-    """Restore to ``target`` paused there, and hold the restored ledger against the acknowledgements."""
-    datadir, sock = work / name, work / f"{name}-sock"
-    sock.mkdir()
-    sock.chmod(0o777)
-    done = restore(ac, datadir, "--to-time", iso(target), "--action", "pause", sock=sock)
-    try:
-        assert done.returncode == 0, done.stderr + done.stdout
-        result: dict[str, object] = json.loads(done.stdout)
-        ids = ledger_ids(sock, ac.cluster.bindir)
-        must, never = ledger.expect(target)
-        assert must, "the ledger has no commit acknowledged before the target: the test proves nothing"
-        assert must <= ids, f"acknowledged before {iso(target)} but missing: {sorted(must - ids)[:10]}"
-        assert not (never & ids), f"sent after {iso(target)} but present: {sorted(never & ids)[:10]}"
-        assert restored_psql(sock, ac.cluster.bindir, "SELECT pg_is_wal_replay_paused()") == "t"
-        return result
-    finally:
-        stop_restored(datadir, ac.cluster.bindir)
-        shutil.rmtree(datadir, ignore_errors=True)
 
 
 @pytest.mark.parametrize(("major", "kind"), [(15, "local"), (17, "s3")])
@@ -150,3 +134,96 @@ def test_a_deleted_middle_segment_is_named_before_anything_is_unpacked(work: Pat
         assert f"WAL segment {victim.name[:24]} is missing from the archive" in done.stderr, done.stderr
         assert "nothing was restored" in done.stderr
         assert not datadir.exists()
+
+
+def test_incremental_on_17_is_chained_to_the_newest_full_and_restored_through_pg_combinebackup(work: Path) -> None:
+    with archiving_cluster(bindir(17), settings={**PITR_SETTINGS, "summarize_wal": "on"}) as ac:
+        ledger = Ledger(ac.cluster).start()
+        try:
+            full = basebackup(ac)
+            pgbench(ac, "-i", "-s", "2", "-q")
+            incremental = basebackup(ac, "--incremental")
+            time.sleep(1.5)
+            switched = time.time()
+            ac.wait_archived(ac.switch(), timeout=120)
+            time.sleep(1)
+        finally:
+            crash(ac)
+            ledger.stop()
+        assert incremental["kind"] == "incremental" and incremental["parent"] == full["id"]
+        assert incremental["id"].endswith("-I")
+        target = random.uniform(epoch(incremental["stop_time"]) + 0.3, switched - 0.5)
+        result = restore_checked(ac, ledger, target, work, "incr")
+        assert result["backup"] == incremental["id"]
+
+
+def test_incremental_needs_17_and_a_full_backup() -> None:
+    with archiving_cluster(bindir(15), settings=PITR_SETTINGS) as ac:
+        done = dbk(ac, "basebackup", ac.cluster.url(), "--incremental")
+        assert done.returncode == 2 and "need PostgreSQL 17" in done.stderr, done.stderr
+    with archiving_cluster(bindir(17), settings={**PITR_SETTINGS, "summarize_wal": "on"}) as ac:
+        done = dbk(ac, "basebackup", ac.cluster.url(), "--incremental", "--pg-bin", str(ac.cluster.bindir))
+        assert done.returncode == 2 and "needs a full one" in done.stderr, done.stderr
+        assert not list(Path(ac.store).rglob("backup.json"))
+
+
+def test_promotion_to_timeline_2_then_pitr_back_onto_timeline_1(work: Path) -> None:
+    with archiving_cluster(bindir(15), settings=PITR_SETTINGS) as ac:
+        ledger = Ledger(ac.cluster).start()
+        try:
+            basebackup(ac)
+            time.sleep(2.5)
+            branch = time.time()
+            time.sleep(2.5)
+            switched = time.time()
+            ac.wait_archived(ac.switch())
+        finally:
+            crash(ac)
+            ledger.stop()
+
+        # Restore to `branch` and promote: timeline 2, which archives into the same archive from then on.
+        tl2, sock = work / "tl2", work / "tl2-sock"
+        sock.mkdir(mode=0o777)
+        sock.chmod(0o777)
+        done = restore(ac, tl2, "--to-time", iso(branch), sock=sock)
+        assert done.returncode == 0, done.stderr + done.stdout
+        assert restored_psql(sock, ac.cluster.bindir, "SELECT pg_is_in_recovery()") == "f"
+        stop_restored(tl2, ac.cluster.bindir, mode="fast")
+        command = f"{ac.command} --config {ac.config} wal-push %p"
+        with open(tl2 / "postgresql.auto.conf", "a") as f:
+            f.write(f"archive_mode = 'on'\narchive_command = '{command}'\n")
+        start_restored(tl2, sock, ac.cluster.bindir)
+        restored_psql(sock, ac.cluster.bindir, "INSERT INTO ledger (id) SELECT generate_series(100001, 100010)")
+        restored_psql(sock, ac.cluster.bindir, "SELECT pg_switch_wal()")
+        deadline = time.time() + 60
+        while "00000002" not in restored_psql(
+            sock, ac.cluster.bindir, "SELECT last_archived_wal FROM pg_stat_archiver"
+        ):
+            assert time.time() < deadline, "timeline 2 was not archived"
+            time.sleep(0.2)
+        stop_restored(tl2, ac.cluster.bindir, mode="fast")
+        # Promoted with archive_mode = off, the cluster marked its history file for no archiver: the runbook's
+        # step when a restored cluster becomes the primary is to push it.
+        push = _RunAs.detect().argv(ac.dbkeeper_argv("wal-push", "pg_wal/00000002.history"))
+        pushed = subprocess.run(push, cwd=tl2, capture_output=True, text=True, check=False)
+        assert pushed.returncode == 0, pushed.stderr
+        assert list(Path(ac.store).rglob("00000002.history-*"))
+
+        # Back onto timeline 1 (the default, --timeline current), to a time after the branch point.
+        target = random.uniform(branch + 0.5, switched - 0.5)
+        result = restore_checked(ac, ledger, target, work, "tl1")
+        assert result["timeline"] == 1
+
+        # And along timeline 2 to its end: the rows written there, none of timeline 1 after the branch.
+        latest, sock3 = work / "latest", work / "latest-sock"
+        sock3.mkdir()
+        sock3.chmod(0o777)
+        done = restore(ac, latest, "--timeline", "latest", "--to-latest", sock=sock3)
+        try:
+            assert done.returncode == 0, done.stderr + done.stdout
+            assert json.loads(done.stdout)["timeline"] == 2
+            ids = ledger_ids(sock3, ac.cluster.bindir)
+            assert set(range(100001, 100011)) <= ids
+            assert not ({i for i, sent, _ack in ledger.rows if sent > branch} & ids)
+        finally:
+            stop_restored(latest, ac.cluster.bindir)
