@@ -97,22 +97,24 @@ def main() -> int:
         backup_times: dict[str, list[float]] = {"dbkeeper": [], "pgbackrest": []}
         backup_rss: dict[str, list[float]] = {"dbkeeper": [], "pgbackrest": []}
         restore_times: dict[str, list[float]] = {"dbkeeper": [], "pgbackrest": []}
+        commands = {
+            "dbkeeper": [*dbk, "basebackup", cluster.url(), "--pg-bin", args.bindir],
+            "pgbackrest": [*pgbr, "backup", "--type=full"],
+        }
         for r in range(args.rounds):
-            wall, rss = timed([[*dbk, "basebackup", cluster.url(), "--pg-bin", args.bindir]], env)
-            backup_times["dbkeeper"].append(wall)
-            backup_rss["dbkeeper"].append(rss)
-            wall, rss = timed([[*pgbr, "backup", "--type=full"]], env)
-            backup_times["pgbackrest"].append(wall)
-            backup_rss["pgbackrest"].append(rss)
+            # Alternate who goes first; each starts with the archiver idle (both wait for their backup's WAL).
+            for name in ["dbkeeper", "pgbackrest"] if r % 2 == 0 else ["pgbackrest", "dbkeeper"]:
+                _archive_idle(cluster)
+                wall, rss = timed([commands[name]], env)
+                backup_times[name].append(wall)
+                backup_rss[name].append(rss)
             print(f"round {r + 1}: backup dbkeeper {backup_times['dbkeeper'][-1]:.1f}s,"
                   f" pgbackrest {backup_times['pgbackrest'][-1]:.1f}s", flush=True)  # fmt: skip
             sh([cluster.tool("pgbench"), "-c", "2", "-T", "8", "-N", "postgres"], env=env)
             target = datetime.now(UTC)
             time.sleep(1)
             sh([cluster.tool("pgbench"), "-c", "2", "-T", "3", "-N", "postgres"], env=env)
-            seg = cluster.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
-            cluster.psql("SELECT pg_switch_wal()")
-            _wait_archived(cluster, seg)
+            _archive_idle(cluster)
             t = target.isoformat()
             d1 = work / "restore" / f"dbk{r}"
             wall, _ = timed(
@@ -137,6 +139,12 @@ def main() -> int:
             cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _archive_idle(cluster: Cluster) -> None:
+    seg = cluster.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+    cluster.psql("SELECT pg_switch_wal()")
+    _wait_archived(cluster, seg)
 
 
 def _wait_archived(cluster: Cluster, seg: str, timeout: float = 300) -> None:
