@@ -89,6 +89,18 @@ def test_a_base_backup_lists_its_objects_and_wal_range(tmp_path: Path) -> None:
         # The WAL range is in the archive: every segment from start to stop.
         for seg in {doc["start_segment"], doc["stop_segment"]}:
             assert list(Path(ac.store).rglob(f"{seg}-*")), seg
+        listing = dbk(ac, "list")
+        assert f"pitr/main/{doc['archive_id']}/base/{doc['id']}" in listing.stdout
+        assert f"full, WAL {doc['start_segment']}..{doc['stop_segment']}  ok" in listing.stdout, listing.stdout
+
+        # Without its backup.json it is an interrupted base backup: listed as such, never restored from.
+        (prefix / "backup.json").unlink()
+        listing = dbk(ac, "list", "--json")
+        bases = json.loads(listing.stdout)["base_backups"]
+        assert [(b["id"], b["status"]) for b in bases] == [(doc["id"], "incomplete")]
+        assert "INCOMPLETE: no backup.json" in dbk(ac, "list").stdout
+        done = dbk(ac, "restore", "--pitr", str(tmp_path / "x"), "--to-latest")
+        assert done.returncode == 1 and "no good base backup" in done.stderr, done.stderr
 
 
 def test_the_store_going_away_during_a_base_backup_leaves_no_backup_json(

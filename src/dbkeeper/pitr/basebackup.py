@@ -248,6 +248,19 @@ def list_backups(archive: WalArchive, aid: str | None = None, verify_key: Verify
     return out
 
 
+def pitr_sources(store: Store) -> list[str]:
+    """The source ids that have a ``pitr/`` tree in the store."""
+    return sorted({o.name.split("/")[1] for o in store.list("pitr/") if o.name.count("/") >= 3})
+
+
+def list_all(store: Store, verify_key: VerifyKey | None = None, source: str | None = None) -> list[Listed]:
+    """Every base backup in the store (or of ``source``), by source then age: what ``dbkeeper list`` shows."""
+    out = []
+    for sid in [source] if source else pitr_sources(store):
+        out += list_backups(WalArchive(store, sid), None, verify_key)
+    return out
+
+
 def _read_entry(store: Store, entry: Listed, verify_key: VerifyKey | None) -> None:
     try:
         raw = _read(store, entry.prefix + JSON_NAME, MAX_JSON)

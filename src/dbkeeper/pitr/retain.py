@@ -25,7 +25,7 @@ from typing import Any
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.pitr import walfile
 from dbkeeper.pitr.archive import ArchivedWal, WalArchive
-from dbkeeper.pitr.basebackup import JSON_NAME, SIG_NAME, BaseBackup, Listed, list_backups
+from dbkeeper.pitr.basebackup import JSON_NAME, SIG_NAME, BaseBackup, Listed, list_backups, pitr_sources
 from dbkeeper.retention import Candidate, Policy, apply_policy
 from dbkeeper.signing import VerifyKey
 from dbkeeper.storage import Store
@@ -176,11 +176,6 @@ def decide_wal(kept: list[BaseBackup], files: list[ArchivedWal], history: dict[i
             why = f"timeline {f.name.timeline} leads to no kept base backup"
         out.append(WalDecision(f.name.text, f.object, False, why))
     return out
-
-
-def pitr_sources(store: Store) -> list[str]:
-    """The source ids that have a ``pitr/`` tree in the store."""
-    return sorted({o.name.split("/")[1] for o in store.list("pitr/") if o.name.count("/") >= 3})
 
 
 def prune_pitr(
