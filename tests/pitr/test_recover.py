@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from archiving import archiving_cluster
-from conftest import _pg15_bindir, _pg17_bindir
+from conftest import _pg15_bindir, _pg17_bindir, make_age_key
+from helpers import run_dbkeeper
 from pg import _RunAs
 from pitr_harness import (
     PITR_SETTINGS,
@@ -227,3 +228,55 @@ def test_promotion_to_timeline_2_then_pitr_back_onto_timeline_1(work: Path) -> N
             assert not ({i for i, sent, _ack in ledger.rows if sent > branch} & ids)
         finally:
             stop_restored(latest, ac.cluster.bindir)
+
+
+def test_a_signed_encrypted_base_backup_restores_with_the_keys_and_a_smoke_file_gates_it(work: Path) -> None:
+    keys = shared_dir("dbkeeper-pitr-keys-")
+    try:
+        identity, recipient = make_age_key(keys / "age.txt")
+        identity.chmod(0o644)  # wal-fetch runs as the server's OS user and decrypts the archive
+        sign = keys / "sign.key"
+        generated = run_dbkeeper("key", "generate", str(sign))
+        assert generated.returncode == 0, generated.stderr
+        sign.chmod(0o644)
+        public = run_dbkeeper("key", "public", str(sign)).stdout.strip()
+        extra = f'\n[encryption]\nrecipients = ["{recipient}"]\n\n[signing]\nkey = "{sign}"\n'
+        with archiving_cluster(bindir(15), settings=PITR_SETTINGS, config_extra=extra) as ac:
+            ac.cluster.psql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
+            bb = basebackup(ac)
+            assert bb["encryption"] == {"format": "age", "recipients": [recipient]}
+            prefix = next(Path(ac.store).rglob("backup.json")).parent
+            assert sorted(p.name for p in prefix.iterdir()) == [
+                "backup.json", "backup.json.sig", "backup_manifest.zst.age", "base.tar.zst.age",
+            ]  # fmt: skip
+            ac.cluster.psql("INSERT INTO t VALUES (2)")
+            ac.wait_archived(ac.switch())
+
+            # A wrong verify key: the base backup counts as broken, nothing is unpacked.
+            other = run_dbkeeper("key", "generate", str(keys / "other.key"))
+            assert other.returncode == 0
+            wrong = run_dbkeeper("key", "public", str(keys / "other.key")).stdout.strip()
+            refused = restore(ac, work / "wrong", "--to-latest", "--identity", str(identity), "--verify-key", wrong)
+            assert refused.returncode == 1 and "bad signature" in refused.stderr, refused.stderr
+            assert not (work / "wrong").exists()
+
+            # Without the identity: refused, nothing left behind.
+            done = restore(ac, work / "noid", "--to-latest", "--verify-key", public)
+            assert done.returncode != 0 and "encrypted" in done.stderr, done.stderr
+            assert not (work / "noid").exists()
+
+            # A smoke file that fails stops the restore and removes the directory.
+            bad = keys / "bad.sql"
+            bad.write_text("SELECT 1 / (SELECT count(*) - 2 FROM t);\n")
+            args = ["--to-latest", "--identity", str(identity), "--verify-key", public]
+            done = restore(ac, work / "bad", *args, "--smoke", str(bad))
+            assert done.returncode != 0 and "smoke file" in done.stderr, done.stderr
+            assert not (work / "bad").exists()
+
+            good = keys / "good.sql"
+            good.write_text("DO $$ BEGIN IF (SELECT count(*) FROM t) <> 2 THEN RAISE 'rows missing'; END IF; END $$;\n")
+            done = restore(ac, work / "good", *args, "--smoke", str(good))
+            assert done.returncode == 0, done.stderr + done.stdout
+            assert json.loads(done.stdout)["backup"] == bb["id"]
+    finally:
+        shutil.rmtree(keys, ignore_errors=True)
