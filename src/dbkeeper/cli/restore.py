@@ -61,7 +61,7 @@ def register(sub: Any) -> None:
     add_identity(p)
     _add_pitr(p)
     add_json(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, parser=p)
 
 
 def _add_pitr(p: argparse.ArgumentParser) -> None:
@@ -115,9 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pitr:
         return _run_pitr(args)
     if not (args.backup and args.target):
-        raise UsageError(
-            "restore needs BACKUP and TARGET", "dbkeeper restore latest postgresql://…/db, or --pitr DATADIR"
-        )
+        args.parser.error("the following arguments are required: BACKUP, TARGET (or --pitr DATADIR)")
     if args.jobs is None:
         args.jobs = default_jobs()
     if args.jobs < 1:
