@@ -10,9 +10,10 @@ import pytest
 
 from archiving import SOURCE, archiving_cluster
 from conftest import _pg15_bindir, _pg17_bindir
-from dbkeeper.pitr.archive import WalArchive, cluster_of
+from dbkeeper.pitr.archive import Cluster, WalArchive, cluster_of
 from dbkeeper.storage import open_store
 from fixtures_s3 import s3_bucket, s3_client, s3_env  # noqa: F401
+from walgen import SYSID
 
 
 def _bindir(major: int) -> Path:
@@ -127,3 +128,83 @@ def test_archiving_to_s3(s3_env: dict[str, str], s3_bucket: str) -> None:  # noq
         assert cluster is not None
         arch = WalArchive(open_store(url), SOURCE)
         assert closed in [o.name.text for o in arch.files(cluster.archive_id)]
+
+
+def _archive_one_to_s3(url: str, tmp_path: Path) -> tuple[str, bytes]:
+    from walgen import segment, write
+
+    data = segment("000000010000000000000003")
+    wal_dir = tmp_path / "pg_wal"
+    wal_dir.mkdir()
+    WalArchive(open_store(url), SOURCE).push(Path(write(wal_dir, "000000010000000000000003", data)), CLUSTER)
+    return "000000010000000000000003", data
+
+
+CLUSTER = Cluster(SYSID, 15)
+
+
+def _fetch(url: str, endpoint: str, name: str, dest: Path, aws: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    from helpers import run_dbkeeper
+
+    return run_dbkeeper(
+        "wal-fetch", name, str(dest), "--source", SOURCE, "--store", url, "--archive-id", CLUSTER.archive_id,
+        env={**aws, "AWS_ENDPOINT_URL": endpoint},
+    )  # fmt: skip
+
+
+def test_transient_s3_faults_in_wal_fetch_are_retried_or_stop_recovery(
+    s3_env: dict[str, str],  # noqa: F811
+    s3_bucket: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """503 SlowDown on the wire: a few are retried through; a store that stays down is exit 126 (recovery
+    stops), never 1 (which would end recovery early, at the wrong point), and never a file at DEST."""
+    from faultproxy import FaultProxy
+
+    url = f"s3://{s3_bucket}/pitr"
+    name, data = _archive_one_to_s3(url, tmp_path)
+    upstream = int(s3_env["AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
+    dest = tmp_path / "RECOVERYXLOG"
+    with FaultProxy(upstream, fail=4) as proxy:
+        done = _fetch(url, proxy.url, name, dest, s3_env)
+        assert done.returncode == 0, done.stderr
+        assert proxy.failed == 4 and dest.read_bytes() == data
+    dest.unlink()
+    with FaultProxy(upstream, fail=10_000) as proxy:
+        done = _fetch(url, proxy.url, name, dest, s3_env)
+        assert done.returncode == 126, done.stderr
+        assert "Traceback" not in done.stderr and not dest.exists()
+        # "Not archived" is the one answer a store that cannot be read must never give.
+        missing = _fetch(url, proxy.url, "000000010000000000000009", dest, s3_env)
+        assert missing.returncode == 126
+    closed = _fetch(url, "http://127.0.0.1:9", name, dest, s3_env)
+    assert closed.returncode == 126 and not dest.exists()
+    assert not list(tmp_path.glob(".*dbkeeper-tmp"))
+
+
+def test_two_clusters_archiving_as_one_source_never_mix(tmp_path: Path) -> None:
+    """Same source, same segment names, other system identifiers (a re-initdb, or a misconfigured second
+    server): each cluster's WAL lives under its own archive id, and each restore reads its own."""
+    with archiving_cluster(_bindir(15)) as first:
+        store = first.store
+        with archiving_cluster(_bindir(15), store=store) as second:
+            for ac in (first, second):
+                ac.wait_archived(ac.switch())
+            a, b = cluster_of(first.cluster.datadir), cluster_of(second.cluster.datadir)
+            assert a is not None and b is not None and a.sysid != b.sysid
+            arch = WalArchive(open_store(store), SOURCE)
+            assert sorted(i.archive_id for i in arch.ids()) == sorted([a.archive_id, b.archive_id])
+            common = {o.name.text for o in arch.files(a.archive_id)} & {o.name.text for o in arch.files(b.archive_id)}
+            assert "000000010000000000000001" in common
+            for ac, cl in ((first, a), (second, b)):
+                dest = ac.home / "seg"
+                done = subprocess.run(
+                    ac.dbkeeper_argv("wal-fetch", "000000010000000000000001", str(dest)),
+                    capture_output=True,
+                    text=True,
+                    cwd=ac.cluster.datadir,
+                )
+                assert done.returncode == 0, done.stderr
+                from dbkeeper.pitr.walfile import read_header
+
+                assert read_header(dest.read_bytes()).sysid == cl.sysid
