@@ -27,7 +27,8 @@ def register(sub: Any) -> None:
         "list",
         help="list the backups in a store",
         description="List the backups in a store, oldest first, each with its source, database, time, size, rows"
-        " and state (ok, or INCOMPLETE/BROKEN/FUTURE and why), then any leftovers of interrupted writes.",
+        " and state (ok, or INCOMPLETE/BROKEN/FUTURE and why), then the base backups of the --source (or the"
+        " config's [pitr] source) for point-in-time recovery, then any leftovers of interrupted writes.",
     )
     add_store(p)
     add_verify_key(p)
@@ -42,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     entries = repo.scan(now, source=args.source, database=args.database).entries
     leftovers = repo.leftovers(now)
-    bases = [] if args.database else list_all(repo.store, repo.verify_key, args.source)
+    # Base backups of the --source (or the config's [pitr] source): finding every source's would list every
+    # archived WAL file's name.
+    pitr_source = args.source or cfg.pitr.source
+    bases = list_all(repo.store, repo.verify_key, pitr_source) if pitr_source and not args.database else []
     if args.json:
         emit_json(
             {

@@ -232,12 +232,13 @@ class Listed:
 
 def list_backups(archive: WalArchive, aid: str | None = None, verify_key: VerifyKey | None = None) -> list[Listed]:
     """Every base backup of the source (or of one archive), oldest first; never fails on a damaged one."""
-    root = f"{archive.base(aid)}/base/" if aid else f"pitr/{archive.source_id}/"
     found: dict[tuple[str, str], dict[str, int]] = {}
-    for info in archive.store.list(root):
-        parts = info.name.split("/")
-        if len(parts) == 6 and parts[3] == "base" and _ID.match(parts[4]):
-            found.setdefault((parts[2], parts[4]), {})[parts[5]] = info.size
+    # Each archive's base/ only: listing the source's whole tree would read every archived WAL file's name.
+    for each in [aid] if aid else [a.archive_id for a in archive.ids()]:
+        for info in archive.store.list(f"{archive.base(each)}/base/"):
+            parts = info.name.split("/")
+            if len(parts) == 6 and parts[3] == "base" and _ID.match(parts[4]):
+                found.setdefault((parts[2], parts[4]), {})[parts[5]] = info.size
     out = []
     for (found_aid, bid), objects in sorted(found.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         prefix = f"{archive.base(found_aid)}/base/{bid}/"
@@ -249,8 +250,9 @@ def list_backups(archive: WalArchive, aid: str | None = None, verify_key: Verify
 
 
 def pitr_sources(store: Store) -> list[str]:
-    """The source ids that have a ``pitr/`` tree in the store."""
-    return sorted({o.name.split("/")[1] for o in store.list("pitr/") if o.name.count("/") >= 3})
+    """The source ids that have a WAL archive in the store (from the archives' index entries; this lists the whole
+    ``pitr/`` tree, WAL included: for prune, not for every listing)."""
+    return sorted({o.name.split("/")[1] for o in store.list("pitr/") if o.name.split("/")[2:3] == ["archives"]})
 
 
 def list_all(store: Store, verify_key: VerifyKey | None = None, source: str | None = None) -> list[Listed]:
