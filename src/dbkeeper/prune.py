@@ -37,6 +37,7 @@ from typing import Any
 
 from dbkeeper.config import RetentionConfig
 from dbkeeper.errors import CheckFailed, DbkeeperError
+from dbkeeper.pitr.retain import ArchivePrune, prune_pitr
 from dbkeeper.repo import Entry, Repository
 from dbkeeper.repo.catalog import FUTURE
 from dbkeeper.repo.manifest import iso
@@ -109,6 +110,7 @@ class PruneResult:
     now: datetime
     dry_run: bool
     decisions: list[PruneDecision] = field(default_factory=list)  # by series, each newest first
+    pitr: list[ArchivePrune] = field(default_factory=list)  # base backups and WAL, per archive
 
     @property
     def kept(self) -> list[PruneDecision]:
@@ -124,7 +126,7 @@ class PruneResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "ok": not self.failures,
+            "ok": not self.failures and not any(a.failures for a in self.pitr),
             "store": self.store,
             "dry_run": self.dry_run,
             "now": iso(self.now),
@@ -133,6 +135,7 @@ class PruneResult:
             "removed": len(self.removed),
             "deleted": sum(d.deleted for d in self.decisions),
             "decisions": [d.to_json() for d in self.decisions],
+            "pitr": [a.to_json() for a in self.pitr],
         }
 
 
@@ -163,6 +166,8 @@ def run_prune(
         result.decisions.extend(_decide(repo, entries, policy, now, identities, reports))
     for decision in result.removed:
         _delete(repo, decision, dry_run)
+    if database is None:  # base backups and WAL belong to a cluster, not to one database
+        result.pitr = prune_pitr(repo.store, policy, now, source=source, verify_key=repo.verify_key, dry_run=dry_run)
     return result
 
 

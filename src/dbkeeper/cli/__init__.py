@@ -34,6 +34,7 @@ COMMANDS = {
     "key": "key",
     "wal-push": "wal_push",
     "wal-fetch": "wal_fetch",
+    "basebackup": "basebackup",
     "ledger": "ledger",
 }
 

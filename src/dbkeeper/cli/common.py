@@ -232,3 +232,14 @@ def wal_archive(args: argparse.Namespace, *, pushing: bool) -> tuple[Any, Any]:
         recipients = crypto.parse_recipients(wanted) if wanted else []
         return WalArchive(store, source, recipients=recipients, signer=signer(args, cfg)), cluster
     return WalArchive(store, source, identities=identities(args, cfg), verify_key=verify_key(args, cfg)), cluster
+
+
+def pitr_archive(args: argparse.Namespace, cfg: Config, source_id: str, *, writing: bool) -> Any:
+    """The WAL archive (pitr.archive.WalArchive) of ``source_id`` in the store, for base backups (``writing``:
+    recipients and the signing key) or restores (identities and the verify key)."""
+    from dbkeeper.pitr.archive import WalArchive
+
+    store = open_store_for(store_url(args, cfg), cfg, args)
+    if writing:
+        return WalArchive(store, source_id, signer=signer(args, cfg))
+    return WalArchive(store, source_id, identities=identities(args, cfg), verify_key=verify_key(args, cfg))

@@ -17,6 +17,7 @@ from dbkeeper.cli.common import (
     open_repo_for,
     store_url,
 )
+from dbkeeper.pitr.basebackup import Listed, list_all
 from dbkeeper.repo import Entry, LeftoverState
 from dbkeeper.repo.manifest import iso
 
@@ -26,7 +27,8 @@ def register(sub: Any) -> None:
         "list",
         help="list the backups in a store",
         description="List the backups in a store, oldest first, each with its source, database, time, size, rows"
-        " and state (ok, or INCOMPLETE/BROKEN/FUTURE and why), then any leftovers of interrupted writes.",
+        " and state (ok, or INCOMPLETE/BROKEN/FUTURE and why), then the base backups of the --source (or the"
+        " config's [pitr] source) for point-in-time recovery, then any leftovers of interrupted writes.",
     )
     add_store(p)
     add_verify_key(p)
@@ -41,11 +43,16 @@ def run(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     entries = repo.scan(now, source=args.source, database=args.database).entries
     leftovers = repo.leftovers(now)
+    # Base backups of the --source (or the config's [pitr] source): finding every source's would list every
+    # archived WAL file's name.
+    pitr_source = args.source or cfg.pitr.source
+    bases = list_all(repo.store, repo.verify_key, pitr_source) if pitr_source and not args.database else []
     if args.json:
         emit_json(
             {
                 "store": repo.url,
                 "backups": [_entry_json(e) for e in entries],
+                "base_backups": [_base_json(b) for b in bases],
                 "leftovers": [_leftover_json(s) for s in leftovers],
             }
         )
@@ -58,9 +65,34 @@ def run(args: argparse.Namespace) -> int:
             rows = f"{sum(e.manifest.row_counts.values())} rows" if e.manifest else ""
             status = e.status if e.good else f"{e.status.upper()}: {e.problem}"
             print(f"{e.name:<{width}}  {iso(e.created)}  {human_size(e.size):>9}  {rows:>12}  {status}")
+    for b in bases:
+        print(_base_line(b))
     for s in leftovers:
         print(f"LEFTOVER: {s.describe()}" + ("; `dbkeeper cleanup` removes it" if s.stale else ""))
     return 0
+
+
+def _base_line(b: Listed) -> str:
+    """A base backup: where, when, size, kind and WAL range, and its state (INCOMPLETE: no backup.json)."""
+    size = human_size(sum(b.objects.values()))
+    if b.backup is None:
+        why = b.problem or "no backup.json: an interrupted base backup, never restored from"
+        return f"{b.prefix.rstrip('/')}  {size:>9}  {b.status.upper()}: {why}"
+    doc = b.backup.to_json()
+    wal = f"WAL {doc['start_segment']}..{doc['stop_segment']}"
+    return f"{b.prefix.rstrip('/')}  {doc['stop_time'][:19]}Z  {size:>9}  {b.backup.kind}, {wal}  ok"
+
+
+def _base_json(b: Listed) -> dict[str, Any]:
+    return {
+        "location": b.prefix.rstrip("/"),
+        "archive_id": b.archive_id,
+        "id": b.id,
+        "status": b.status,
+        "problem": b.problem,
+        "size_bytes": sum(b.objects.values()),
+        "backup": b.backup.to_json() if b.backup else None,
+    }
 
 
 def _entry_json(e: Entry) -> dict[str, Any]:

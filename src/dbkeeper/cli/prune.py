@@ -74,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
     for failed in result.failures:
         assert failed.error is not None
         print_error(failed.error)
-    return EXIT_FAILED if result.failures else 0
+    pitr_failures = [f for a in result.pitr for f in a.failures]
+    for pitr_failed in pitr_failures:
+        assert pitr_failed.error is not None
+        print_error(pitr_failed.error)
+    return EXIT_FAILED if result.failures or pitr_failures else 0
 
 
 def render(result: PruneResult) -> list[str]:
@@ -87,6 +91,13 @@ def render(result: PruneResult) -> list[str]:
             action = "keep" if d.keep else ("remove" if result.dry_run or d.deleted else "FAILED")
             lines.append(f"{action:<7} {d.name:<{width}}  {iso(d.created)}  {_why(d)}")
     lines.append(prune_summary(result))
+    for archive in result.pitr:
+        lines.append(f"point-in-time recovery, {archive.source_id} archive {archive.archive_id}:")
+        for b in archive.backups:
+            action = "keep" if b.keep else ("remove" if result.dry_run or b.deleted else "FAILED")
+            problem = f"; {b.status}: {b.problem}" if b.problem else ""
+            lines.append(f"  {action:<7} base backup {b.id}  {', '.join(b.reasons)}{problem}")
+        lines.extend(f"  {line}" for line in archive.wal_summary())
     return lines
 
 

@@ -96,6 +96,7 @@ class ArchivedWal:
     sha256: str
     size: int  # stored (compressed, encrypted) bytes
     encrypted: bool
+    stored: datetime | None = None  # when the store received it (the store's clock): how far the archive reaches
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ class WalArchive:
         m = _OBJECT.match(info.name.rpartition("/")[2])
         if not m:
             return None  # a signature, or something that is not ours
-        return ArchivedWal(WalName.parse(m["file"]), info.name, m["sha"], info.size, bool(m["age"]))
+        return ArchivedWal(WalName.parse(m["file"]), info.name, m["sha"], info.size, bool(m["age"]), info.modified)
 
     # -- archive.json
 
@@ -347,6 +348,10 @@ class WalArchive:
 
     def find(self, aid: str, file: str) -> ArchivedWal:
         """The one archived object holding ``file``; WalMissing when there is none."""
+        if file == "00000001.history":
+            # Timeline 1 has no history file, yet a promotion at the end of an archive recovery asks for it (to
+            # copy its parent's history into the new one): "not archived" is the answer PostgreSQL expects.
+            raise WalMissing(f"{file}: timeline 1 has no history file")
         name = WalName.parse(file)
         found = [o for o in self._objects(self._dir(aid, name) + name.text + "-") if o.name.text == name.text]
         if not found:

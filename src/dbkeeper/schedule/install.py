@@ -60,7 +60,7 @@ def install(cfg: Config, req: Request) -> Plan:
     found = jobs(cfg)
     if not found:
         raise UsageError("every job in [schedule] is off: nothing to install")
-    setup = Setup(_dbkeeper_argv(req.dbkeeper), Path(cfg.path).resolve(), req.user, _login(), req.log)
+    setup = Setup(dbkeeper_argv(req.dbkeeper), Path(cfg.path).resolve(), req.user, _login(), req.log)
     plan = Plan()
     if req.kind == "cron" and req.user:
         plan.crontab = crontab_block(found, setup)
@@ -105,7 +105,7 @@ def _update_crontab(block: str) -> None:
     proc.run(["crontab", "-"], input=merge_crontab(current, block).encode(), timeout=30)
 
 
-def _dbkeeper_argv(explicit: str | None) -> tuple[str, ...]:
+def dbkeeper_argv(explicit: str | None) -> tuple[str, ...]:
     """The dbkeeper a job runs: ``--dbkeeper``, else the script beside this interpreter, else ``python -m``."""
     if explicit:
         return (str(Path(explicit).expanduser().absolute()),)

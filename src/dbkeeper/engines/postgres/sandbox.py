@@ -44,7 +44,7 @@ class Sandbox:
     def start(cls, major: int, *, pg_bin: str | None = None) -> Sandbox:
         """A running throwaway cluster of PostgreSQL ``major`` (or newer); DbkeeperError if none can be made."""
         initdb = pick("initdb", major, pg_bin)
-        uid, gid, user = _runner()
+        uid, gid, user = server_user("a drill's sandbox")
         base = tempfile.gettempdir()
         if uid is not None and not _traversable(Path(base)):
             base = "/tmp"  # noqa: S108 - a private 0700 directory below it, owned by the user that runs the cluster
@@ -112,17 +112,17 @@ class Sandbox:
             )
 
 
-def _runner() -> tuple[int | None, int | None, str]:
-    """Who runs the sandbox: this user, or ``postgres`` when this is root (PostgreSQL refuses to run as root): its
-    uid and gid (None: this process's own), and its name."""
+def server_user(what: str = "a drill's sandbox") -> tuple[int | None, int | None, str]:
+    """Who runs a cluster dbkeeper starts (``what``): this user, or ``postgres`` when this is root (PostgreSQL
+    refuses to run as root): its uid and gid (None: this process's own), and its name."""
     if os.geteuid() != 0:
         return None, None, pwd.getpwuid(os.geteuid()).pw_name
     try:
         entry = pwd.getpwnam(_UNPRIVILEGED)
     except KeyError:
         raise DbkeeperError(
-            "a drill's sandbox cannot run as root and there is no 'postgres' user to run it",
-            "run the drill as an ordinary user, create a 'postgres' user, or drill on a server with --target",
+            f"{what} cannot run as root and there is no 'postgres' user to run it",
+            "run dbkeeper as an ordinary user, or create a 'postgres' user",
         ) from None
     return entry.pw_uid, entry.pw_gid, _UNPRIVILEGED
 
