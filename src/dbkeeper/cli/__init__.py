@@ -35,6 +35,7 @@ COMMANDS = {
     "wal-push": "wal_push",
     "wal-fetch": "wal_fetch",
     "basebackup": "basebackup",
+    "ledger": "ledger",
 }
 
 # PostgreSQL reads these commands' exit status, and reads it narrowly (see their modules): every way out of

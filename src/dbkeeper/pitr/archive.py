@@ -3,6 +3,7 @@
 
 Layout (under the store's root)::
 
+    pitr/<source id>/archives/<system identifier>-<major>   an index of the archives, so finding them lists no WAL
     pitr/<source id>/<system identifier>-<major>/archive.json
     pitr/<source id>/<system identifier>-<major>/wal/<TLI><LOG>/<file>-<sha256 of the raw bytes>.zst[.age]
     pitr/<source id>/<system identifier>-<major>/wal/history/<TLI>.history-<sha256>.zst[.age]
@@ -37,10 +38,11 @@ from dbkeeper import crypto
 from dbkeeper.errors import AlreadyExists, CheckFailed, DbkeeperError, NotFound, UsageError
 from dbkeeper.pitr import walfile
 from dbkeeper.pitr.walfile import WalName, WalRefused
+from dbkeeper.repo.names import PITR_ROOT
 from dbkeeper.signing import Signer, VerifyKey
 from dbkeeper.storage import ObjectInfo, Store
 
-ROOT = "pitr"
+ROOT = PITR_ROOT
 FORMAT_VERSION = 1
 _OBJECT = re.compile(
     r"^(?P<file>[0-9A-F]{8}(?:[0-9A-F]{16}(?:\.partial|\.[0-9A-F]{8}\.backup)?|\.history))"
@@ -169,10 +171,10 @@ class WalArchive:
     def ids(self) -> list[ArchiveInfo]:
         """Every archive (one per cluster and major version) this source has, oldest first."""
         out = []
-        for info in self.store.list(f"{ROOT}/{self.source_id}/"):
-            parts = info.name.split("/")
-            if len(parts) == 4 and parts[3] == "archive.json" and _ARCHIVE_ID.match(parts[2]):
-                found = self.info(parts[2])
+        for info in self.store.list(f"{ROOT}/{self.source_id}/archives/"):
+            aid = info.name.rpartition("/")[2]
+            if _ARCHIVE_ID.match(aid):
+                found = self.info(aid)  # archive.json is the truth; the index entry only says where to look
                 if found is not None:
                     out.append(found)
         return sorted(out, key=lambda a: a.created_at)
@@ -211,6 +213,9 @@ class WalArchive:
                 "wal_segment_size": seg_size,
                 "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
+            # The index entry first: an archive.json without one would never be found.
+            with contextlib.suppress(AlreadyExists):
+                self.store.put(f"{ROOT}/{self.source_id}/archives/{cluster.archive_id}", [b""], if_absent=True)
             with contextlib.suppress(AlreadyExists):  # a concurrent first push wrote it
                 self.store.put(
                     f"{self.base(cluster.archive_id)}/archive.json", [json.dumps(doc).encode()], if_absent=True
