@@ -78,6 +78,7 @@ class DrillResult:
     checks: list[Check] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     kept: bool = False
+    pitr: dict[str, Any] | None = None  # a point-in-time drill's target, point reached, replay rate
 
     @property
     def ok(self) -> bool:
@@ -122,6 +123,7 @@ class DrillResult:
             "rows": self.rows,
             "checks": [c.to_json() for c in self.checks],
             "anomalies": self.anomalies,
+            **({"pitr": self.pitr} if self.pitr is not None else {}),
         }
 
 
@@ -375,3 +377,151 @@ class _Scratch:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+# -- point-in-time drills -------------------------------------------------------------------------------------
+
+PITR_SUFFIX = " (PITR)"  # a point-in-time drill's name in the log: the source id, then this
+
+
+@dataclass(frozen=True)
+class PitrDrillOptions:
+    fetch_command: str  # what the throwaway cluster's restore_command runs (see pitr.recover.PitrRequest)
+    fetch_args: tuple[str, ...] = ()
+    smoke: tuple[smoke.Statement, ...] = ()
+    pg_bin: str | None = None
+    identities: tuple[Any, ...] = ()
+    margin: timedelta = timedelta(seconds=60)  # the newest WAL may not hold a commit after a target this close
+    timeout: float = 3600.0
+
+
+def run_pitr_drill(
+    archive: Any,
+    options: PitrDrillOptions,
+    *,
+    log: str | Path,
+    seed: int | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> DrillRun:
+    """Restore the source's cluster to a random time T inside its PITR window, in a throwaway data directory
+    (socket only, the server's OS user), and prove the point reached against the ledger (pitr.ledger): no row
+    after T, the newest at most one interval before it; then the smoke statements, there, paused at T. Logged
+    like every drill, under ``<source> (PITR)``, with the point reached, the RTO and the replay rate."""
+    from dbkeeper.pitr.window import window
+
+    seed = secrets.randbelow(2**32) if seed is None else seed
+    rng = random.Random(seed)  # noqa: S311 - a repeatable choice, not a secret
+    t0 = time.monotonic()
+    result = DrillResult(archive.source_id + PITR_SUFFIX, clock())
+    try:
+        found = window(archive)
+        if found is None:
+            result.add(
+                "window",
+                False,
+                f"no good base backup of {archive.source_id} with WAL archived after it in {archive.store.url}",
+                "take one with `dbkeeper basebackup` and check archiving with `dbkeeper wal-verify`",
+            )
+        elif found.seconds <= options.margin.total_seconds():
+            result.add(
+                "window",
+                False,
+                f"the window {iso(found.start)} .. {iso(found.end)} is shorter than"
+                f" {format_seconds(options.margin.total_seconds())}",
+                "wait for more WAL to be archived (archive_timeout bounds how long), then drill again",
+            )
+        else:
+            span = found.seconds - options.margin.total_seconds()
+            target = (found.start + timedelta(seconds=rng.uniform(0, span))).replace(microsecond=0)
+            result.add("window", True, f"{iso(found.start)} .. {iso(found.end)}; target {iso(target)}")
+            _pitr_restore_and_check(result, archive, options, found.archive_id, target, clock)
+    finally:
+        result.total_seconds = time.monotonic() - t0
+    drill_log.append(log, result.log_row())
+    return DrillRun(archive.store.url, seed, options.margin, str(log), [result])
+
+
+def _pitr_restore_and_check(
+    result: DrillResult,
+    archive: Any,
+    options: PitrDrillOptions,
+    aid: str,
+    target: datetime,
+    clock: Callable[[], datetime],
+) -> None:
+    from dbkeeper.engines.postgres.clients import pick
+    from dbkeeper.engines.postgres.recovery import RecoveryServer
+    from dbkeeper.pitr import ledger
+    from dbkeeper.pitr.recover import PitrRequest, Target, restore_to_point
+
+    work = Path(tempfile.mkdtemp(prefix="dbkeeper-pitr-drill-"))
+    work.chmod(0o711)  # the server's OS user must reach the data directory inside
+    server: RecoveryServer | None = None
+    result.pitr = {"target_time": iso(target), "archive_id": aid}
+    try:
+        request = PitrRequest(
+            datadir=work / "data",
+            target=Target("time", time=target),
+            action="pause",
+            keep_running=True,
+            fetch_command=options.fetch_command,
+            fetch_args=options.fetch_args,
+            pg_bin=options.pg_bin,
+            identities=list(options.identities) or None,
+            timeout=options.timeout,
+            sandbox=True,
+        )
+        try:
+            done = restore_to_point(archive, request, clock=clock)
+        except DbkeeperError as exc:
+            result.add("restore", False, exc.message, exc.hint)
+            return
+        pg_ctl = pick("pg_ctl", None, options.pg_bin)
+        assert done.socket_dir is not None and done.port is not None
+        server = RecoveryServer.for_datadir(Path(done.datadir), pg_ctl, Path(done.socket_dir), done.port, {})
+        result.backup = done.backup
+        result.restore_seconds = done.rto_s
+        result.target = f"a throwaway cluster in {work} (as {server.user}, socket only)"
+        result.pitr.update(
+            reached_lsn=done.reached_lsn,
+            reached_time=done.reached_time,
+            rto_seconds=done.rto_s,
+            replay_seconds=done.replay_s,
+            replay_bytes_per_second=round(done.replay_rate),
+        )
+        result.add(
+            "restore",
+            True,
+            f"base backup {done.backup} replayed to LSN {done.reached_lsn} (last commit {done.reached_time}) in"
+            f" {format_seconds(done.rto_s)}, {human_size(done.replay_rate)}/s",
+        )
+        running = server
+        db = ledger.find_database(lambda sql, name: running.sql(sql, name))
+        rows, exists = ledger.rows_near(lambda sql: running.sql(sql, db or "postgres"), target)
+        verdict = ledger.judge(rows, target, exists and db is not None)
+        if verdict.newest is not None:
+            result.pitr["ledger_newest"] = iso(verdict.newest.at)
+        result.add("ledger", verdict.ok, verdict.reason, None if verdict.ok else "see docs/PITR.md, the ledger")
+        for number, statement in enumerate(options.smoke, 1):
+            name = f"smoke {number}"
+            try:
+                rows_out: list[list[str | None]] = [list(r) for r in running.sql(statement.sql, db or "postgres")]
+            except DbkeeperError as exc:
+                result.add(name, False, f"{statement.label} -> {exc.message}", exc.hint)
+                continue
+            outcome = smoke.evaluate(statement, rows_out)
+            result.add(name, outcome.ok, outcome.detail)
+    finally:
+        if server is not None:
+            try:
+                server.stop("immediate")
+            except DbkeeperError as exc:
+                result.add(
+                    "cleanup",
+                    False,
+                    f"could not stop the throwaway cluster: {exc.message}",
+                    f"pg_ctl -D {work / 'data'} stop",
+                )
+        shutil.rmtree(work, ignore_errors=True)
+        if not (work / "data").exists():
+            result.add("cleanup", True, f"removed {work}")

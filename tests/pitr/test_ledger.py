@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dbkeeper.engines.postgres.conn import PgConn
+from dbkeeper.engines.postgres.psql import query
 from dbkeeper.pitr import ledger
 from dbkeeper.pitr.ledger import LedgerRow, judge
 from helpers import cli_json
@@ -57,7 +58,7 @@ def test_the_ledger_command_writes_rows_the_drill_can_read(
     code, second = cli_json(capsys, "ledger", pgdb.url, "--once", "--every", "2s")
     assert code == 0 and second["id"] > first["id"]
     conn = PgConn.from_url(pgdb.url)
-    rows, exists = ledger.rows_near(conn, datetime.now(UTC))
+    rows, exists = ledger.rows_near(lambda sql: query(conn, sql), datetime.now(UTC))
     assert exists and [r.id for r in rows] == [first["id"], second["id"]]
     assert rows[0].every == timedelta(seconds=2)
     assert judge(rows, rows[-1].at + timedelta(seconds=1)).ok

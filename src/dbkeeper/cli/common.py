@@ -243,3 +243,34 @@ def pitr_archive(args: argparse.Namespace, cfg: Config, source_id: str, *, writi
     if writing:
         return WalArchive(store, source_id, signer=signer(args, cfg))
     return WalArchive(store, source_id, identities=identities(args, cfg), verify_key=verify_key(args, cfg))
+
+
+def add_wal_fetch_command(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--wal-fetch-command",
+        metavar="CMD",
+        help="the dbkeeper PostgreSQL's OS user runs as restore_command (default: this one)",
+    )
+
+
+def wal_fetch_command(args: argparse.Namespace, cfg: Config, source_id: str) -> tuple[str, tuple[str, ...]]:
+    """What a restored cluster's restore_command runs, and the arguments after ``wal-fetch %f %p``: this dbkeeper
+    (or --wal-fetch-command), with the same config, store, source and keys, as absolute paths (the server runs
+    it from its data directory)."""
+    import shlex
+    from pathlib import Path
+
+    from dbkeeper.schedule.install import dbkeeper_argv
+
+    store = store_url(args, cfg)
+    if not store.startswith("s3://"):
+        store = str(Path(store).absolute())
+    fetch_args = ["--source", source_id, "--store", store]
+    if getattr(args, "identity", None):
+        fetch_args += ["--identity", str(Path(args.identity).absolute())]
+    if getattr(args, "verify_key", None):
+        fetch_args += ["--verify-key", args.verify_key]
+    fetch = getattr(args, "wal_fetch_command", None) or " ".join(shlex.quote(a) for a in dbkeeper_argv(None))
+    if getattr(args, "config", None):  # a global option: it goes before the command
+        fetch += f" --config {shlex.quote(str(Path(args.config).absolute()))}"
+    return fetch, tuple(shlex.quote(a) for a in fetch_args)

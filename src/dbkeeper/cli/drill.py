@@ -13,16 +13,19 @@ from dbkeeper.cli.common import (
     add_selection,
     add_store,
     add_verify_key,
+    add_wal_fetch_command,
     emit_json,
     identities,
     load_config,
     open_repo_for,
+    pitr_archive,
     store_url,
     update_metrics,
+    wal_fetch_command,
 )
 from dbkeeper.drill import DrillOptions, DrillResult, DrillRun, run_drills
 from dbkeeper.engines import check_place
-from dbkeeper.errors import EXIT_CHECK, EXIT_FAILED
+from dbkeeper.errors import EXIT_CHECK, EXIT_FAILED, UsageError
 from dbkeeper.units import compact_duration, format_seconds, parse_duration
 
 DEFAULT_MAX_AGE = "7d"
@@ -63,6 +66,20 @@ def register(sub: Any) -> None:
         " SQLite (config [drill] target; default: the backup's own server, a temporary directory for SQLite)",
     )
     p.add_argument("--keep", action="store_true", help="keep the scratch database afterwards (to look around)")
+    p.add_argument(
+        "--pitr",
+        action="store_true",
+        help="a point-in-time drill instead: restore the --source's cluster (config [pitr] source) to a random time"
+        " inside its PITR window in a throwaway data directory, and prove it against the ledger (`dbkeeper ledger`)",
+    )
+    p.add_argument(
+        "--margin",
+        metavar="DURATION",
+        default="60s",
+        help="with --pitr: keep targets this far from the newest archived WAL, which may hold no later commit"
+        " (default 60s; at least archive_timeout plus the ledger's interval)",
+    )
+    add_wal_fetch_command(p)
     p.add_argument("--seed", type=int, metavar="N", help="seed the random choice, to repeat a drill exactly")
     p.add_argument("--pg-bin", metavar="DIR", help="directory of psql (config pg_bin)")
     add_identity(p)
@@ -72,6 +89,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.pitr:
+        return _run_pitr(args)
     cfg = load_config(args)
     conf = cfg.drill
     if args.max_age or not conf.max_age:
@@ -101,6 +120,37 @@ def run(args: argparse.Namespace) -> int:
     if not result.ok:
         return EXIT_CHECK
     return 0 if metrics_ok else EXIT_FAILED
+
+
+def _run_pitr(args: argparse.Namespace) -> int:
+    from dbkeeper.drill import PitrDrillOptions, run_pitr_drill
+
+    if args.database or args.target or args.keep:
+        raise UsageError("--pitr takes none of --database, --target, --keep", "drill --pitr [--source ID]")
+    cfg = load_config(args)
+    source_id = args.source or cfg.pitr.source
+    if not source_id:
+        raise UsageError("no source names the WAL archive", "pass --source ID or set [pitr] source in the config")
+    smoke_file = args.smoke or cfg.drill.smoke
+    fetch, fetch_args = wal_fetch_command(args, cfg, source_id)
+    options = PitrDrillOptions(
+        fetch_command=fetch,
+        fetch_args=fetch_args,
+        smoke=tuple(smoke.load(smoke_file)) if smoke_file else (),
+        pg_bin=args.pg_bin or cfg.pg_bin,
+        identities=tuple(identities(args, cfg) or ()),
+        margin=parse_duration(args.margin, "--margin", allow_zero=True),
+    )
+    archive = pitr_archive(args, cfg, source_id, writing=False)
+    log = args.log or cfg.drill.log or drill_log.DEFAULT_PATH
+    result = run_pitr_drill(archive, options, log=log, seed=args.seed)
+    if args.json:
+        emit_json(result.to_json())
+    else:
+        for drill in result.drills:
+            _render_one(drill)
+        print(f"seed {result.seed}; logged to {result.log}")
+    return 0 if result.ok else EXIT_CHECK
 
 
 def _render(run: DrillRun) -> None:

@@ -12,13 +12,14 @@ from dbkeeper.cli.common import (
     add_selection,
     add_store,
     add_verify_key,
+    add_wal_fetch_command,
     emit_json,
     human_size,
     identities,
     load_config,
     locate_backup,
     pitr_archive,
-    store_url,
+    wal_fetch_command,
 )
 from dbkeeper.engines import RestoreOptions
 from dbkeeper.errors import UsageError
@@ -101,11 +102,7 @@ def _add_pitr(p: argparse.ArgumentParser) -> None:
         "--smoke-db", default="postgres", metavar="DB", help="the database --smoke runs in (default postgres)"
     )
     g.add_argument("--keep-running", action="store_true", help="leave the restored server running on its socket")
-    g.add_argument(
-        "--wal-fetch-command",
-        metavar="CMD",
-        help="the dbkeeper PostgreSQL's OS user runs as restore_command (default: this one)",
-    )
+    add_wal_fetch_command(g)  # type: ignore[arg-type]
     g.add_argument(
         "--timeout", type=float, default=3600.0, metavar="SECONDS", help="give up replay after this long (default 3600)"
     )
@@ -147,12 +144,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_pitr(args: argparse.Namespace) -> int:
-    import shlex
     from pathlib import Path
 
     from dbkeeper.pitr import walfile
     from dbkeeper.pitr.recover import PitrRequest, Target, parse_time, restore_to_point
-    from dbkeeper.schedule.install import dbkeeper_argv
 
     if args.backup or args.target:
         raise UsageError("--pitr takes no BACKUP or TARGET", "restore --pitr DATADIR --to-time T")
@@ -174,17 +169,7 @@ def _run_pitr(args: argparse.Namespace) -> int:
     if not source_id:
         raise UsageError("no source names the WAL archive", "pass --source ID or set [pitr] source in the config")
     archive = pitr_archive(args, cfg, source_id, writing=False)
-    store = store_url(args, cfg)
-    if not store.startswith("s3://"):
-        store = str(Path(store).absolute())
-    fetch_args = ["--source", source_id, "--store", store]
-    if args.identity:
-        fetch_args += ["--identity", str(Path(args.identity).absolute())]
-    if args.verify_key:
-        fetch_args += ["--verify-key", args.verify_key]
-    fetch = args.wal_fetch_command or " ".join(shlex.quote(a) for a in dbkeeper_argv(None))
-    if args.config:  # a global option: it goes before the command
-        fetch += f" --config {shlex.quote(str(Path(args.config).absolute()))}"
+    fetch, fetch_args = wal_fetch_command(args, cfg, source_id)
     request = PitrRequest(
         datadir=Path(args.pitr),
         target=target,
@@ -197,7 +182,7 @@ def _run_pitr(args: argparse.Namespace) -> int:
         smoke_db=args.smoke_db,
         keep_running=args.keep_running,
         fetch_command=fetch,
-        fetch_args=tuple(shlex.quote(a) for a in fetch_args),
+        fetch_args=fetch_args,
         pg_bin=args.pg_bin or cfg.pg_bin,
         identities=identities(args, cfg),
         timeout=args.timeout,

@@ -15,6 +15,7 @@ never mixes with the application's tables (logical backups carry it along; it is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -67,21 +68,27 @@ class LedgerRow:
     every: timedelta
 
 
-def rows_near(conn: PgConn, target: datetime, pg_bin: str | None = None) -> tuple[list[LedgerRow], bool]:
-    """The ledger rows from a day before ``target`` on (in a recovered, paused server), and whether the table
-    exists at all."""
-    exists = query(conn, f"SELECT to_regclass('{TABLE}') IS NOT NULL", pg_bin=pg_bin, doing="looking for the ledger")
-    if exists[0][0] != "t":
+def rows_near(sql: Callable[[str], list[list[str]]], target: datetime) -> tuple[list[LedgerRow], bool]:
+    """The ledger rows from a day before ``target`` on, read through ``sql`` (a query in the database that holds
+    the ledger: in a drill, the recovered server paused at the target), and whether the table exists at all."""
+    if sql(f"SELECT to_regclass('{TABLE}') IS NOT NULL")[0][0] != "t":
         return [], False
     since = (target - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-    rows = query(
-        conn,
+    rows = sql(
         f"SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), every_s FROM {TABLE} "
-        f"WHERE at >= '{since}' ORDER BY at, id",
-        pg_bin=pg_bin,
-        doing="reading the ledger",
+        f"WHERE at >= '{since}' ORDER BY at, id"
     )
     return [LedgerRow(int(r[0]), _utc(r[1]), timedelta(seconds=float(r[2]))) for r in rows], True
+
+
+def find_database(sql_in: Callable[[str, str], list[list[str]]]) -> str | None:
+    """Which database of a cluster holds the ledger (``sql_in(query, database)``); None when none does."""
+    for (name,) in sql_in(
+        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname", "postgres"
+    ):
+        if sql_in(f"SELECT to_regclass('{TABLE}') IS NOT NULL", name)[0][0] == "t":
+            return name
+    return None
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ class PitrRequest:
     pg_bin: str | None = None
     identities: list[Any] | None = None
     timeout: float = 3600.0
+    sandbox: bool = False  # a drill's throwaway cluster: trust on its private socket, whatever the source's hba said
 
 
 @dataclass(frozen=True)
@@ -386,6 +387,11 @@ def _configure(datadir: Path, request: PitrRequest, p: Plan) -> None:
         lines.append(conf_line("recovery_target_action", "pause"))
     lines.append(conf_line("recovery_target_timeline", str(p.timeline)))
     lines.append(conf_line("archive_mode", "off"))
+    if request.sandbox:
+        # Only the private socket directory (0700, the server's user) reaches it: the source's pg_hba.conf (passwords
+        # this host does not have) has no say in a throwaway copy.
+        (datadir / "pg_hba_sandbox.conf").write_text("local all all trust\n")
+        lines.append(conf_line("hba_file", str(datadir / "pg_hba_sandbox.conf")))
     with open(datadir / "postgresql.auto.conf", "a") as f:
         f.writelines(lines)
     (datadir / "recovery.signal").touch(mode=0o600)

@@ -1,0 +1,90 @@
+"""drill --pitr on a real archiving cluster: a random time in the window, restored in a throwaway data directory,
+proven by the ledger that `dbkeeper ledger` writes, logged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import _pg15_bindir
+from dbkeeper import drill_log
+from pg import server_dbkeeper
+from pitr_harness import Archiving, shared_dir
+
+
+def _drill(a: Archiving, log: Path, *extra: str) -> tuple[int, dict]:
+    done = a.dbk(
+        "drill", "--pitr", "--source", a.source, "--store", a.store, "--pg-bin", a.pg_bin,
+        "--wal-fetch-command", server_dbkeeper(), "--log", str(log), "--json", *extra,
+    )  # fmt: skip
+    assert done.stdout.strip(), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_a_pitr_drill_restores_to_a_random_time_and_proves_it_by_the_ledger(tmp_path: Path) -> None:
+    store = shared_dir("dbkeeper-pitr-drill-store-")
+    a = Archiving.start(_pg15_bindir(), str(store))
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "dbkeeper", "ledger", a.cluster.url(), "--every", "1s"],
+        env=a.cluster.env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)
+        a.basebackup()
+        time.sleep(9)  # ledger rows and archived segments (archive_timeout 1s) after the base backup
+        log = tmp_path / "drills.md"
+        code, doc = _drill(a, log, "--margin", "3s", "--seed", "7")
+        drill = doc["drills"][0]
+        assert code == 0, drill
+        assert drill["database"] == "pitrdb (PITR)" and drill["ok"]
+        names = [c["name"] for c in drill["checks"]]
+        assert names == ["window", "restore", "ledger", "cleanup"]
+        pitr = drill["pitr"]
+        assert pitr["reached_lsn"] and pitr["rto_seconds"] > 0 and pitr["ledger_newest"] <= pitr["target_time"]
+        assert "throwaway cluster" in drill["target"] and "socket only" in drill["target"]
+        rows = drill_log.read(log)
+        assert [(r.database, r.result) for r in rows] == [("pitrdb (PITR)", "PASS")]
+        # The same seed drills the same point again.
+        code, again = _drill(a, log, "--margin", "3s", "--seed", "7")
+        assert code == 0 and again["drills"][0]["pitr"]["target_time"] == pitr["target_time"]
+    finally:
+        writer.terminate()
+        writer.wait(timeout=10)
+        a.stop()
+
+
+def test_without_a_ledger_being_written_the_drill_fails_and_says_why(tmp_path: Path) -> None:
+    store = shared_dir("dbkeeper-pitr-drill-store-")
+    a = Archiving.start(_pg15_bindir(), str(store))
+    try:
+        a.basebackup()
+        for _ in range(6):
+            a.cluster.psql("CREATE TABLE IF NOT EXISTS t (n int); INSERT INTO t VALUES (1)")
+            time.sleep(1)
+        log = tmp_path / "drills.md"
+        code, doc = _drill(a, log, "--margin", "2s")
+        drill = doc["drills"][0]
+        assert code == 3
+        ledger = next(c for c in drill["checks"] if c["name"] == "ledger")
+        assert not ledger["ok"] and "dbkeeper ledger" in ledger["detail"]
+        assert next(c for c in drill["checks"] if c["name"] == "cleanup")["ok"]
+        assert drill_log.read(log)[0].result == "FAIL"
+    finally:
+        a.stop()
+
+
+def test_a_store_without_base_backups_fails_the_window_check(tmp_path: Path) -> None:
+    store = shared_dir("dbkeeper-pitr-drill-store-")
+    a = Archiving.start(_pg15_bindir(), str(store))
+    try:
+        code, doc = _drill(a, tmp_path / "drills.md")
+        assert code == 3
+        window = doc["drills"][0]["checks"][0]
+        assert window["name"] == "window" and not window["ok"] and "dbkeeper basebackup" in window["hint"]
+    finally:
+        a.stop()
