@@ -94,6 +94,7 @@ class ArchivedWal:
     sha256: str
     size: int  # stored (compressed, encrypted) bytes
     encrypted: bool
+    stored: datetime | None = None  # when the store received it (the store's clock): how far the archive reaches
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ class WalArchive:
         m = _OBJECT.match(info.name.rpartition("/")[2])
         if not m:
             return None  # a signature, or something that is not ours
-        return ArchivedWal(WalName.parse(m["file"]), info.name, m["sha"], info.size, bool(m["age"]))
+        return ArchivedWal(WalName.parse(m["file"]), info.name, m["sha"], info.size, bool(m["age"]), info.modified)
 
     # -- archive.json
 
