@@ -34,6 +34,7 @@ COMMANDS = {
     "key": "key",
     "wal-push": "wal_push",
     "wal-fetch": "wal_fetch",
+    "wal-daemon": "wal_daemon",
 }
 
 # PostgreSQL reads these commands' exit status, and reads it narrowly (see their modules): every way out of
