@@ -35,6 +35,8 @@ COMMANDS = {
     "wal-push": "wal_push",
     "wal-fetch": "wal_fetch",
     "wal-daemon": "wal_daemon",
+    "wal-verify": "wal_verify",
+    "check": "check",
 }
 
 # PostgreSQL reads these commands' exit status, and reads it narrowly (see their modules): every way out of
