@@ -34,10 +34,7 @@ def push(arch: WalArchive, tmp_path: Path, *files: str, body: dict[str, bytes] |
     d = tmp_path / "pg_wal"
     d.mkdir(exist_ok=True)
     for f in files:
-        if f.endswith(".history"):
-            data = (body or {})[f]
-        else:
-            data = segment(f)
+        data = (body or {})[f] if f.endswith(".history") else segment(f)
         arch.push(Path(write(d, f, data)), CLUSTER)
 
 

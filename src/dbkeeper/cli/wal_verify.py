@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dbkeeper.cli.common import (
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from dbkeeper.pitr import walverify
 
     cfg = load_config(args)
-    delay = parse_duration(args.delay, "--delay")
+    delay = timedelta(0) if args.delay.strip() in ("0", "0s") else parse_duration(args.delay, "--delay")
     arch, _cluster = wal_archive(args, pushing=False)
     server = None
     settings = None
