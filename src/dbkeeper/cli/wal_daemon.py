@@ -44,7 +44,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--data-dir",
         metavar="DIR",
-        help="the cluster's data directory (default: $PGDATA, else the working directory)",
+        help="the cluster's data directory (default: config [pitr] data_dir, else $PGDATA, else the working directory)",
     )
     add_wal_source(p)
     add_store(p)
@@ -69,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
     from dbkeeper.pitr.daemon import Daemon
     from dbkeeper.pitr.spool import root, store_key
 
-    if not args.data_dir:
-        args.data_dir = os.environ.get("PGDATA") or os.getcwd()
     if not 0 < args.poll <= 10:
         raise UsageError("--poll must be between 0 and 10 seconds")
     cfg = load_config(args)
+    if not args.data_dir:
+        args.data_dir = cfg.pitr.data_dir or os.environ.get("PGDATA") or os.getcwd()
     arch, _cluster = wal_archive(args, pushing=True, fetching=True)
     daemon = Daemon(
         arch,
