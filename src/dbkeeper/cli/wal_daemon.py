@@ -54,7 +54,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--prefetch", metavar="N", type=int, default=0, help="during recovery, fetch N segments ahead (default 0)"
     )
-    p.add_argument("--poll", metavar="SECONDS", type=float, default=0.2, help=argparse.SUPPRESS)
+    p.add_argument("--poll", metavar="SECONDS", type=float, default=0.05, help=argparse.SUPPRESS)
     p.add_argument("--sign-key", metavar="FILE", help="sign each file with this key (config [signing] key)")
     p.add_argument(
         "--encrypt-to", metavar="RECIPIENT", action="append", help="age recipient (config [encryption] recipients)"

@@ -1,8 +1,9 @@
 """``wal-daemon``: push WAL files ahead of PostgreSQL's archiver, and fetch them ahead of its recovery.
 
-Archiving. Every ``poll`` seconds the daemon lists ``pg_wal/archive_status/*.ready`` and hands the files not yet
-acknowledged, oldest first, to ``parallel`` workers that push them through ``WalArchive.push`` (the same checks,
-hash, compression, encryption and signature as ``wal-push``). Only after the store acknowledged a file does the
+Archiving. Every ``poll`` seconds (50 ms: a scan of a small directory) the daemon lists
+``pg_wal/archive_status/*.ready`` and hands the files not yet acknowledged, oldest first, to ``parallel``
+workers that push them through ``WalArchive.push`` (the same checks, hash, compression, encryption and signature
+as ``wal-push``). Only after the store acknowledged a file does the
 daemon write its acknowledgement to the spool; ``wal-push``, run by PostgreSQL for that file, then finds it,
 re-hashes the file and exits 0 without touching the store. The daemon never renames a ``.ready`` file: only
 PostgreSQL does that, after ``wal-push`` exited 0, so a daemon that dies (kill -9 included) loses nothing: the
@@ -66,7 +67,7 @@ class Daemon:
         *,
         parallel: int = 4,
         prefetch: int = 0,
-        poll: float = 0.2,
+        poll: float = 0.05,
         log: Callable[[str], None] = lambda line: None,
     ) -> None:
         if parallel < 1 or prefetch < 0:
