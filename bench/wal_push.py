@@ -19,6 +19,7 @@ scripts/install-test-deps; pgBackRest comes from Debian (apt-get install -y pgba
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import statistics
@@ -60,6 +61,7 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=12, help="ledger only, after the load, before the crash (default 12)")
     ap.add_argument("--scale", type=int, default=10, help="pgbench -s (default 10)")
     ap.add_argument("--burst", type=int, default=300, help="MB of WAL written at once after the load (default 300)")
+    ap.add_argument("--fast-runs", type=int, default=60, help="runs of the spool answer alone (default 60)")
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     args = ap.parse_args()
     bindir = _pg15_bindir()
@@ -68,6 +70,7 @@ def main() -> int:
     if not shutil.which("pgbackrest") and any(m.startswith("pgbackrest") for m in args.modes.split(",")):
         subprocess.run(["apt-get", "install", "-y", "pgbackrest"], check=True, capture_output=True)
     version = subprocess.run(["pgbackrest", "version"], capture_output=True, text=True).stdout.strip()
+    fast_path(args.fast_runs)
     results = {}
     for mode in args.modes.split(","):
         print(f"== {mode}", flush=True)
@@ -100,6 +103,78 @@ def main() -> int:
                     f" {r['burst_archived_s'] / max(base['burst_archived_s'], 1e-9):.2f}x its time"
                 )
     return 0
+
+
+def fast_path(runs: int) -> None:
+    """wal-push answering from a spool acknowledgement, alone: the interpreter the server uses, one 16 MB segment
+    checked per run; beside it, in the same loop, the bare interpreter and pgBackRest's own start-up."""
+    import hashlib
+    import tempfile
+
+    from dbkeeper.pitr.spool import Ack, file_identity
+    from pg import SERVER_VENV
+
+    python = str(SERVER_VENV / "bin" / "python")
+    src = str(HERE.parent / "src")
+    with tempfile.TemporaryDirectory(prefix="dbkeeper-fastpath-") as tmp:
+        d = Path(tmp)
+        (d / "global").mkdir()
+        (d / "pg_wal").mkdir()
+        (d / "global" / "pg_control").write_bytes((7_000_000_000_000_000_001).to_bytes(8, "little"))
+        (d / "PG_VERSION").write_text("15\n")
+        name = "000000010000000000000007"
+        data = os.urandom(SEG)
+        (d / "pg_wal" / name).write_bytes(data)
+        pushed = d / "spool" / "7000000000000000001-15" / "pushed"
+        pushed.mkdir(parents=True)
+        ack = Ack(
+            name,
+            SEG,
+            hashlib.sha256(data).hexdigest(),
+            "obj",
+            "main",
+            "/store",
+            file_identity(str(d / "pg_wal" / name)),
+        ).to_text()
+        env = {"PYTHONPATH": src, "PATH": "/usr/bin:/bin"}
+        argvs = {
+            "python -c pass": [python, "-c", "pass"],
+            "pgbackrest version": ["pgbackrest", "version"],
+            "dbkeeper wal-push (spool)": [
+                python,
+                "-m",
+                "dbkeeper",
+                "wal-push",
+                f"pg_wal/{name}",
+                "--spool",
+                str(d / "spool"),
+            ],
+            # What the installed `dbkeeper` script runs (no runpy): from dbkeeper.quick import main
+            "script wal-push (spool)": [
+                python,
+                "-c",
+                "from dbkeeper.quick import main; raise SystemExit(main())",
+                "wal-push",
+                f"pg_wal/{name}",
+                "--spool",
+                str(d / "spool"),
+            ],
+        }
+        times: dict[str, list[float]] = {k: [] for k in argvs}
+        for _ in range(runs):
+            for label, argv in argvs.items():
+                (pushed / name).write_text(ack)
+                t0 = time.perf_counter()
+                done = subprocess.run(argv, cwd=d, env=env, capture_output=True)
+                times[label].append((time.perf_counter() - t0) * 1000)
+                if done.returncode != 0 or ("wal-push" in label and (pushed / name).exists()):
+                    raise SystemExit(f"{label} did not answer from the spool: {done.stderr.decode()}")
+    print(f"Answer from the spool alone ({runs} runs each, interleaved; ms):")
+    for label, t in times.items():
+        print(f"  {label:26} p50 {statistics.median(t):6.1f}  p99 {pct(t, 99):6.1f}")
+    for label in ("dbkeeper wal-push (spool)", "script wal-push (spool)"):
+        extra = statistics.median(times[label]) - statistics.median(times["python -c pass"])
+        print(f"  {label} over the bare interpreter: p50 +{extra:.1f} ms", flush=True)
 
 
 def line(mode: str, r: dict[str, float]) -> str:

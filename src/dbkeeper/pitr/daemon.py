@@ -35,7 +35,7 @@ from typing import Any
 from dbkeeper.errors import DbkeeperError, UsageError
 from dbkeeper.pitr import datadir, walfile
 from dbkeeper.pitr.archive import WalArchive, WalMissing
-from dbkeeper.pitr.spool import Ack, Spool
+from dbkeeper.pitr.spool import Ack, Spool, file_identity
 
 RETRY_AFTER = 5.0  # seconds before a failed push is tried again
 FORGET_AFTER = 600.0  # an acknowledgement PostgreSQL never asked for (it archived the file itself) goes then
@@ -144,9 +144,13 @@ class Daemon:
 
     def _push(self, file: str) -> float:
         t0 = time.monotonic()
-        result = self.archive.push(self.data_dir / "pg_wal" / file, self.cluster)
+        path = self.data_dir / "pg_wal" / file
+        before = file_identity(str(path))
+        result = self.archive.push(path, self.cluster)
+        if before is None or file_identity(str(path)) != before:
+            return time.monotonic() - t0  # it changed while read: wal-push pushes what is there then
         self.spool.acknowledge(
-            Ack(file, result.raw_bytes, result.sha256, result.object, self.archive.source_id, self.store)
+            Ack(file, result.raw_bytes, result.sha256, result.object, self.archive.source_id, self.store, before)
         )
         if result.duplicate:
             self.stats.duplicates += 1
