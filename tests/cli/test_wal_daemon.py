@@ -203,6 +203,9 @@ def test_prefetch_serves_wal_fetch_by_a_rename(tmp_path: Path) -> None:
         ac.wait_archived(closed[-1])
         base = walfile.WalName.parse(closed[0]).segno(16 << 20)
         names = [walfile.segment_name(1, base + i, 16 << 20) for i in range(6)]
+        while ac.switch() <= names[-1]:
+            pass
+        ac.wait_archived(names[-1])
         arch = WalArchive(open_store(ac.store), SOURCE)
         archived = {o.name.text for o in arch.files(_aid(ac))}
         assert set(names) <= archived, (names, sorted(archived))
