@@ -93,7 +93,7 @@ def options(
                 if i + 1 >= len(words):
                     return None
                 i, value = i + 1, words[i + 1]
-            if key in out or (key == "--config" and command_seen):
+            if key in out or (key == "--config") == command_seen:  # --config before the command, the rest after
                 return None
             out[key] = value
         elif word.startswith("-"):
