@@ -79,10 +79,12 @@ def test_check_reports_an_archive_command_for_another_source() -> None:
         ac.cluster.psql("SELECT pg_reload_conf()")
         closed = ac.switch()
         ac.wait_archived(closed)
-        result = _run(ac, "check", _url(ac), "--source", "elsewhere", "--timeout", "3", "--json")
+        with ac.daemon():
+            result = _run(ac, "check", _url(ac), "--source", "elsewhere", "--timeout", "3", "--json")
         assert result.returncode == 3
         report = json.loads(result.stdout)
         assert any("archive_timeout is 0" in w for w in report["warnings"])
+        assert "the running wal-daemon pushes to source 'main', not 'elsewhere'" in report["warnings"]
         assert any("did not reach" in p for p in report["problems"])
         # archive_command not dbkeeper's: said so.
         ac.cluster.psql("ALTER SYSTEM SET archive_command = 'cp %p /nonexistent/%f'")

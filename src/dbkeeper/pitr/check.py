@@ -158,10 +158,35 @@ class CheckReport:
         }
 
 
-def check(conn: PgConn, archive: WalArchive, *, timeout: float = 60.0, pg_bin: str | None = None) -> CheckReport:
+def daemon_disagrees(state: dict[str, Any] | None, source_id: str, store: str) -> list[str]:
+    """Warnings when a running wal-daemon (its state in the spool) pushes elsewhere than this configuration says:
+    wal-push answers from its acknowledgements without reading the configuration."""
+    if not state or not state.get("running"):
+        return []
+    out = []
+    if state.get("source") != source_id:
+        out.append(f"the running wal-daemon pushes to source {state.get('source')!r}, not {source_id!r}")
+    if state.get("store") != store:
+        out.append(f"the running wal-daemon pushes to {state.get('store')}, not {store}")
+    return out
+
+
+def check(
+    conn: PgConn,
+    archive: WalArchive,
+    *,
+    timeout: float = 60.0,
+    pg_bin: str | None = None,
+    store: str = "",
+    spool_root: str | None = None,
+) -> CheckReport:
+    from dbkeeper.pitr import spool
+
     settings, _server = server_state(conn, pg_bin)
     report = CheckReport(archive.source_id, settings)
     report.problems, report.warnings = sanity(settings, archive.source_id)
+    state = spool.Spool(spool.root(spool_root), settings.archive_id).state()
+    report.warnings += daemon_disagrees(state, archive.source_id, spool.store_key(store)) if store else []
     if settings.in_recovery:
         return report
     point = f"dbkeeper-check-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
