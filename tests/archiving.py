@@ -42,6 +42,16 @@ class ArchivingCluster:
         self.cluster.psql("SELECT pg_switch_wal()")
         return name
 
+    def switches(self, n: int) -> list[str]:
+        """``n`` distinct segments closed one after the other (a switch right at a segment boundary may name the
+        segment closed before, so ``switch`` alone can repeat a name)."""
+        closed: list[str] = []
+        while len(closed) < n:
+            name = self.switch()
+            if name not in closed:
+                closed.append(name)
+        return closed
+
     def wait_archived(self, name: str, timeout: float = 60, *, fail_fast: bool = True) -> None:
         """Until pg_stat_archiver says ``name`` (or a later file) was archived; ClusterError with the log if not
         (at once when an archive_command failed, with ``fail_fast``)."""

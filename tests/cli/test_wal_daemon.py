@@ -56,12 +56,7 @@ def _ready(ac: ArchivingCluster) -> list[str]:
 
 
 def _switches(ac: ArchivingCluster, n: int) -> list[str]:
-    closed: list[str] = []
-    while len(closed) < n:
-        name = ac.switch()
-        if name not in closed:
-            closed.append(name)
-    return closed
+    return ac.switches(n)
 
 
 def _state(ac: ArchivingCluster) -> dict:  # type: ignore[type-arg]

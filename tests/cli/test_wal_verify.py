@@ -45,7 +45,7 @@ def test_wal_verify_finds_a_deleted_segment_and_check_sees_archiving_work(
 ) -> None:
     store, env = (None, {}) if store_kind == "local" else _s3(request)
     with archiving_cluster(_bindir(major), store=store, env=env, settings={"archive_timeout": "30"}) as ac:
-        closed = [ac.switch() for _ in range(5)]
+        closed = ac.switches(5)
         ac.wait_archived(closed[-1])
         ok = _run(ac, "wal-verify", "--json")
         assert ok.returncode == 0, ok.stdout + ok.stderr
