@@ -1,5 +1,6 @@
-"""docs/PITR.md's archiving sections, run: every ``dbkeeper …`` line of their ``sh`` blocks against a real
-PostgreSQL 15 cluster archiving with wal-push, and their dbkeeper.toml read by the config loader.
+"""docs/PITR.md's archiving sections (between the ``archiving: begin``/``archiving: end`` markers), run: every
+``dbkeeper …`` line of their ``sh`` blocks against a real PostgreSQL 15 cluster archiving with wal-push, and their
+dbkeeper.toml read by the config loader.
 
 The doc's names are swapped for this test's (``SUBSTITUTIONS``); the daemon, which runs until stopped, is started
 as the server's user, seen to take its lock, and stopped. Every other line must exit 0.
@@ -21,10 +22,9 @@ MIN_COMMANDS = 7
 
 
 def sections() -> str:
-    """The "## Archiving: …" sections of the document."""
+    """The archiving sections of the document."""
     text = DOC.read_text()
-    parts = re.split(r"^(?=## )", text, flags=re.M)
-    return "".join(p for p in parts if p.startswith("## Archiving"))
+    return text[text.index("<!-- archiving: begin -->") : text.index("<!-- archiving: end -->")]
 
 
 def blocks(text: str, lang: str) -> list[str]:
