@@ -6,8 +6,11 @@ user can read; the command is this checkout's code under an interpreter that use
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -27,6 +30,7 @@ class ArchivingCluster:
     config: Path
     store: str
     command: str  # the shell prefix that runs dbkeeper as the server does, with its environment
+    state: Path  # DBKEEPER_STATE_DIR of every command run here: the WAL daemon's spool is state/wal
 
     def current_segment(self) -> str:
         return self.cluster.psql("SELECT pg_walfile_name(pg_current_wal_lsn())").strip()
@@ -37,6 +41,16 @@ class ArchivingCluster:
         name = self.current_segment()
         self.cluster.psql("SELECT pg_switch_wal()")
         return name
+
+    def switches(self, n: int) -> list[str]:
+        """``n`` distinct segments closed one after the other (a switch right at a segment boundary may name the
+        segment closed before, so ``switch`` alone can repeat a name)."""
+        closed: list[str] = []
+        while len(closed) < n:
+            name = self.switch()
+            if name not in closed:
+                closed.append(name)
+        return closed
 
     def wait_archived(self, name: str, timeout: float = 60, *, fail_fast: bool = True) -> None:
         """Until pg_stat_archiver says ``name`` (or a later file) was archived; ClusterError with the log if not
@@ -53,6 +67,62 @@ class ArchivingCluster:
             if time.monotonic() > deadline or (fail_fast and int(failed) > 0):
                 raise ClusterError(f"{name} was not archived within {timeout}s ({row})\n{self.cluster.server_log()}")
             time.sleep(0.1)
+
+    def server_argv(self, *args: str) -> list[str]:
+        """Like dbkeeper_argv, but as the server's OS user (what a wal-daemon unit runs as), in the data
+        directory."""
+        inner = f"cd {shlex.quote(str(self.cluster.datadir))} && exec env {self.command} --config"
+        inner += f" {shlex.quote(str(self.config))} " + " ".join(map(shlex.quote, args))
+        return _RunAs.detect().argv(["sh", "-c", inner])
+
+    @contextmanager
+    def daemon(self, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+        """``dbkeeper wal-daemon`` for this cluster, as the server's user, until the block ends (SIGTERM)."""
+        log = open(self.home / "daemon.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            self.server_argv("wal-daemon", "--data-dir", str(self.cluster.datadir), *args),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while self.daemon_pid() is None:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise ClusterError(f"wal-daemon did not start:\n{self.daemon_log()}")
+                time.sleep(0.05)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            log.close()
+
+    def daemon_pid(self) -> int | None:
+        """The running daemon's process id (it writes it into its lock file), if one holds the lock."""
+        from dbkeeper.pitr.datadir import cluster_of
+
+        cluster = cluster_of(self.cluster.datadir)
+        assert cluster is not None
+        spool = self.state / "wal" / cluster.archive_id
+        lock = spool / "daemon.lock"
+        try:
+            text = lock.read_text().strip()
+        except OSError:
+            return None
+        if not text or not (spool / "daemon.json").exists():
+            return None
+        return int(text)
+
+    def daemon_log(self) -> str:
+        try:
+            return (self.home / "daemon.log").read_text(errors="replace")
+        except OSError:
+            return ""
 
     def dbkeeper_argv(self, *args: str) -> list[str]:
         """Argv for a shell that runs dbkeeper as the archive_command does (same env, same config)."""
@@ -84,7 +154,11 @@ def archiving_cluster(
         config = home / "dbkeeper.toml"
         config.write_text(f'store = "{store_url}"\n\n[pitr]\nsource = "{SOURCE}"\n{config_extra}')
         config.chmod(0o644)
-        prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+        state = home / "state"
+        state.mkdir(mode=0o700)
+        run_as.own(state)
+        env = {"DBKEEPER_STATE_DIR": str(state), **(env or {})}
+        prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         command = f"{prefix} {server_dbkeeper()}".strip()
         archive_command = f"{command} --config {shlex.quote(str(config))} wal-push %p"
         cluster = Cluster.start(
@@ -93,7 +167,7 @@ def archiving_cluster(
             {"archive_mode": "on", "archive_command": archive_command, "wal_level": "replica", **(settings or {})},
         )
         try:
-            yield ArchivingCluster(cluster, home, config, store_url, command)
+            yield ArchivingCluster(cluster, home, config, store_url, command, state)
         finally:
             cluster.stop()
     finally:

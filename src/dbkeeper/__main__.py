@@ -1,3 +1,3 @@
-from dbkeeper.cli import main
+from dbkeeper.quick import main
 
 raise SystemExit(main())

@@ -107,9 +107,12 @@ class SigningConfig:
 
 @dataclass(frozen=True)
 class PitrConfig:
-    """``[pitr]``: the source id whose WAL archive ``wal-push``/``wal-fetch`` use; None when not set."""
+    """``[pitr]``: the source id whose WAL archive ``wal-push``/``wal-fetch`` use, and how old the newest archived
+    WAL may be before ``status`` warns (``max_wal_age``); None when not set."""
 
     source: str | None = None
+    max_wal_age: timedelta | None = None
+    data_dir: str | None = None  # the cluster's PGDATA: wal-daemon's (and its systemd unit's), status's backlog
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ _DRILL = {"max_age", "smoke", "log", "target"}
 _SCHEDULE = {"backup", "prune", "copy", "drill"}
 _NOTIFY = {"webhook_url", "ping_url", "on_success"}
 _SIGNING = {"key", "verify_key"}
-_PITR = {"source"}
+_PITR = {"source", "max_wal_age", "data_dir"}
 
 
 def load(path: str | None = None) -> Config:
@@ -282,7 +285,19 @@ def _pitr(doc: dict[str, Any], where: str) -> PitrConfig:
             f"{where}: pitr.source: must be a source id",
             "use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
-    return PitrConfig(source)
+    max_wal_age = None
+    if "max_wal_age" in table:
+        value = table["max_wal_age"]
+        try:
+            if not isinstance(value, str):
+                raise UsageError("must be a string", 'such as "5m"')
+            max_wal_age = parse_duration(value, "max_wal_age")
+        except UsageError as exc:
+            raise ConfigError(f"{where}: pitr.max_wal_age: {exc.message}; {exc.hint}") from None
+    data_dir = table.get("data_dir")
+    if data_dir is not None and (not isinstance(data_dir, str) or not data_dir.startswith("/")):
+        raise ConfigError(f"{where}: pitr.data_dir: must be the absolute path of the cluster's data directory")
+    return PitrConfig(source, max_wal_age, data_dir)
 
 
 def _signing(doc: dict[str, Any], where: str) -> SigningConfig:

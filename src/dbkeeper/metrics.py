@@ -16,7 +16,7 @@ on ``dbkeeper_backup_broken_since_last_success`` for failures that did leave a b
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +80,37 @@ def collect(
                 "Backups dated more than 5 minutes in the future (a skewed clock or a forged manifest); not counted.",
             ),
             Family(
+                "dbkeeper_wal_last_archived_timestamp_seconds",
+                "When the store received the newest archived WAL segment (Unix time; 0: none): time() minus this"
+                " is the live RPO.",
+            ),
+            Family(
+                "dbkeeper_wal_archive_backlog_files",
+                "WAL files PostgreSQL has finished and not yet seen archived (.ready), as the data directory or the"
+                " WAL daemon says; absent: unknown here.",
+            ),
+            Family("dbkeeper_wal_archive_backlog_bytes", "Bytes of the .ready WAL files."),
+            Family(
+                "dbkeeper_wal_archive_backlog_oldest_seconds",
+                "How long the oldest .ready WAL file has waited to be archived.",
+            ),
+            Family(
+                "dbkeeper_wal_gap_segments",
+                "Segments missing from the WAL archive, by state: lost (a hole before newer segments) or delayed.",
+            ),
+            Family(
+                "dbkeeper_wal_conflicts",
+                "WAL files archived more than once with different contents, and timeline history problems.",
+            ),
+            Family(
+                "dbkeeper_pitr_window_start_seconds",
+                "The earliest time a point-in-time restore can reach: the oldest base backup's end (Unix time).",
+            ),
+            Family(
+                "dbkeeper_pitr_window_end_seconds",
+                "The latest time a point-in-time restore can reach: the newest archived segment's arrival (Unix time).",
+            ),
+            Family(
                 "dbkeeper_store_leftovers",
                 "Leftovers of interrupted writes that no running write owns (dbkeeper cleanup removes them).",
             ),
@@ -118,6 +149,7 @@ def collect(
             put("dbkeeper_drill_restore_seconds", labels, passed.restore_seconds)
         if latest is not None:
             put("dbkeeper_drill_last_passed", labels, 1 if latest.passed else 0)
+    _pitr(repo, now, put)
     put("dbkeeper_store_leftovers", {"store": repo.url}, sum(s.stale for s in repo.leftovers(now)))
     for url in servers:
         try:
@@ -128,6 +160,33 @@ def collect(
             labels = {"server": server_key(url), "kind": kind.split()[0]}
             put("dbkeeper_server_restore_leftovers", labels, sum(lo.kind == kind for lo in left))
     return [f for f in fam.values() if f.samples]
+
+
+def _pitr(repo: Repository, now: datetime, put: Callable[[str, Labels, float | None], None]) -> None:
+    """One set of samples per source with a WAL archive (its newest archive), labels ``source`` and
+    ``archive_id``; the backlog from the WAL daemon's state in the default spool, when it runs on this host."""
+    from dbkeeper.pitr.archive import WalArchive
+    from dbkeeper.pitr.health import health, sources
+
+    for source in sources(repo.store):
+        h = health(WalArchive(repo.store, source, verify_key=repo.verify_key), now=now)
+        if h is None:
+            continue
+        labels = {"source": source, "archive_id": h.archive_id}
+        last = h.last_archived
+        put("dbkeeper_wal_last_archived_timestamp_seconds", labels, last.timestamp() if last else 0)
+        if h.backlog is not None:
+            put("dbkeeper_wal_archive_backlog_files", labels, h.backlog.files)
+            put("dbkeeper_wal_archive_backlog_bytes", labels, h.backlog.bytes)
+            put("dbkeeper_wal_archive_backlog_oldest_seconds", labels, h.backlog.oldest_seconds)
+        put("dbkeeper_wal_gap_segments", {**labels, "state": "lost"}, len(h.report.lost))
+        put("dbkeeper_wal_gap_segments", {**labels, "state": "delayed"}, len(h.report.delayed))
+        put("dbkeeper_wal_conflicts", labels, len(h.report.conflicts) + len(h.report.history_problems))
+        start, end = h.report.window()
+        if start is not None:
+            put("dbkeeper_pitr_window_start_seconds", labels, start.timestamp())
+        if end is not None:
+            put("dbkeeper_pitr_window_end_seconds", labels, end.timestamp())
 
 
 def render(families: Iterable[Family]) -> str:

@@ -28,6 +28,7 @@ from dbkeeper import drill_log
 from dbkeeper.engines import redact, server_leftovers
 from dbkeeper.engines.postgres.leftovers import ServerLeftover
 from dbkeeper.errors import DbkeeperError
+from dbkeeper.pitr.health import Health
 from dbkeeper.repo import LeftoverState, Repository, catalog
 from dbkeeper.repo.manifest import iso
 from dbkeeper.units import compact_duration, format_duration, human_size
@@ -105,6 +106,105 @@ class DatabaseStatus:
         }
 
 
+PITR_DRILL_SUFFIX = " (PITR)"  # a point-in-time drill's name in the drill log: the source id, then this
+DEFAULT_MAX_WAL_AGE = timedelta(minutes=5)
+
+
+@dataclass
+class PitrStatus:
+    """One source's WAL archive: CRITICAL for LOST segments, different contents under one name or a broken
+    history (a restore would stop there or go wrong); WARNING when the newest archived segment, or the oldest
+    file still waiting to be archived, is older than ``max_wal_age`` (archiving stalled: the RPO grows), and for
+    a last PITR drill that failed."""
+
+    health: Health
+    now: datetime
+    max_wal_age: timedelta
+    last_drill: drill_log.Row | None = None
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        return CRITICAL if self.problems else WARNING if self.warnings else OK
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.warnings
+
+    @property
+    def wal_age(self) -> timedelta | None:
+        last = self.health.last_archived
+        return self.now - last if last else None
+
+    def line(self) -> str:
+        h = self.health
+        facts = []
+        age = self.wal_age
+        facts.append(f"last WAL archived {format_duration(age)} ago" if age is not None else "no WAL archived")
+        if h.backlog is not None:
+            b = h.backlog
+            oldest = format_duration(timedelta(seconds=b.oldest_seconds))
+            facts.append(f"{b.files} waiting ({human_size(b.bytes)}, oldest {oldest})")
+        start, end = h.report.window()
+        if start and end and end > start:
+            facts.append(f"window {format_duration(end - start)}")
+        else:
+            facts.append("no PITR window (no base backup)")
+        if self.last_drill is not None:
+            facts.append(
+                f"last PITR drill {self.last_drill.result} {format_duration(self.now - self.last_drill.date)} ago"
+            )
+        said = self.problems + self.warnings
+        head = f"{self.state} {h.source_id} WAL ({h.archive_id}): "
+        return head + ("; ".join(said) + "; " if said else "") + ", ".join(facts)
+
+    def to_json(self) -> dict[str, Any]:
+        h = self.health
+        start, end = h.report.window()
+        age = self.wal_age
+        drill = self.last_drill
+        return {
+            "source": h.source_id,
+            "archive_id": h.archive_id,
+            "state": self.state,
+            "ok": self.ok,
+            "problems": self.problems,
+            "warnings": self.warnings,
+            "last_archived": None
+            if h.report.newest is None
+            else {
+                "file": h.report.newest.name.text,
+                "stored_at": iso(h.last_archived) if h.last_archived else None,
+                "age_seconds": int(age.total_seconds()) if age is not None else None,
+            },
+            "backlog": h.backlog.to_json() if h.backlog else None,
+            "gaps": {"lost": h.report.lost, "delayed": h.report.delayed},
+            "window": {"start": iso(start) if start else None, "end": iso(end) if end else None},
+            "last_pitr_drill": None
+            if drill is None
+            else {"date": iso(drill.date), "result": drill.result, "restore_seconds": drill.restore_seconds},
+            "line": self.line(),
+        }
+
+
+def judge_pitr(health: Health, drills: list[drill_log.Row], max_wal_age: timedelta, now: datetime) -> PitrStatus:
+    status = PitrStatus(health, now, max_wal_age, drill_log.last(drills, health.source_id + PITR_DRILL_SUFFIX))
+    status.problems += health.report.problems
+    age = status.wal_age
+    if age is None:
+        status.problems.append("no WAL segment archived")
+    elif age > max_wal_age:
+        status.warnings.append(f"newest archived WAL older than {format_duration(max_wal_age)}")
+    b = health.backlog
+    if b is not None and b.oldest_seconds > max_wal_age.total_seconds():
+        oldest = format_duration(timedelta(seconds=b.oldest_seconds))
+        status.warnings.append(f"{b.files} WAL file(s) waiting to be archived, the oldest for {oldest}")
+    if status.last_drill is not None and not status.last_drill.passed:
+        status.warnings.append("last PITR drill failed")
+    return status
+
+
 @dataclass
 class StatusReport:
     store: str
@@ -114,15 +214,22 @@ class StatusReport:
     leftovers: list[LeftoverState] = field(default_factory=list)  # stale ones only
     server_leftovers: list[ServerLeftover] = field(default_factory=list)  # those that need a look only
     server_errors: list[str] = field(default_factory=list)  # servers that could not be asked
+    pitr: list[PitrStatus] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         clean = not self.leftovers and not self.server_leftovers and not self.server_errors
-        return bool(self.databases) and all(d.ok for d in self.databases) and clean
+        return (
+            bool(self.databases or self.pitr)
+            and all(d.ok for d in self.databases)
+            and all(p.ok for p in self.pitr)
+            and clean
+        )
 
     @property
     def state(self) -> str:
-        if not self.databases or any(d.state == CRITICAL for d in self.databases):
+        states = [d.state for d in self.databases] + [p.state for p in self.pitr]
+        if not states or CRITICAL in states:
             return CRITICAL
         return OK if self.ok else WARNING
 
@@ -146,6 +253,7 @@ class StatusReport:
             "max_age": compact_duration(self.max_age),
             "drill_log": self.drill_log,
             "databases": [d.to_json() for d in self.databases],
+            "pitr": [p.to_json() for p in self.pitr],
             "leftovers": [
                 {
                     "kind": s.leftover.kind,
@@ -182,14 +290,18 @@ def check(
     database: str | None = None,
     servers: Sequence[str] = (),
     pg_bin: str | None = None,
+    pitr: list[Health] | None = None,
+    max_wal_age: timedelta = DEFAULT_MAX_WAL_AGE,
 ) -> StatusReport:
-    """The status of every series in the store (or those of ``source``/``database``), and what killed restores
-    left on the PostgreSQL ``servers`` (URLs); none at all is not OK either."""
+    """The status of every series in the store (or those of ``source``/``database``), of the WAL archives in
+    ``pitr`` (pitr.health), and what killed restores left on the PostgreSQL ``servers`` (URLs); none at all is not
+    OK either."""
     found = repo.scan(now, source=source, database=database)
     drills = drill_log.read(drill_log_path)
     report = StatusReport(repo.url, max_age, str(drill_log_path), [])
     for entries in found.series().values():
         report.databases.append(_judge(entries, drills, max_age, now))
+    report.pitr = [judge_pitr(h, drills, max_wal_age, now) for h in pitr or []]
     report.leftovers = [s for s in repo.leftovers(now) if s.stale]
     report.server_leftovers, report.server_errors = look_on_servers(servers, now, pg_bin=pg_bin)
     return report

@@ -267,3 +267,29 @@ def test_sigterm_interrupts_a_running_backup_cleanly_and_exits_0(pgdb: PgDb, tmp
     assert "finish backup: exit 130 in " in out and ", interrupted by stop" in out
     assert "dbkeeper: interrupted; nothing partial was kept" in err
     assert backup_files(tmp_path / "backups") == []
+
+
+def test_pitr_data_dir_adds_a_wal_daemon_unit_systemd_accepts(
+    app: Path, tmp_path: Path, wrapper: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.fail("systemd-analyze not found: install systemd (scripts/install-test-deps does)", pytrace=False)
+    pgdata = tmp_path / "pg data"
+    pgdata.mkdir()
+    config = write_config(app, "")
+    config.write_text(config.read_text() + f'\n[pitr]\nsource = "app"\ndata_dir = "{pgdata}"\n')
+    dest = tmp_path / "units"
+    code, out, _ = install(capsys, app, "--systemd", "--dbkeeper", str(wrapper), "--dest", str(dest))
+    assert code == 0
+    unit = (dest / "dbkeeper-wal-daemon.service").read_text()
+    assert "Restart=always" in unit and "Type=simple" in unit
+    assert f'"{pgdata}"' in unit and "wal-daemon --data-dir" in unit
+    assert "dbkeeper-drill.timer dbkeeper-wal-daemon.service" in out
+    check = subprocess.run(
+        [analyze, "verify", str(dest / "dbkeeper-wal-daemon.service")], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    # cron cannot supervise a daemon: said so.
+    code, out, err = install(capsys, app, "--cron", "--dry-run", "--dest", str(tmp_path / "cron"))
+    assert code == 0 and "cron cannot keep `dbkeeper wal-daemon` running" in out + err

@@ -36,6 +36,9 @@ COMMANDS = {
     "wal-fetch": "wal_fetch",
     "basebackup": "basebackup",
     "ledger": "ledger",
+    "wal-daemon": "wal_daemon",
+    "wal-verify": "wal_verify",
+    "check": "check",
 }
 
 # PostgreSQL reads these commands' exit status, and reads it narrowly (see their modules): every way out of

@@ -211,27 +211,54 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
     )
 
 
-def wal_archive(args: argparse.Namespace, *, pushing: bool) -> tuple[Any, Any]:
-    """The WAL archive and the cluster (from the data directory; None when it is not one) a wal command works on."""
+def wal_archive(args: argparse.Namespace, *, pushing: bool, fetching: bool | None = None) -> tuple[Any, Any]:
+    """The WAL archive and the cluster (from the data directory; None when it is not one) a wal command works on:
+    with the encryption recipients and signing key when ``pushing``, the identities and verify key when
+    ``fetching`` (default: when not pushing)."""
     from pathlib import Path
 
     from dbkeeper.errors import UsageError
     from dbkeeper.pitr.archive import WalArchive, cluster_of
 
     cfg = load_config(args)
-    source = getattr(args, "source", None) or cfg.pitr.source
-    if not source:
-        raise UsageError("no source names the WAL archive", "pass --source ID or set [pitr] source in the config")
+    source = wal_source(args, cfg)
     datadir = Path(args.data_dir) if getattr(args, "data_dir", None) else Path.cwd()
     cluster = cluster_of(datadir)
     if getattr(args, "data_dir", None) and cluster is None:
         raise UsageError(f"{datadir} is not a PostgreSQL data directory", "--data-dir names the cluster's PGDATA")
     store = open_store_for(store_url(args, cfg), cfg, args)
+    fetching = not pushing if fetching is None else fetching
+    recipients: list[Any] = []
     if pushing:
         wanted = getattr(args, "encrypt_to", None) or cfg.encryption_recipients
         recipients = crypto.parse_recipients(wanted) if wanted else []
-        return WalArchive(store, source, recipients=recipients, signer=signer(args, cfg)), cluster
-    return WalArchive(store, source, identities=identities(args, cfg), verify_key=verify_key(args, cfg)), cluster
+    arch = WalArchive(
+        store,
+        source,
+        recipients=recipients,
+        signer=signer(args, cfg) if pushing else None,
+        identities=identities(args, cfg) if fetching else None,
+        verify_key=verify_key(args, cfg) if fetching else None,
+    )
+    return arch, cluster
+
+
+def wal_source(args: argparse.Namespace, cfg: Config) -> str:
+    """The source whose WAL archive a command works on: --source, else the config's [pitr] source."""
+    from dbkeeper.errors import UsageError
+
+    source = getattr(args, "source", None) or cfg.pitr.source
+    if not source:
+        raise UsageError("no source names the WAL archive", "pass --source ID or set [pitr] source in the config")
+    return str(source)
+
+
+def add_spool(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--spool",
+        metavar="DIR",
+        help="the WAL daemon's spool directory (default: $DBKEEPER_STATE_DIR/wal, else the user's state directory)",
+    )
 
 
 def pitr_archive(args: argparse.Namespace, cfg: Config, source_id: str, *, writing: bool) -> Any:

@@ -9,17 +9,19 @@ from typing import Any
 from dbkeeper.cli.common import (
     add_json,
     add_selection,
+    add_spool,
     add_store,
     add_verify_key,
     drill_log_path,
     emit_json,
+    identities,
     load_config,
     open_repo_for,
     pg_servers,
     store_url,
 )
 from dbkeeper.errors import EXIT_CHECK
-from dbkeeper.status import check
+from dbkeeper.status import DEFAULT_MAX_WAL_AGE, check
 from dbkeeper.units import parse_duration
 
 DEFAULT_MAX_AGE = "26h"
@@ -48,6 +50,18 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="the drill log to read (default: config [drill] log, else docs/DR_DRILL_LOG.md)",
     )
+    p.add_argument(
+        "--max-wal-age",
+        metavar="AGE",
+        help="WARNING when the newest archived WAL or the oldest waiting one is older (default: config [pitr]"
+        " max_wal_age, else 5m)",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="a PITR source's data directory, to count its .ready backlog (else the WAL daemon's spool says)",
+    )
+    add_spool(p)
     add_json(p)
     p.set_defaults(run=run)
 
@@ -56,26 +70,54 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     max_age = parse_duration(args.max_age or DEFAULT_MAX_AGE, "--max-age")
     repo = open_repo_for(store_url(args, cfg), cfg, args)
+    max_wal_age = (
+        parse_duration(args.max_wal_age, "--max-wal-age")
+        if args.max_wal_age
+        else cfg.pitr.max_wal_age or DEFAULT_MAX_WAL_AGE
+    )
+    now = datetime.now(UTC)
     report = check(
         repo,
         max_age=max_age,
         drill_log_path=args.drill_log or drill_log_path(cfg),
-        now=datetime.now(UTC),
+        now=now,
         source=args.source,
         database=args.database,
         servers=pg_servers(cfg),
         pg_bin=cfg.pg_bin,
+        pitr=_pitr_health(args, cfg, repo, now, max_wal_age) if not args.database else [],
+        max_wal_age=max_wal_age,
     )
     if args.json:
         emit_json(report.to_json())
         return 0 if report.ok else EXIT_CHECK
-    if not report.databases:
+    if not report.databases and not report.pitr:
         which = " ".join(f"{k} {v}" for k, v in (("of source", args.source), ("of", args.database)) if v)
         print(f"CRITICAL: no backups in {repo.url}" + (f" {which}" if which else ""))
     for db in report.databases:
         print(db.line())
+    for p in report.pitr:
+        print(p.line())
     if report.leftovers:
         print(report.leftover_line())
     for line in report.server_lines():
         print(line)
     return 0 if report.ok else EXIT_CHECK
+
+
+def _pitr_health(args: argparse.Namespace, cfg: Any, repo: Any, now: datetime, delay: Any) -> list[Any]:
+    from pathlib import Path
+
+    from dbkeeper.pitr.archive import WalArchive
+    from dbkeeper.pitr.health import health, sources
+
+    found = []
+    for source in sources(repo.store):
+        if args.source and source != args.source:
+            continue
+        arch = WalArchive(repo.store, source, identities=identities(args, cfg), verify_key=repo.verify_key)
+        data_dir = Path(args.data_dir or cfg.pitr.data_dir) if (args.data_dir or cfg.pitr.data_dir) else None
+        h = health(arch, now=now, data_dir=data_dir, spool_root=args.spool, delay=delay)
+        if h is not None:
+            found.append(h)
+    return found

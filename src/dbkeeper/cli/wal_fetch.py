@@ -13,16 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dbkeeper.cli.common import (
-    add_data_dir,
-    add_identity,
-    add_sse,
-    add_store,
-    add_verify_key,
-    add_wal_source,
-    print_error,
-    wal_archive,
-)
 from dbkeeper.errors import DbkeeperError
 
 NOT_ARCHIVED = 1
@@ -30,6 +20,16 @@ ABORT = 126
 
 
 def register(sub: Any) -> None:
+    from dbkeeper.cli.common import (
+        add_data_dir,
+        add_identity,
+        add_spool,
+        add_sse,
+        add_store,
+        add_verify_key,
+        add_wal_source,
+    )
+
     p = sub.add_parser(
         "wal-fetch",
         help="restore one WAL file from the archive (restore_command = 'dbkeeper wal-fetch %%f %%p')",
@@ -48,10 +48,12 @@ def register(sub: Any) -> None:
     add_sse(p)
     add_identity(p)
     add_verify_key(p)
+    add_spool(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from dbkeeper.cli.common import print_error, wal_archive
     from dbkeeper.pitr.archive import WalMissing
 
     try:

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import re
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +36,9 @@ from typing import Any
 from dbkeeper import crypto
 from dbkeeper.errors import AlreadyExists, CheckFailed, DbkeeperError, NotFound, UsageError
 from dbkeeper.pitr import walfile
+from dbkeeper.pitr.datadir import Cluster as Cluster  # re-exported: the archive's callers name clusters
+from dbkeeper.pitr.datadir import archive_id as archive_id
+from dbkeeper.pitr.datadir import cluster_of as cluster_of
 from dbkeeper.pitr.walfile import WalName, WalRefused
 from dbkeeper.repo.names import PITR_ROOT
 from dbkeeper.signing import Signer, VerifyKey
@@ -58,35 +60,6 @@ class WalMissing(NotFound):
 
 class WalConflict(CheckFailed):
     """Different bytes under a name already archived: refused, so a restore never replays the wrong history."""
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """What the data directory says about the cluster whose WAL is pushed or fetched."""
-
-    sysid: int
-    major: int
-
-    @property
-    def archive_id(self) -> str:
-        return archive_id(self.sysid, self.major)
-
-
-def archive_id(sysid: int, major: int) -> str:
-    return f"{sysid}-{major}"
-
-
-def cluster_of(datadir: Path) -> Cluster | None:
-    """The system identifier (``pg_control``'s first field) and major version of a data directory; None when
-    ``datadir`` is not one."""
-    try:
-        control = (datadir / "global" / "pg_control").read_bytes()[:8]
-        version = (datadir / "PG_VERSION").read_text().strip()
-    except OSError:
-        return None
-    if len(control) < 8 or not version.isdigit():
-        return None
-    return Cluster(struct.unpack("<Q", control)[0], int(version))
 
 
 @dataclass(frozen=True)
@@ -115,6 +88,7 @@ class PushResult:
     duplicate: bool  # the same bytes were already archived
     raw_bytes: int
     stored_bytes: int
+    sha256: str = ""  # of the raw bytes: what an acknowledgement records
 
 
 def signed_text(source_id: str, aid: str, file: str, sha256: str, size: int) -> bytes:
@@ -274,7 +248,7 @@ class WalArchive:
         same = [o for o in existing if o.sha256 == sha]
         if same:
             self._sign(same[0].object, aid, name, sha, len(data))
-            return PushResult(name.text, same[0].object, True, len(data), same[0].size)
+            return PushResult(name.text, same[0].object, True, len(data), same[0].size, sha)
         if existing:
             self._record_refusal(aid, name, existing[0].sha256, sha)
             raise WalConflict(
@@ -285,7 +259,7 @@ class WalArchive:
             )
         self._sign(obj, aid, name, sha, len(data))
         stored = self._store(obj, data)
-        return PushResult(name.text, obj, False, len(data), stored)
+        return PushResult(name.text, obj, False, len(data), stored, sha)
 
     def _record_refusal(self, aid: str, name: WalName, kept: str, refused: str) -> None:
         """Leave a note in the store that ``wal-verify`` and ``status`` report from any host: the refused bytes are

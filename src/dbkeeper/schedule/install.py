@@ -20,7 +20,16 @@ from dbkeeper.config import Config
 from dbkeeper.errors import DbkeeperError, ToolError, UsageError
 from dbkeeper.fsutil import write_atomic
 from dbkeeper.schedule import jobs
-from dbkeeper.schedule.render import Setup, cron_file, crontab_block, merge_crontab, systemctl_enable, systemd_units
+from dbkeeper.schedule.render import (
+    WAL_DAEMON_UNIT,
+    Setup,
+    cron_file,
+    crontab_block,
+    merge_crontab,
+    systemctl_enable,
+    systemd_units,
+    wal_daemon_unit,
+)
 
 SYSTEM_CRON_DIR = Path("/etc/cron.d")
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
@@ -69,12 +78,20 @@ def install(cfg: Config, req: Request) -> Plan:
     else:
         directory = req.dest or (_user_unit_dir() if req.user else SYSTEM_UNIT_DIR)
         plan.files = {directory / name: text for name, text in systemd_units(found, setup).items()}
-        plan.enable = systemctl_enable(found, req.user)
+        daemon = cfg.pitr.data_dir
+        if daemon:
+            plan.files[directory / WAL_DAEMON_UNIT] = wal_daemon_unit(setup, daemon, _owner(daemon))
+        plan.enable = systemctl_enable(found, req.user, wal_daemon=bool(daemon))
         plan.notes += _stale_units(directory, set(plan.files), req.user)
         if req.user:
             plan.notes.append(f"user timers run only while {_login()} is logged in, unless: loginctl enable-linger")
     if req.kind == "cron":
         plan.notes += _timezone_note()
+        if cfg.pitr.data_dir:
+            plan.notes.append(
+                "[pitr] data_dir is set, but cron cannot keep `dbkeeper wal-daemon` running: use --systemd, or"
+                " run it under your own supervisor (wal-push works without it, only slower)"
+            )
     if not req.dry_run:
         for path, text in plan.files.items():
             _write(path, text)
@@ -114,6 +131,16 @@ def dbkeeper_argv(explicit: str | None) -> tuple[str, ...]:
         return (str(beside),)
     found = shutil.which("dbkeeper")
     return (str(Path(found).absolute()),) if found else (sys.executable, "-m", "dbkeeper")
+
+
+def _owner(path: str) -> str | None:
+    """The OS user owning ``path`` (a data directory's owner is the server's user); None when unknown."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.stat(path).st_uid).pw_name
+    except (OSError, KeyError):
+        return None
 
 
 def _login() -> str:

@@ -123,10 +123,38 @@ def systemd_units(jobs: list[Job], setup: Setup) -> dict[str, str]:
     return units
 
 
-def systemctl_enable(jobs: list[Job], user: bool) -> str:
+WAL_DAEMON_UNIT = "dbkeeper-wal-daemon.service"
+
+
+def wal_daemon_unit(setup: Setup, data_dir: str, run_as: str | None) -> str:
+    """``dbkeeper-wal-daemon.service``: ``wal-daemon`` for the config's ``[pitr] data_dir``, restarted whenever it
+    stops, as the data directory's owner (the user archive_command runs as, who reads its spool)."""
+    argv = setup.argv(("wal-daemon", "--data-dir", data_dir))
+    network = [] if setup.user else ["Wants=network-online.target", "After=network-online.target"]
+    return _unit(
+        f"# {WAL_DAEMON_UNIT}: {setup.origin('systemd')}",
+        ("Unit", ["Description=dbkeeper wal-daemon (pushes WAL ahead of archive_command)", *network]),
+        (
+            "Service",
+            [
+                "Type=simple",
+                *([f"User={run_as}"] if run_as and not setup.user else []),
+                f"WorkingDirectory={data_dir.replace('%', '%%')}",
+                f"ExecStart={' '.join(_systemd_word(a) for a in argv)}",
+                "Restart=always",
+                "RestartSec=2",
+                "KillSignal=SIGTERM",
+                "SyslogIdentifier=dbkeeper-wal-daemon",
+            ],
+        ),
+        ("Install", ["WantedBy=multi-user.target" if not setup.user else "WantedBy=default.target"]),
+    )
+
+
+def systemctl_enable(jobs: list[Job], user: bool, *, wal_daemon: bool = False) -> str:
     systemctl = "systemctl --user" if user else "systemctl"
-    timers = " ".join(f"dbkeeper-{job.name}.timer" for job in jobs)
-    return f"{systemctl} daemon-reload && {systemctl} enable --now {timers}"
+    units = " ".join([*(f"dbkeeper-{job.name}.timer" for job in jobs), *([WAL_DAEMON_UNIT] if wal_daemon else [])])
+    return f"{systemctl} daemon-reload && {systemctl} enable --now {units}"
 
 
 def _unit(comment: str, *sections: tuple[str, list[str]]) -> str:
