@@ -122,6 +122,7 @@ def run_restore(
     """Restore backup ``name`` into the database at ``target_url`` (see the module docstring)."""
     t0 = time.monotonic()
     report, doc = _checked(repo, name, identities)
+    _not_globals(name, doc)
     return _restore(repo, name, report, doc, engine_for(target_url, pg_bin=pg_bin), options, identities, progress, t0)
 
 
@@ -137,6 +138,7 @@ def restore_into(
     """``run_restore`` into a database its caller already has the engine of (a drill's scratch database)."""
     t0 = time.monotonic()
     report, doc = _checked(repo, name, identities)
+    _not_globals(name, doc)
     return _restore(repo, name, report, doc, engine, options, identities, progress, t0)
 
 
@@ -152,12 +154,96 @@ def _checked(repo: Repository, name: str, identities: list[Any] | None) -> tuple
         add_stored_checks(report, doc, hash_object(repo, name))
     if doc is None or not report.ok:
         raise _refused(name, report)
+    return report, doc
+
+
+def _not_globals(name: str, doc: Manifest) -> None:
     if doc.dump_format == "globals":
         raise UsageError(
             f"{name} holds a server's roles and tablespaces, not a database",
-            f"apply it by hand before restoring the databases that need them: zcat {name} | psql -X -d postgres",
+            f"restore it with restore --globals {name} postgresql://postgres@HOST:PORT (before the databases)",
         )
-    return report, doc
+
+
+GLOBALS_MAX = 256 << 20  # a globals file is roles and tablespaces: far smaller than this
+
+
+@dataclass
+class GlobalsRestore:
+    backup: str
+    target: str
+    seconds: float
+    created_roles: list[str]
+    existing_roles: list[str]
+    created_tablespaces: list[str]
+    existing_tablespaces: list[str]
+    verify: Report
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backup": self.backup,
+            "target": self.target,
+            "seconds": round(self.seconds, 3),
+            "created_roles": self.created_roles,
+            "existing_roles": self.existing_roles,
+            "created_tablespaces": self.created_tablespaces,
+            "existing_tablespaces": self.existing_tablespaces,
+            "verify": self.verify.to_json(),
+        }
+
+
+def restore_globals(
+    repo: Repository,
+    name: str,
+    target_url: str,
+    *,
+    allow_no_password: bool = False,
+    allow_superuser: bool = False,
+    pg_bin: str | None = None,
+    identities: list[Any] | None = None,
+) -> GlobalsRestore:
+    """Create the roles and tablespaces of globals backup ``name`` that the server at ``target_url`` lacks (see
+    engines/postgres/globals.py): the backup is verified whole (checksum, trailer, the lexer's globals rules)
+    before anything is created."""
+    from dbkeeper.engines import apply_globals
+
+    t0 = time.monotonic()
+    report, doc = _checked(repo, name, identities)
+    if doc.dump_format != "globals":
+        raise UsageError(
+            f"{name} is a backup of a database, not of a server's roles and tablespaces",
+            "restore --globals takes a <db>.globals_<stamp> backup (`dbkeeper list` shows them)",
+        )
+    content = ContentCheck(doc, identities)
+    data = bytearray()
+    try:
+        with repo.open(name) as f:
+            for chunk in content.stream(codec.read_chunks(f)):
+                data += chunk
+                if len(data) > GLOBALS_MAX:
+                    raise CheckFailed(f"{name} is larger than a globals file can be ({GLOBALS_MAX >> 20} MiB)")
+    except (EncryptionError, CheckFailed) as exc:
+        raise _refused(name, content.broken(report, repo, exc)) from None
+    content.finish(report)
+    if not report.ok:
+        raise _refused(name, report)
+    done = apply_globals(
+        target_url,
+        bytes(data),
+        allow_no_password=allow_no_password,
+        allow_superuser=allow_superuser,
+        pg_bin=pg_bin,
+    )
+    return GlobalsRestore(
+        name,
+        done.target,
+        time.monotonic() - t0,
+        done.created_roles,
+        done.existing_roles,
+        done.created_tablespaces,
+        done.existing_tablespaces,
+        report,
+    )
 
 
 def _restore(
