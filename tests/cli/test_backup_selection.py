@@ -143,7 +143,9 @@ def test_the_config_takes_the_selection_per_source(
     assert doc["selection"]["pg_dump_options"] == ["--no-comments", "--lock-wait-timeout=30s"]
 
 
-def test_a_refused_option_in_the_config_names_the_file_and_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_a_refused_option_in_the_config_names_the_file_and_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     (tmp_path / "dbkeeper.toml").write_text(
         '[[sources]]\nname = "shop"\nurl = "postgresql://a@b/c"\npg_dump_options = ["--clean"]\n'
     )
@@ -160,5 +162,5 @@ def test_a_manifest_with_a_malformed_selection_is_broken_not_trusted(
     doc = json.loads(path.read_bytes())
     doc["selection"] = {"tables": "public.users"}
     path.write_text(json.dumps(doc))
-    code, out, _ = cli(capsys, "list")
+    _code, out, _ = cli(capsys, "list")
     assert "BROKEN" in out and "selection" in out
