@@ -51,6 +51,7 @@ __all__ = [
     "pg_url",
     "redact",
     "scratch_for",
+    "server_connection",
     "server_url",
     "source_key",
     "sqlite_path",
@@ -230,6 +231,14 @@ def server_databases(url: str, *, pg_bin: str | None = None) -> list[tuple[str, 
         raise UsageError(f"--all takes a PostgreSQL server, not {redact(url)!r}", "write postgresql://user@host:5432")
     conn = PgConn.from_url(url) if _names_db(url) else PgConn.from_url(url, dbname="postgres")
     return [(name, with_database(url, name)) for name in listed(conn, pg_bin=pg_bin)]
+
+
+def server_connection(url: str) -> str:
+    """A PostgreSQL server's URL naming a database to connect through: its own, else ``postgres``."""
+    from dbkeeper.engines.postgres.conn import with_database
+
+    url = pg_url(url)
+    return url if _names_db(url) else with_database(url, "postgres")
 
 
 def _names_db(url: str) -> bool:

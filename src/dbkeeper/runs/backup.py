@@ -30,6 +30,7 @@ from dbkeeper.engines import (
     is_sqlite,
     pg_url,
     redact,
+    server_connection,
     server_databases,
     server_url,
     source_key,
@@ -193,7 +194,7 @@ def expand(sources: Sequence[Source], pg_bin: str | None) -> list[tuple[Source, 
             )
         jobs += [(Source(redact(url), url, None, src.selection), False) for _, url in kept]
         if src.globals:
-            jobs.append((Source(src.label, src.url), True))
+            jobs.append((Source(src.label, server_connection(src.url)), True))
     return jobs
 
 

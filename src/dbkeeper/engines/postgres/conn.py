@@ -79,7 +79,8 @@ def with_database(url: str, dbname: str) -> str:
     """``url`` (a postgresql:// URL, as given: its password and parameters kept) naming database ``dbname``."""
     parts = urlsplit(url)
     params = [(k, v) for k, v in parse_qsl(parts.query) if k != "dbname"]
-    return parts._replace(path="/" + quote(dbname, safe=""), query=urlencode(params)).geturl()
+    query = f"?{urlencode(params)}" if params else ""
+    return f"{parts.scheme}://{parts.netloc}/{quote(dbname, safe='')}{query}"  # geturl() drops an empty netloc
 
 
 def quote_ident(name: str) -> str:
