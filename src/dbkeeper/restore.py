@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dbkeeper import codec, crypto
@@ -157,6 +157,49 @@ def _checked(repo: Repository, name: str, identities: list[Any] | None) -> tuple
     return report, doc
 
 
+def resolve_selection(name: str, doc: Manifest, options: RestoreOptions) -> tuple[RestoreOptions, dict[str, int]]:
+    """``--table``/``--schema`` against what the backup holds (its manifest's tables): each table named exactly,
+    schema-qualified (``users`` is found in whichever schema holds it, and must be in one only); every schema
+    holding at least one table. The options with the tables qualified, and the row counts the restored tables
+    must have. UsageError naming what is not there, before anything is created."""
+    from dbkeeper.engines import qualified_name
+
+    held: dict[tuple[str, str], str] = {}
+    for key in doc.row_counts:
+        try:
+            schema, table = qualified_name(key)
+        except ValueError:
+            continue
+        held[(schema or "public", table)] = key
+    tables = []
+    for wanted in options.tables:
+        schema, table = wanted
+        found = [k for k in held if k[1] == table and (not schema or k[0] == schema)]
+        if len(found) != 1:
+            shown = f"{schema}.{table}" if schema else table
+            if not found:
+                raise UsageError(
+                    f"{name} holds no table {shown}",
+                    f"its tables: {', '.join(sorted(doc.row_counts)[:20]) or 'none'}",
+                )
+            raise UsageError(
+                f"{shown} is in several schemas of {name}",
+                f"name one: {', '.join(f'{s}.{t}' for s, t in sorted(found))}",
+            )
+        tables.append(found[0])
+    for schema in options.schemas:
+        if not any(k[0] == schema for k in held):
+            raise UsageError(
+                f"{name} holds no table in schema {schema}",
+                f"its schemas: {', '.join(sorted({k[0] for k in held})) or 'none'}",
+            )
+    expected = {
+        key: doc.row_counts[key] for (schema, table), key in held.items()
+        if (schema, table) in tables or schema in options.schemas
+    }  # fmt: skip
+    return replace(options, tables=tuple(tables)), expected
+
+
 def _not_globals(name: str, doc: Manifest) -> None:
     if doc.dump_format == "globals":
         raise UsageError(
@@ -259,6 +302,9 @@ def _restore(
 ) -> RestoreResult:
     if engine.name != doc.engine:
         raise UsageError(f"{name} is a {doc.engine} backup and cannot be restored into a {engine.name} target")
+    expected = dict(doc.row_counts)
+    if options.partial:
+        options, expected = resolve_selection(name, doc, options)
     target = engine.restore_target(restore_spec(doc), options)
     existed = target.existed
     try:
@@ -270,7 +316,7 @@ def _restore(
                 # Reading, decryption, decompression and the checks run on their own thread, the load on this one.
                 target.load(
                     threaded(content.stream(codec.read_chunks(f)), depth=4),
-                    reopen=lambda: _read(repo, name, doc, identities),
+                    reopen=None if options.partial else (lambda: _read(repo, name, doc, identities)),
                 )
         except (EncryptionError, CheckFailed) as exc:
             raise _refused(name, content.broken(report, repo, exc)) from None
@@ -283,8 +329,8 @@ def _restore(
         content.finish(report)
         if not report.ok:
             raise _refused(name, report)
-        counts = target.row_counts(doc.row_counts)
-        bad = {t: (n, counts.get(t)) for t, n in doc.row_counts.items() if counts.get(t) != n}
+        counts = target.row_counts(expected)
+        bad = {t: (n, counts.get(t)) for t, n in expected.items() if counts.get(t) != n}
         if bad:
             table, (want, got) = next(iter(sorted(bad.items())))
             raise RestoreError(

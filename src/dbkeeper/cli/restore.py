@@ -20,7 +20,7 @@ from dbkeeper.cli.common import (
     load_config,
     locate_backup,
 )
-from dbkeeper.engines import RestoreOptions, server_url
+from dbkeeper.engines import RestoreOptions, qualified_name, server_url
 from dbkeeper.errors import UsageError
 from dbkeeper.restore import default_jobs, restore_globals, run_restore
 
@@ -63,7 +63,35 @@ def register(sub: Any) -> None:
         action="store_true",
         help="with --globals: create roles with SUPERUSER, REPLICATION or BYPASSRLS, or server-level role grants",
     )
-    p.add_argument("--drop-existing", action="store_true", help="replace TARGET if it exists (its sessions are ended)")
+    p.add_argument(
+        "-t",
+        "--table",
+        action="append",
+        default=[],
+        metavar="TABLE",
+        help="restore only this table (schema.table, or a name one schema holds; repeatable): its data, indexes,"
+        " constraints, defaults and sequences; a foreign key only when the table it references comes too",
+    )
+    p.add_argument(
+        "-n",
+        "--schema",
+        action="append",
+        default=[],
+        metavar="SCHEMA",
+        help="restore only this schema, everything in it (repeatable)",
+    )
+    p.add_argument(
+        "--into-existing",
+        action="store_true",
+        help="with --table/--schema: load them into TARGET, which exists, in one transaction that only creates"
+        " (a table or schema that is already there is refused, or replaced with --drop-existing)",
+    )
+    p.add_argument(
+        "--drop-existing",
+        action="store_true",
+        help="replace TARGET if it exists (its sessions are ended); with --into-existing: replace the tables or"
+        " schemas restored",
+    )
     p.add_argument("--no-owner", action="store_true", help="skip ALTER … OWNER TO (restore as the connecting user)")
     p.add_argument(
         "--disable-triggers",
@@ -118,8 +146,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
     cfg = load_config(args)
     target = target_of(args)
+    if args.into_existing and not (args.table or args.schema):
+        raise UsageError("--into-existing goes with --table or --schema", "a whole backup goes into a new database")
     repo, name = locate_backup(args, cfg)
-    options = RestoreOptions(args.drop_existing, args.no_owner, args.disable_triggers, jobs=args.jobs)
+    options = RestoreOptions(
+        args.drop_existing,
+        args.no_owner,
+        args.disable_triggers,
+        jobs=args.jobs,
+        tables=tuple(_table(t) for t in args.table),
+        schemas=tuple(args.schema),
+        into_existing=args.into_existing,
+    )
     bar = ProgressLine(f"restore {name}", enabled=not args.json)
     result = run_restore(
         repo,
@@ -136,11 +174,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         rows = sum(result.row_counts.values())
         how = "replaced" if result.replaced else "created"
+        if options.into_existing:
+            how = "into the existing database"
         print(
             f"restored {name} into {result.target} ({how}): {len(result.row_counts)} tables, {rows} rows"
             f" match the manifest, {result.seconds:.1f}s"
         )
     return 0
+
+
+def _table(text: str) -> tuple[str, str]:
+    """A --table argument: (schema, table) unquoted; the schema "" when not given (found in the backup)."""
+    try:
+        schema, table = qualified_name(text)
+    except ValueError:
+        raise UsageError(f"--table {text!r} is not a table name", "write schema.table, e.g. public.users") from None
+    return schema or "", table
 
 
 def _globals(args: argparse.Namespace) -> int:

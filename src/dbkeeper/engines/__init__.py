@@ -49,6 +49,7 @@ __all__ = [
     "is_postgres",
     "is_sqlite",
     "pg_url",
+    "qualified_name",
     "redact",
     "scratch_for",
     "server_connection",
@@ -231,6 +232,14 @@ def server_databases(url: str, *, pg_bin: str | None = None) -> list[tuple[str, 
         raise UsageError(f"--all takes a PostgreSQL server, not {redact(url)!r}", "write postgresql://user@host:5432")
     conn = PgConn.from_url(url) if _names_db(url) else PgConn.from_url(url, dbname="postgres")
     return [(name, with_database(url, name)) for name in listed(conn, pg_bin=pg_bin)]
+
+
+def qualified_name(text: str) -> tuple[str | None, str]:
+    """``schema.table`` as SQL spells it (quotes and all) into its unquoted parts; the schema None when not given.
+    ValueError for anything else."""
+    from dbkeeper.engines.postgres.dumpselect import parse_qualified
+
+    return parse_qualified(text)
 
 
 def server_connection(url: str) -> str:

@@ -114,6 +114,14 @@ class RestoreOptions:
     no_owner: bool = False
     disable_triggers: bool = False
     jobs: int = 1  # sessions to load with, where the engine can (PostgreSQL plain dumps: up to 2)
+    # Part of a backup (restore --table/--schema; PostgreSQL): tables as (schema, name) and schemas, unquoted.
+    tables: tuple[tuple[str, str], ...] = ()
+    schemas: tuple[str, ...] = ()
+    into_existing: bool = False  # load them into the existing target database (only creating) instead of a new one
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.tables or self.schemas)
 
 
 class Dump(Protocol):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dbkeeper.codec import read_chunks
 from dbkeeper.engines.interface import RestoreOptions, RestoreSpec, SourceInfo, SourceKey
-from dbkeeper.errors import CheckFailed, NoSpace, RestoreError, SourceError
+from dbkeeper.errors import CheckFailed, NoSpace, RestoreError, SourceError, UsageError
 
 
 def _quote(name: str) -> str:
@@ -134,6 +134,10 @@ class SqliteEngine:
             shutil.rmtree(workdir, ignore_errors=True)
 
     def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> SqliteRestoreTarget:
+        if options.partial or options.into_existing:
+            raise UsageError(
+                "--table, --schema and --into-existing are for PostgreSQL backups; a SQLite backup is restored whole"
+            )
         return SqliteRestoreTarget(self.path, options)
 
     def query(self, sql: str) -> list[list[str | None]]:

@@ -509,19 +509,20 @@ def drop_owner_statements(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield pending
 
 
-_TOC_RE = re.compile(rb"^-- (?:Data for )?Name: .*; Type: ([A-Z ]+); Schema: ")
+_TOC_RE = re.compile(rb"^-- (?:Data for )?Name: (.*); Type: ([A-Z ]+); Schema: (.*?); Owner: ")
 DATA_TYPES = frozenset({"TABLE DATA", "SEQUENCE SET", "BLOBS", "LARGE OBJECTS", "BLOB DATA"})
 PARALLEL_POST_DATA = frozenset({"INDEX", "CONSTRAINT"})  # no dependencies on one another
 
 
 class Piece:
     """A run of bytes of one TOC entry: ``entry`` counts entries (0 is the header before the first one),
-    ``kind`` is the entry's ``Type:`` ("" for the header), ``table`` the table a COPY block's bytes belong to."""
+    ``kind`` is the entry's ``Type:`` ("" for the header), ``table`` the table a COPY block's bytes belong to,
+    ``toc`` the entry's (schema, name) as its TOC comment gives them ("-" for no schema; ("", "") for the header)."""
 
-    __slots__ = ("data", "entry", "kind", "table")
+    __slots__ = ("data", "entry", "kind", "table", "toc")
 
-    def __init__(self, entry: int, kind: str, table: str | None, data: bytes) -> None:
-        self.entry, self.kind, self.table, self.data = entry, kind, table, data
+    def __init__(self, entry: int, kind: str, table: str | None, data: bytes, toc: tuple[str, str] = ("", "")) -> None:
+        self.entry, self.kind, self.table, self.data, self.toc = entry, kind, table, data, toc
 
 
 def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
@@ -530,7 +531,7 @@ def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
     SQL is split into lines; COPY data passes through in large slices (only its end marker is searched for),
     so a table's data costs what a copy of its bytes costs.
     """
-    entry, kind, table = 0, "", None
+    entry, kind, table, toc = 0, "", None, ("", "")
     pending = b""
     in_copy = False
     sql = _Sql(statements=False)
@@ -549,11 +550,11 @@ def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
                     found = data.find(_END, max(pos - 1, 0))
                     end = found + len(_END) if found >= 0 else -1
                 if end < 0:
-                    yield Piece(entry, kind, table, data[pos:])
+                    yield Piece(entry, kind, table, data[pos:], toc)
                     tail = data[-(len(_END) - 1) :] if n >= len(_END) - 1 else (tail + data)[-(len(_END) - 1) :]
                     pos = n
                     break
-                yield Piece(entry, kind, table, data[pos:end])
+                yield Piece(entry, kind, table, data[pos:end], toc)
                 in_copy, tail, pos = False, b"", end
                 continue
             nl = data.find(b"\n", pos)
@@ -563,12 +564,13 @@ def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
             line = data[pos : nl + 1]
             m = _TOC_RE.match(line) if line.startswith(b"-- ") and sql.idle else None
             if m:
-                entry, kind, table = entry + 1, m.group(1).decode(), None
+                entry, kind, table = entry + 1, m.group(2).decode(), None
+                toc = (table_name(m.group(3)), table_name(m.group(1)))
             sql, statement = _read_line(sql, line)
             if statement is not None:
                 table = copy_table(statement)
                 in_copy, tail = True, b"\n"
-            yield Piece(entry, kind, table, line)
+            yield Piece(entry, kind, table, line, toc)
             pos = nl + 1
     if pending:
-        yield Piece(entry, kind, table, pending)
+        yield Piece(entry, kind, table, pending, toc)

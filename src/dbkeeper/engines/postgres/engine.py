@@ -21,6 +21,7 @@ from dbkeeper.engines.postgres.conn import PgConn, pg_key, quote_ident, quote_li
 from dbkeeper.engines.postgres.dumpformat import PlainCheck
 from dbkeeper.engines.postgres.dumpopts import dump_arguments
 from dbkeeper.engines.postgres.errors import classify
+from dbkeeper.engines.postgres.into import PgIntoExisting
 from dbkeeper.engines.postgres.leftovers import ASIDE_MARK, TEMP_MARK
 from dbkeeper.engines.postgres.psql import query
 from dbkeeper.engines.postgres.target import PgRestoreTarget
@@ -140,7 +141,9 @@ class PostgresEngine:
             )
 
     # -- restore --------------------------------------------------------------------------------------
-    def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> PgRestoreTarget:
+    def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> PgRestoreTarget | PgIntoExisting:
+        if options.into_existing:
+            return PgIntoExisting(self.conn, spec, options, pg_bin=self.pg_bin)
         return PgRestoreTarget(self.conn, spec, options, pg_bin=self.pg_bin)
 
     def drop(self) -> None:
