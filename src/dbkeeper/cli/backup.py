@@ -178,7 +178,9 @@ def run(args: argparse.Namespace) -> int:
             "dbkeeper: note: backup --jobs is now --parallel-sources (sources at once; restore --jobs is sessions"
             " per database); --jobs keeps working\n"
         )
-    parallel = args.parallel_sources if args.parallel_sources is not None else (args.jobs or 1)
+    parallel = (
+        args.parallel_sources if args.parallel_sources is not None else (args.jobs if args.jobs is not None else 1)
+    )
     if (args.exclude_db or args.no_globals) and not args.all:
         raise UsageError("--exclude-db and --no-globals go with --all", "back up a whole server: backup --all URL")
     selection = DumpSelection(
