@@ -69,10 +69,25 @@ def conninfo_url(text: str) -> str:
     if port and not port.isdigit():
         raise UsageError(f"bad port {port!r} in the connection string", "write port=5432")
     auth = quote(user, safe="") + (":" + quote(password, safe="") if password is not None else "")
-    where = quote(host, safe="") if "/" in host else (f"[{host}]" if ":" in host else host)
+    if re.fullmatch(r"[a-z0-9._-]*", host):
+        where = host
+    elif _is_ipv6(host) and host == host.lower():
+        where = f"[{host}]"
+    else:  # a socket directory, or anything a URL's host part cannot hold: libpq's host parameter
+        where, pairs["host"] = "", host
     query = f"?{urlencode(sorted(pairs.items()))}" if pairs else ""
     at = "@" if auth else ""
     return f"postgresql://{auth}{at}{where}{':' + port if port else ''}/{quote(dbname, safe='')}{query}"
+
+
+def _is_ipv6(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def with_database(url: str, dbname: str) -> str:
