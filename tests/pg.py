@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -88,7 +90,16 @@ class _RunAs:
 class Cluster:
     """One running PostgreSQL server. Create with :meth:`start`; always :meth:`stop` it (idempotent)."""
 
-    def __init__(self, bindir: Path, basedir: Path, socket_dir: Path, port: int, run_as: _RunAs) -> None:
+    def __init__(
+        self,
+        bindir: Path,
+        basedir: Path,
+        socket_dir: Path,
+        port: int,
+        run_as: _RunAs,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self._settings = dict(settings or {})
         self._bindir = bindir
         self._basedir = basedir
         self._socket_dir = socket_dir
@@ -101,10 +112,11 @@ class Cluster:
     # -- life cycle ---------------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, bindir: Path, basedir: Path) -> Cluster:
+    def start(cls, bindir: Path, basedir: Path, settings: Mapping[str, str] | None = None) -> Cluster:
         """initdb a new cluster under ``basedir`` (created if missing), start it and wait until it answers.
 
-        Raises ClusterError with the server log when it does not come up.
+        ``settings`` are added to (or override) the test settings, e.g. ``archive_mode``. Raises ClusterError
+        with the server log when it does not come up.
         """
         bindir = Path(bindir).resolve()
         basedir = Path(basedir).resolve()
@@ -119,7 +131,7 @@ class Cluster:
         socket_dir.chmod(0o755)  # clients (maybe not postgres) must reach the socket inside
         run_as.own(socket_dir)
 
-        cluster = cls(bindir, basedir, socket_dir, 0, run_as)
+        cluster = cls(bindir, basedir, socket_dir, 0, run_as, settings)
         try:
             cluster._initdb()
             for attempt in range(1, _START_ATTEMPTS + 1):
@@ -188,8 +200,9 @@ class Cluster:
             "log_line_prefix": "%m [%p] %q%u@%d ",
             "timezone": "UTC",
             "lc_messages": "C",
+            **self._settings,
         }
-        lines = [f"{key} = '{value}'" for key, value in settings.items()]
+        lines = [f"{key} = '{_conf_quote(value)}'" for key, value in settings.items()]
         include = self.datadir / "dbkeeper_test.conf"
         include.write_text("\n".join(lines) + "\n")
         self._run_as.own(include)
@@ -373,6 +386,45 @@ def quote_ident(name: str) -> str:
 
 def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _conf_quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "''")
+
+
+SERVER_VENV = Path(os.environ.get("DBKEEPER_SERVER_VENV", "/opt/dbkeeper-test/venv"))
+_server_copy: Path | None = None
+
+
+def server_dbkeeper() -> str:
+    """A shell command prefix that runs this checkout's dbkeeper as the server's OS user can: what goes before
+    ``wal-push %p`` in archive_command.
+
+    As root the server runs as ``postgres``, who cannot read our interpreter (under /root) or maybe this
+    checkout: the code is copied to a world-readable directory once per session and run by the virtualenv
+    scripts/install-test-deps made from Debian's python3. Otherwise our own interpreter runs the checkout.
+    """
+    global _server_copy
+    src = Path(__file__).resolve().parent.parent / "src"
+    if os.geteuid() != 0:
+        return f"PYTHONPATH={shlex.quote(str(src))} {shlex.quote(sys.executable)} -m dbkeeper"
+    python = SERVER_VENV / "bin" / "python"
+    if not python.exists():
+        raise ClusterError(f"{python} is missing; run scripts/install-test-deps (as root it builds that venv)")
+    if _server_copy is None:
+        top = Path(tempfile.mkdtemp(prefix="dbkeeper-server-code-"))
+        shutil.copytree(src / "dbkeeper", top / "dbkeeper", ignore=shutil.ignore_patterns("__pycache__"))
+        for root, dirs, files in os.walk(top):
+            for name in [*dirs, *files]:
+                os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
+        top.chmod(0o755)
+        # Compiled once here: postgres cannot write __pycache__, and every archived segment would compile again.
+        subprocess.run([str(python), "-m", "compileall", "-q", str(top)], check=True)
+        for root, _dirs, files in os.walk(top):
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o644)
+        _server_copy = top
+    return f"PYTHONPATH={shlex.quote(str(_server_copy))} {shlex.quote(str(python))} -m dbkeeper"
 
 
 def _free_port() -> int:

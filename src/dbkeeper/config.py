@@ -121,6 +121,13 @@ class SigningConfig:
 
 
 @dataclass(frozen=True)
+class PitrConfig:
+    """``[pitr]``: the source id whose WAL archive ``wal-push``/``wal-fetch`` use; None when not set."""
+
+    source: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: str | None = None
     store: str = DEFAULT_STORE
@@ -136,6 +143,7 @@ class Config:
     notify: NotifyConfig = NotifyConfig()
     metrics_file: str | None = None
     signing: SigningConfig = SigningConfig()
+    pitr: PitrConfig = PitrConfig()
 
     def source(self, name: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.name == name), None)
@@ -154,6 +162,7 @@ _TOP = {
     "notify",
     "metrics_file",
     "signing",
+    "pitr",
 }
 _SOURCE_LISTS = (
     "exclude_db",
@@ -172,6 +181,7 @@ _DRILL = {"max_age", "smoke", "log", "target"}
 _SCHEDULE = {"backup", "prune", "copy", "drill"}
 _NOTIFY = {"webhook_url", "ping_url", "on_success"}
 _SIGNING = {"key", "verify_key"}
+_PITR = {"source"}
 
 
 def load(path: str | None = None) -> Config:
@@ -305,7 +315,19 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
         notify=_notify(doc, where),
         metrics_file=metrics,
         signing=_signing(doc, where),
+        pitr=_pitr(doc, where),
     )
+
+
+def _pitr(doc: dict[str, Any], where: str) -> PitrConfig:
+    table = _table(doc, "pitr", _PITR, where)
+    source = table.get("source")
+    if source is not None and (not isinstance(source, str) or not _is_source_id(source)):
+        raise ConfigError(
+            f"{where}: pitr.source: must be a source id",
+            "use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return PitrConfig(source)
 
 
 def _signing(doc: dict[str, Any], where: str) -> SigningConfig:

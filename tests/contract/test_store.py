@@ -132,6 +132,16 @@ def test_list_names_every_object_relative_to_the_root(case: StoreCase) -> None:
     assert [o.name for o in case.store.list()] == ["a.sql.gz", "sub/nested.sql.gz"]
 
 
+def test_list_skips_the_directories_it_is_told_to(case: StoreCase) -> None:
+    names = ["pitr/main/1-15/wal/0000000100000000/x", "pitr/y", "app/a.sql.gz", "pitrx/b", "top.sql.gz", "app/pitr/c"]
+    for name in names:
+        case.store.put(name, [b"x"])
+    everything = [o.name for o in case.store.list()]
+    assert everything == sorted(names)
+    assert [o.name for o in case.store.list(skip=("pitr/",))] == ["app/a.sql.gz", "app/pitr/c", "pitrx/b", "top.sql.gz"]
+    assert [o.name for o in case.store.list("app/", skip=("app/pitr/",))] == ["app/a.sql.gz"]
+
+
 def test_names_with_slashes_round_trip_and_list_by_prefix(case: StoreCase) -> None:
     names = ["z/y/x/w", "ab", "a/b2", "a/b/d", "a/b/c.sql.gz"]
     for name in names:

@@ -53,9 +53,9 @@ class Flaky:
         self._fault("open")
         return self.inner.open(name)
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "", *, skip: tuple[str, ...] = ()) -> list[ObjectInfo]:
         self._fault("list")
-        return self.inner.list(prefix)
+        return self.inner.list(prefix, skip=skip)
 
     def delete(self, name: str) -> None:
         self._fault("delete")

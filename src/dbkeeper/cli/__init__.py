@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from dbkeeper import __version__
 from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, DbkeeperError
@@ -32,6 +32,16 @@ COMMANDS = {
     "status": "status",
     "schedule": "schedule",
     "key": "key",
+    "wal-push": "wal_push",
+    "wal-fetch": "wal_fetch",
+    "ledger": "ledger",
+}
+
+# PostgreSQL reads these commands' exit status, and reads it narrowly (see their modules): every way out of
+# them, a usage error and an unforeseen exception included, maps onto the statuses it understands.
+_EXIT_ONLY: dict[str, Callable[[int], int]] = {
+    "wal-push": lambda code: 0 if code == 0 else 1,
+    "wal-fetch": lambda code: code if code in (0, 1) or code > 125 else 126,
 }
 
 
@@ -80,11 +90,26 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = _command(words)
+    remap = _EXIT_ONLY.get(command or "")
+    if remap is None:
+        return _main(words, command)
+    try:
+        code = _main(words, command)
+    except SystemExit as exc:  # --help, or a usage error
+        raise SystemExit(remap(exc.code if isinstance(exc.code, int) else 1)) from None
+    except Exception as exc:
+        sys.stderr.write(f"dbkeeper: {command} failed: {type(exc).__name__}: {exc}\n")
+        code = 1
+    return remap(code)
+
+
+def _main(words: list[str], command: str | None) -> int:
     # numpy (it scans dumps for row counts) starts a BLAS thread per core at import, which spin for a while
     # although nothing here does linear algebra: on two cores that is CPU taken from the dump.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(_command(words))
+    parser = build_parser(command)
     args, extra = parser.parse_known_args(words)
     if len(extra) == 1 and not extra[0].startswith("-") and getattr(args, "target", "") is None:
         # An optional positional (restore's TARGET) after an option: argparse takes the positionals in one go

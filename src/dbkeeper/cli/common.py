@@ -186,3 +186,38 @@ def update_metrics(args: argparse.Namespace, cfg: Config, repo: Repository, log:
         print_error(exc)
         return False
     return True
+
+
+def add_wal_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", metavar="ID", help="the source whose WAL archive this is (config [pitr] source)")
+
+
+def add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="the cluster's data directory (default: the working directory, as PostgreSQL runs it)",
+    )
+
+
+def wal_archive(args: argparse.Namespace, *, pushing: bool) -> tuple[Any, Any]:
+    """The WAL archive and the cluster (from the data directory; None when it is not one) a wal command works on."""
+    from pathlib import Path
+
+    from dbkeeper.errors import UsageError
+    from dbkeeper.pitr.archive import WalArchive, cluster_of
+
+    cfg = load_config(args)
+    source = getattr(args, "source", None) or cfg.pitr.source
+    if not source:
+        raise UsageError("no source names the WAL archive", "pass --source ID or set [pitr] source in the config")
+    datadir = Path(args.data_dir) if getattr(args, "data_dir", None) else Path.cwd()
+    cluster = cluster_of(datadir)
+    if getattr(args, "data_dir", None) and cluster is None:
+        raise UsageError(f"{datadir} is not a PostgreSQL data directory", "--data-dir names the cluster's PGDATA")
+    store = open_store_for(store_url(args, cfg), cfg, args)
+    if pushing:
+        wanted = getattr(args, "encrypt_to", None) or cfg.encryption_recipients
+        recipients = crypto.parse_recipients(wanted) if wanted else []
+        return WalArchive(store, source, recipients=recipients, signer=signer(args, cfg)), cluster
+    return WalArchive(store, source, identities=identities(args, cfg), verify_key=verify_key(args, cfg)), cluster

@@ -122,9 +122,10 @@ def scan(
 ) -> Catalog:
     """Every backup set in the store (or of one source, or one database), oldest first; with ``verify_key``, a
     set without a good signature by it is broken."""
-    listed = store.list(f"{source}/" if source else "")
+    skip = (f"{names.PITR_ROOT}/",)
+    listed = store.list(f"{source}/" if source else "", skip=() if source else skip)
     if source:
-        listed += [o for o in store.list() if "/" not in o.name]  # the legacy layout's sets of that source
+        listed += [o for o in store.list(skip=skip) if "/" not in o.name]  # the legacy layout's sets of that source
     objects = {o.name: o for o in listed}
     catalog = Catalog(store.url)
     for name in objects:

@@ -31,7 +31,10 @@ _DATA_RE = re.compile(
     r"(?P<ext>\.(?:sql|db|dump)(?:\.gz|\.zst)?(?:\.age)?)\Z"
 )
 GLOBALS_LABEL = ".globals"
-SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" would let a trailing newline in
+# The point-in-time recovery tree's own top directory: never a source of logical backups, and never read by
+# their listings.
+PITR_ROOT = "pitr"
+SOURCE_ID_RE = re.compile(r"^(?!pitr\Z)[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" would let a trailing newline in
 
 
 def stamp(moment: datetime) -> str:

@@ -66,9 +66,12 @@ class Store(Protocol):
         """A readable binary stream of the object; raises NotFound."""
         ...
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "", *, skip: tuple[str, ...] = ()) -> list[ObjectInfo]:
         """Every complete object whose name starts with ``prefix``, at any depth, sorted by name; temporary and
-        in-flight objects are never listed. A store that does not exist yet lists as empty."""
+        in-flight objects are never listed. A store that does not exist yet lists as empty.
+
+        ``skip``: directories directly below ``prefix`` (``prefix + "pitr/"``) whose objects are left out without
+        being read: a WAL archive's hundreds of thousands of objects cost a logical backup listing nothing."""
         ...
 
     def delete(self, name: str) -> None:

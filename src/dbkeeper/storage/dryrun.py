@@ -51,8 +51,8 @@ class DryRunStore:
     def open(self, name: str) -> BinaryIO:
         return self.store.open(name)
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        return self.store.list(prefix)
+    def list(self, prefix: str = "", *, skip: tuple[str, ...] = ()) -> list[ObjectInfo]:
+        return self.store.list(prefix, skip=skip)
 
     def delete(self, name: str) -> None:
         self.planned.append(Planned("delete", name, self.store.describe(check_name(name))))

@@ -194,7 +194,7 @@ class LocalStore:
         except OSError as exc:
             raise _map_os_error(exc, str(path)) from exc
 
-    def _walk(self, prefix: str = "") -> Iterator[tuple[str, os.DirEntry[str]]]:
+    def _walk(self, prefix: str = "", skip: tuple[str, ...] = ()) -> Iterator[tuple[str, os.DirEntry[str]]]:
         """Every regular file below the root whose relative name could start with ``prefix`` (dot-names
         included; symbolic links and the directories they name skipped), as (relative directory, entry).
 
@@ -215,7 +215,8 @@ class LocalStore:
                     continue
                 path = f"{rel}{entry.name}"
                 if entry.is_dir(follow_symlinks=False):
-                    if not entry.name.startswith(".") and (prefix.startswith(path + "/") or path.startswith(prefix)):
+                    wanted = prefix.startswith(path + "/") or path.startswith(prefix)
+                    if not entry.name.startswith(".") and wanted and path + "/" not in skip:
                         stack.append(path + "/")
                 elif entry.is_file(follow_symlinks=False):
                     yield rel, entry
@@ -309,11 +310,11 @@ class LocalStore:
         """The file behind an object (local stores only)."""
         return self._path(name)
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "", *, skip: tuple[str, ...] = ()) -> list[ObjectInfo]:
         if not self.root.exists():
             return []
         out = []
-        for rel, entry in self._walk(prefix):
+        for rel, entry in self._walk(prefix, skip):
             name = rel + entry.name
             if entry.name.startswith(".") or not name.startswith(prefix) or not is_valid_name(name):
                 continue  # hidden, elsewhere, or no valid object name (a newline, a backslash: planted)

@@ -83,8 +83,8 @@ class RetryingStore:
     def open(self, name: str) -> BinaryIO:
         return self._retry(lambda: self.store.open(name))
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        return self._retry(lambda: self.store.list(prefix))
+    def list(self, prefix: str = "", *, skip: tuple[str, ...] = ()) -> list[ObjectInfo]:
+        return self._retry(lambda: self.store.list(prefix, skip=skip))
 
     def delete(self, name: str) -> None:
         self._retry(lambda: self.store.delete(name))

@@ -29,6 +29,7 @@ with the chosen size anyway.
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
 from collections import deque
@@ -373,18 +374,34 @@ class S3Store:
             body = self._client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
         return io.BufferedReader(_Body(body, self, what), buffer_size=MiB)
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "", *, skip: tuple[str, ...] = ()) -> list[ObjectInfo]:
         """Every object below the store's prefix starting with ``prefix``; keys that are no valid object name
-        (a dot or temporary part, an empty part: another tool's, or planted) are skipped."""
-        out = []
+        (a dot or temporary part, an empty part: another tool's, or planted) are skipped. With ``skip``, one
+        listing by directory at ``prefix``'s level, then each directory not skipped in full."""
+        out: list[ObjectInfo] = []
         paginator = self._client.get_paginator("list_objects_v2")
         with self._mapped("list", self.url):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._base + prefix):
-                for obj in page.get("Contents", []):
-                    name = obj["Key"][len(self._base) :]
-                    if is_valid_name(name):
-                        out.append(ObjectInfo(name, obj["Size"], obj["LastModified"]))
+            if skip and (not prefix or prefix.endswith("/")):
+                dirs = []
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=self._base + prefix, Delimiter="/"):
+                    out += self._infos(page)
+                    dirs += [p["Prefix"][len(self._base) :] for p in page.get("CommonPrefixes", [])]
+                for d in dirs:
+                    if d not in skip:
+                        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._base + d):
+                            out += self._infos(page)
+            else:
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=self._base + prefix):
+                    out += self._infos(page)
         return sorted(out, key=lambda o: o.name)
+
+    def _infos(self, page: dict[str, Any]) -> builtins.list[ObjectInfo]:
+        out = []
+        for obj in page.get("Contents", []):
+            name = obj["Key"][len(self._base) :]
+            if is_valid_name(name):
+                out.append(ObjectInfo(name, obj["Size"], obj["LastModified"]))
+        return out
 
     def delete(self, name: str) -> None:
         with self._mapped("delete", self.describe(name)):

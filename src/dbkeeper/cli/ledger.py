@@ -1,0 +1,61 @@
+"""dbkeeper ledger SOURCE: commit a row every few seconds into dbkeeper.ledger, the oracle of PITR drills."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+from dbkeeper.cli.common import add_json, emit_json, load_config
+from dbkeeper.errors import DbkeeperError, UsageError
+from dbkeeper.units import parse_duration
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "ledger",
+        help="write the ledger that point-in-time drills check a restore against",
+        description="Commit one row (an id and the time) into dbkeeper.ledger in SOURCE every --every, creating"
+        " the table on first use. `drill --pitr` restores to a random time T and checks that the newest ledger"
+        " row is at most one interval before T and none is after it. Runs until stopped (a systemd unit"
+        " `schedule install` writes), or once with --once (a cron line).",
+    )
+    p.add_argument("source", metavar="SOURCE", help="postgresql:// URL, or a source name from the config")
+    p.add_argument("--every", metavar="DURATION", default="10s", help="time between rows (default 10s)")
+    p.add_argument("--once", action="store_true", help="write one row and exit")
+    p.add_argument("--pg-bin", metavar="DIR", help="directory of psql (config pg_bin)")
+    add_json(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dbkeeper.engines.postgres.conn import PgConn
+    from dbkeeper.pitr import ledger
+
+    cfg = load_config(args)
+    every = parse_duration(args.every, "--every")
+    if every < timedelta(seconds=1):
+        raise UsageError("--every must be at least 1s", "the ledger needs one commit per interval, not a load test")
+    named = cfg.source(args.source)
+    url = named.url if named else args.source
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise UsageError(f"{args.source!r} is no PostgreSQL source", "give a postgresql:// URL or a config source name")
+    conn = PgConn.from_url(url)
+    pg_bin = args.pg_bin or cfg.pg_bin
+    ledger.setup(conn, pg_bin)
+    while True:
+        started = time.monotonic()
+        try:
+            row = ledger.tick(conn, every, pg_bin)
+        except DbkeeperError as exc:
+            if args.once:
+                raise
+            sys.stderr.write(f"dbkeeper: ledger: {exc.message}; trying again in {args.every}\n")
+        else:
+            if args.once:
+                if args.json:
+                    emit_json({"ok": True, "id": row.id, "at": row.at.isoformat().replace("+00:00", "Z")})
+                return 0
+        time.sleep(max(0.0, every.total_seconds() - (time.monotonic() - started)))

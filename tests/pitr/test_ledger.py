@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dbkeeper.engines.postgres.conn import PgConn
+from dbkeeper.pitr import ledger
+from dbkeeper.pitr.ledger import LedgerRow, judge
+from helpers import cli_json
+from pg import PgDb
+
+T = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
+EVERY = timedelta(seconds=10)
+
+
+def _rows(*seconds_before: float) -> list[LedgerRow]:
+    return [LedgerRow(i, T - timedelta(seconds=s), EVERY) for i, s in enumerate(sorted(seconds_before, reverse=True))]
+
+
+def test_a_recovery_that_reached_the_target_is_proven() -> None:
+    verdict = judge(_rows(35, 25, 15, 5), T)
+    assert verdict.ok and verdict.newest is not None and verdict.newest.at == T - timedelta(seconds=5)
+
+
+def test_a_row_after_the_target_means_recovery_went_past_it() -> None:
+    verdict = judge([*_rows(15, 5), LedgerRow(9, T + timedelta(milliseconds=1), EVERY)], T)
+    assert not verdict.ok and "past the target" in verdict.reason
+
+
+def test_a_newest_row_too_long_before_the_target_means_it_stopped_early() -> None:
+    verdict = judge(_rows(60, 50, 40), T)
+    assert not verdict.ok and "stopped early" in verdict.reason
+
+
+def test_no_ledger_proves_nothing() -> None:
+    assert not judge([], T).ok
+    assert "dbkeeper ledger" in judge([], T, exists=False).reason
+
+
+@given(st.lists(st.floats(min_value=-100, max_value=100, allow_nan=False), max_size=30))
+def test_judge_never_passes_a_row_after_the_target(offsets: list[float]) -> None:
+    rows = sorted((LedgerRow(i, T + timedelta(seconds=o), EVERY) for i, o in enumerate(offsets)), key=lambda r: r.at)
+    verdict = judge(rows, T)
+    if verdict.ok:
+        assert all(r.at <= T for r in rows) and rows and T - rows[-1].at <= timedelta(seconds=20)
+
+
+def test_the_ledger_command_writes_rows_the_drill_can_read(
+    pgdb: PgDb, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGPASSWORD", pgdb.cluster.env()["PGPASSWORD"])
+    code, first = cli_json(capsys, "ledger", pgdb.url, "--once", "--every", "2s")
+    assert code == 0
+    code, second = cli_json(capsys, "ledger", pgdb.url, "--once", "--every", "2s")
+    assert code == 0 and second["id"] > first["id"]
+    conn = PgConn.from_url(pgdb.url)
+    rows, exists = ledger.rows_near(conn, datetime.now(UTC))
+    assert exists and [r.id for r in rows] == [first["id"], second["id"]]
+    assert rows[0].every == timedelta(seconds=2)
+    assert judge(rows, rows[-1].at + timedelta(seconds=1)).ok
+
+
+def test_bad_ledger_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = cli_json(capsys, "ledger", "sqlite:///x.db", "--once")
+    assert code == 2 and "no PostgreSQL source" in doc["error"]
+    code, doc = cli_json(capsys, "ledger", "postgresql://h/db", "--once", "--every", "100ms")
+    assert code == 2
