@@ -4,8 +4,8 @@
 
 Creates ``--count`` small databases (two tables, a few thousand rows each), then times, in turn and for
 ``--rounds`` rounds: every ``pg_dump | gzip -1`` one after the other (the dumps themselves), and ``dbkeeper
-backup`` of all of them in one run with ``--jobs 1`` and ``--jobs 4``. Reports medians and the seconds
-dbkeeper spends beyond the dumps.
+backup`` of all of them in one run with ``--parallel-sources 1`` and ``--parallel-sources 4``. Reports medians and
+the seconds dbkeeper spends beyond the dumps.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def main() -> None:
     urls = [f"{base}/{n}" for n in names]
     results: dict[str, list[float]] = {
         "pg_dump | gzip, one after the other": [],
-        "dbkeeper backup --jobs 1": [],
-        "dbkeeper backup --jobs 4": [],
+        "dbkeeper backup --parallel-sources 1": [],
+        "dbkeeper backup --parallel-sources 4": [],
     }
     try:
         for r in range(args.rounds):
@@ -79,12 +79,22 @@ def main() -> None:
                 store = work / f"store{r}_{jobs}"
                 t0 = time.perf_counter()
                 subprocess.run(
-                    [sys.executable, "-m", "dbkeeper", "backup", *urls, "--jobs", str(jobs), "--store", str(store)],
+                    [
+                        sys.executable,
+                        "-m",
+                        "dbkeeper",
+                        "backup",
+                        *urls,
+                        "--parallel-sources",
+                        str(jobs),
+                        "--store",
+                        str(store),
+                    ],
                     env=env,
                     check=True,
                     stdout=subprocess.DEVNULL,
                 )
-                results[f"dbkeeper backup --jobs {jobs}"].append(time.perf_counter() - t0)
+                results[f"dbkeeper backup --parallel-sources {jobs}"].append(time.perf_counter() - t0)
                 shutil.rmtree(store)
             print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in results.items()), flush=True)
     finally:

@@ -22,10 +22,25 @@ DEFAULT_STORE = "backups"
 @dataclass(frozen=True)
 class SourceConfig:
     """A ``[[sources]]`` entry. ``name`` is the source's id in the store (its directory, its retention group); a
-    source without one gets an id derived from its host, port and database (or file path)."""
+    source without one gets an id derived from its host, port and database (or file path).
+
+    ``all = true`` makes the entry a whole PostgreSQL server: every connectable non-template database, less
+    ``exclude_db`` (shell patterns), each with an id derived from host, port and database (``name`` then only
+    selects the entry on the command line), and the server's roles and tablespaces unless ``globals = false``.
+    ``tables``, ``exclude_tables``, ``schemas``, ``exclude_schemas``, ``exclude_table_data`` and
+    ``pg_dump_options`` are pg_dump's selection (see engines/postgres/dumpopts.py)."""
 
     name: str | None
     url: str
+    all: bool = False
+    exclude_db: tuple[str, ...] = ()
+    globals: bool | None = None  # None: the default (with all: true)
+    tables: tuple[str, ...] = ()
+    exclude_tables: tuple[str, ...] = ()
+    schemas: tuple[str, ...] = ()
+    exclude_schemas: tuple[str, ...] = ()
+    exclude_table_data: tuple[str, ...] = ()
+    pg_dump_options: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -152,6 +167,16 @@ _TOP = {
     "signing",
     "pitr",
 }
+_SOURCE_LISTS = (
+    "exclude_db",
+    "tables",
+    "exclude_tables",
+    "schemas",
+    "exclude_schemas",
+    "exclude_table_data",
+    "pg_dump_options",
+)
+_SOURCE = {"name", "url", "all", "globals", *_SOURCE_LISTS}
 _RETENTION = {"keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_min"}
 _ENCRYPTION = {"recipients", "identity"}
 _S3 = {"endpoint_url", "sse", "sse_kms_key_id", "region"}
@@ -224,9 +249,29 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
     for i, src in enumerate(raw_sources):
         if not isinstance(src, dict):
             raise fail(f"sources[{i}]", "must be a table with name and url")
-        _only(src, {"name", "url"}, where, f"sources[{i}].")
+        _only(src, _SOURCE, where, f"sources[{i}].")
         if not isinstance(src.get("url"), str):
             raise fail(f"sources[{i}].url", "is required (postgresql://… or sqlite:///…)")
+        lists = {}
+        for key in _SOURCE_LISTS:
+            value = src.get(key, [])
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise fail(f"sources[{i}].{key}", "must be a list of patterns (strings)")
+            lists[key] = tuple(value)
+        for key in ("all", "globals"):
+            if key in src and not isinstance(src[key], bool):
+                raise fail(f"sources[{i}].{key}", "must be true or false")
+        if lists["exclude_db"] and not src.get("all"):
+            raise fail(f"sources[{i}].exclude_db", "needs all = true (it filters a whole server's databases)")
+        if lists["pg_dump_options"]:
+            from dbkeeper.engines.postgres.dumpopts import check_options
+
+            try:
+                check_options(lists["pg_dump_options"], "pg_dump_options")
+            except UsageError as exc:
+                raise ConfigError(f"{where}: sources[{i}].{exc.message}", exc.hint) from None
         name = src.get("name")
         if name is not None and (not isinstance(name, str) or not _is_source_id(name)):
             raise fail(
@@ -234,7 +279,7 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
                 "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it names the"
                 " source's directory in the store)",
             )
-        sources.append(SourceConfig(name, src["url"]))
+        sources.append(SourceConfig(name, src["url"], all=src.get("all", False), globals=src.get("globals"), **lists))
     names = [s.name for s in sources if s.name]
     if len(set(names)) != len(names):
         raise fail("sources", "names must be unique")

@@ -94,6 +94,7 @@ def run_backup(
             row_counts=counts,
             raw_size_bytes=raw_size,
             extra=dict(info.extra),
+            selection=info.selection.to_json() if info.selection else None,
         )
 
     # The stream allocates steadily; without this the collector keeps rescanning every imported module's objects.

@@ -49,7 +49,11 @@ class _StderrTail:
 
     def text(self) -> str:
         self._thread.join(timeout=5)
-        return b"".join(self._chunks).decode("utf-8", "replace").strip()
+        return self.so_far()
+
+    def so_far(self) -> str:
+        """What the child printed so far (while it runs: no waiting for it to end)."""
+        return b"".join(list(self._chunks)).decode("utf-8", "replace").strip()
 
 
 _F_SETPIPE_SZ = 1031  # Linux fcntl: pipe capacity
@@ -132,6 +136,10 @@ class Process:
 
     def stderr_text(self) -> str:
         return self._stderr.text()
+
+    def stderr_so_far(self) -> str:
+        """The child's stderr up to now, without waiting for it to end (a running psql's ``\\warn`` lines)."""
+        return self._stderr.so_far()
 
     def kill(self) -> None:
         if self._popen.poll() is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dbkeeper import codec, crypto
@@ -123,6 +123,7 @@ def run_restore(
     """Restore backup ``name`` into the database at ``target_url`` (see the module docstring)."""
     t0 = time.monotonic()
     report, doc = _checked(repo, name, identities)
+    _not_globals(name, doc)
     return _restore(repo, name, report, doc, engine_for(target_url, pg_bin=pg_bin), options, identities, progress, t0)
 
 
@@ -138,6 +139,7 @@ def restore_into(
     """``run_restore`` into a database its caller already has the engine of (a drill's scratch database)."""
     t0 = time.monotonic()
     report, doc = _checked(repo, name, identities)
+    _not_globals(name, doc)
     return _restore(repo, name, report, doc, engine, options, identities, progress, t0)
 
 
@@ -153,12 +155,139 @@ def _checked(repo: Repository, name: str, identities: list[Any] | None) -> tuple
         add_stored_checks(report, doc, hash_object(repo, name))
     if doc is None or not report.ok:
         raise _refused(name, report)
+    return report, doc
+
+
+def resolve_selection(name: str, doc: Manifest, options: RestoreOptions) -> tuple[RestoreOptions, dict[str, int]]:
+    """``--table``/``--schema`` against what the backup holds (its manifest's tables): each table named exactly,
+    schema-qualified (``users`` is found in whichever schema holds it, and must be in one only); every schema
+    holding at least one table. The options with the tables qualified, and the row counts the restored tables
+    must have. UsageError naming what is not there, before anything is created."""
+    from dbkeeper.engines import qualified_name
+
+    held: dict[tuple[str, str], str] = {}
+    for key in doc.row_counts:
+        try:
+            schema, table = qualified_name(key)
+        except ValueError:
+            continue
+        held[(schema or "public", table)] = key
+    tables = []
+    for wanted in options.tables:
+        schema, table = wanted
+        found = [k for k in held if k[1] == table and (not schema or k[0] == schema)]
+        if len(found) != 1:
+            shown = f"{schema}.{table}" if schema else table
+            if not found:
+                raise UsageError(
+                    f"{name} holds no table {shown}",
+                    f"its tables: {', '.join(sorted(doc.row_counts)[:20]) or 'none'}",
+                )
+            raise UsageError(
+                f"{shown} is in several schemas of {name}",
+                f"name one: {', '.join(f'{s}.{t}' for s, t in sorted(found))}",
+            )
+        tables.append(found[0])
+    for schema in options.schemas:
+        if not any(k[0] == schema for k in held):
+            raise UsageError(
+                f"{name} holds no table in schema {schema}",
+                f"its schemas: {', '.join(sorted({k[0] for k in held})) or 'none'}",
+            )
+    expected = {
+        key: doc.row_counts[key] for (schema, table), key in held.items()
+        if (schema, table) in tables or schema in options.schemas
+    }  # fmt: skip
+    return replace(options, tables=tuple(tables)), expected
+
+
+def _not_globals(name: str, doc: Manifest) -> None:
     if doc.dump_format == "globals":
         raise UsageError(
             f"{name} holds a server's roles and tablespaces, not a database",
-            f"apply it by hand before restoring the databases that need them: zcat {name} | psql -X -d postgres",
+            f"restore it with restore --globals {name} postgresql://postgres@HOST:PORT (before the databases)",
         )
-    return report, doc
+
+
+GLOBALS_MAX = 256 << 20  # a globals file is roles and tablespaces: far smaller than this
+
+
+@dataclass
+class GlobalsRestore:
+    backup: str
+    target: str
+    seconds: float
+    created_roles: list[str]
+    existing_roles: list[str]
+    created_tablespaces: list[str]
+    existing_tablespaces: list[str]
+    verify: Report
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backup": self.backup,
+            "target": self.target,
+            "seconds": round(self.seconds, 3),
+            "created_roles": self.created_roles,
+            "existing_roles": self.existing_roles,
+            "created_tablespaces": self.created_tablespaces,
+            "existing_tablespaces": self.existing_tablespaces,
+            "verify": self.verify.to_json(),
+        }
+
+
+def restore_globals(
+    repo: Repository,
+    name: str,
+    target_url: str,
+    *,
+    allow_no_password: bool = False,
+    allow_superuser: bool = False,
+    pg_bin: str | None = None,
+    identities: list[Any] | None = None,
+) -> GlobalsRestore:
+    """Create the roles and tablespaces of globals backup ``name`` that the server at ``target_url`` lacks (see
+    engines/postgres/globals.py): the backup is verified whole (checksum, trailer, the lexer's globals rules)
+    before anything is created."""
+    from dbkeeper.engines import apply_globals
+
+    t0 = time.monotonic()
+    report, doc = _checked(repo, name, identities)
+    if doc.dump_format != "globals":
+        raise UsageError(
+            f"{name} is a backup of a database, not of a server's roles and tablespaces",
+            "restore --globals takes a <db>.globals_<stamp> backup (`dbkeeper list` shows them)",
+        )
+    content = ContentCheck(doc, identities)
+    data = bytearray()
+    try:
+        with repo.open(name) as f:
+            for chunk in content.stream(codec.read_chunks(f)):
+                data += chunk
+                if len(data) > GLOBALS_MAX:
+                    raise CheckFailed(f"{name} is larger than a globals file can be ({GLOBALS_MAX >> 20} MiB)")
+    except (EncryptionError, CheckFailed) as exc:
+        raise _refused(name, content.broken(report, repo, exc)) from None
+    content.finish(report)
+    if not report.ok:
+        raise _refused(name, report)
+    done = apply_globals(
+        target_url,
+        bytes(data),
+        allow_no_password=allow_no_password,
+        allow_superuser=allow_superuser,
+        pg_bin=pg_bin,
+    )
+    return GlobalsRestore(
+        name,
+        done.target,
+        time.monotonic() - t0,
+        done.created_roles,
+        done.existing_roles,
+        done.created_tablespaces,
+        done.existing_tablespaces,
+        report,
+    )
 
 
 def _restore(
@@ -174,6 +303,9 @@ def _restore(
 ) -> RestoreResult:
     if engine.name != doc.engine:
         raise UsageError(f"{name} is a {doc.engine} backup and cannot be restored into a {engine.name} target")
+    expected = dict(doc.row_counts)
+    if options.partial:
+        options, expected = resolve_selection(name, doc, options)
     target = engine.restore_target(restore_spec(doc), options)
     existed = target.existed
     content: ContentCheck | None = None
@@ -186,7 +318,7 @@ def _restore(
                 # Reading, decryption, decompression and the checks run on their own thread, the load on this one.
                 target.load(
                     threaded(content.stream(codec.read_chunks(f)), depth=4),
-                    reopen=lambda: _read(repo, name, doc, identities),
+                    reopen=None if options.partial else (lambda: _read(repo, name, doc, identities)),
                 )
         except (EncryptionError, CheckFailed) as exc:
             raise _refused(name, content.broken(report, repo, exc)) from None
@@ -199,8 +331,8 @@ def _restore(
         content.finish(report)
         if not report.ok:
             raise _refused(name, report)
-        counts = target.row_counts(doc.row_counts)
-        bad = {t: (n, counts.get(t)) for t, n in doc.row_counts.items() if counts.get(t) != n}
+        counts = target.row_counts(expected)
+        bad = {t: (n, counts.get(t)) for t, n in expected.items() if counts.get(t) != n}
         if bad:
             table, (want, got) = next(iter(sorted(bad.items())))
             raise RestoreError(

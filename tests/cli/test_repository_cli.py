@@ -53,7 +53,7 @@ def test_the_same_database_name_on_two_servers_keeps_two_histories(
             f'[[sources]]\nname = "casino-us"\nurl = "{pg17.url(db)}"\n'
         )
         for _ in range(3):
-            code, doc = cli_json(capsys, "backup", "--jobs", "2")
+            code, doc = cli_json(capsys, "backup", "--parallel-sources", "2")
             assert code == 0, doc
             locations = [b["location"] for b in doc["backups"]]
             assert len(set(locations)) == 2
@@ -256,7 +256,7 @@ def test_globals_and_the_database_back_up_in_parallel(
     db = unique_db_name("globals")
     pg15.create_db(db)
     try:
-        code, doc = cli_json(capsys, "backup", pg15.url(db), "--globals", "--jobs", "2")
+        code, doc = cli_json(capsys, "backup", pg15.url(db), "--globals", "--parallel-sources", "2")
         assert code == 0 and all(b["ok"] for b in doc["backups"]), doc
         stored = sets(tmp_path / "backups")
         assert len(stored) == 2 and len({s.split("/")[0] for s in stored}) == 1  # one source, two series

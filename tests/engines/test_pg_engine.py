@@ -263,13 +263,13 @@ def test_many_sources_at_once_keep_their_order(
     for i, name in enumerate(names):
         pg15.psql(f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")
         pg15.psql(f"CREATE TABLE t AS SELECT g FROM generate_series(1, {i + 1}) g", db=name)
-    code, doc = cli_json(capsys, "backup", *(pg15.url(n) for n in names), "--jobs", "4")
+    code, doc = cli_json(capsys, "backup", *(pg15.url(n) for n in names), "--parallel-sources", "4")
     assert code == 0 and doc["ok"]
     assert [b["manifest"]["database"] for b in doc["backups"]] == names
     assert [b["manifest"]["row_counts"]["public.t"] for b in doc["backups"]] == list(range(1, 13))
     assert len(backup_files(tmp_path / "backups")) == 36
-    code, _, err = cli(capsys, "backup", pg15.url(names[0]), "--jobs", "0")
-    assert code == 2 and "--jobs" in err
+    code, _, err = cli(capsys, "backup", pg15.url(names[0]), "--parallel-sources", "0")
+    assert code == 2 and "--parallel-sources must be at least 1" in err
 
 
 def test_globals_kept_beside_the_database(pgdb: PgDb, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -288,4 +288,4 @@ def test_globals_kept_beside_the_database(pgdb: PgDb, capsys: pytest.CaptureFixt
     code, out, _ = cli(capsys, "verify", str(tmp_path / "backups" / globals_file))
     assert code == 0 and "verified" in out
     code, _, err = cli(capsys, "restore", str(tmp_path / "backups" / globals_file), cluster.url("x"))
-    assert code == 2 and "roles and tablespaces, not a database" in err and "psql -X -d postgres" in err
+    assert code == 2 and "roles and tablespaces, not a database" in err and "restore --globals" in err

@@ -135,7 +135,13 @@ def _main(words: list[str], command: str | None) -> int:
     if bad is not None:
         return report_error(bad, False)
     parser = build_parser(command)
-    args = parser.parse_args(words)
+    args, extra = parser.parse_known_args(words)
+    if len(extra) == 1 and not extra[0].startswith("-") and getattr(args, "target", "") is None:
+        # An optional positional (restore's TARGET) after an option: argparse takes the positionals in one go
+        # (`restore latest --database casino postgresql://…/casino_copy` left TARGET empty and the URL over).
+        args.target = extra[0]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:

@@ -28,10 +28,12 @@ from dbkeeper.cli.common import (
     update_metrics,
 )
 from dbkeeper.codec import COMPRESSIONS
-from dbkeeper.errors import EXIT_FAILED, DbkeeperError
+from dbkeeper.engines import DumpSelection
+from dbkeeper.engines.postgres.dumpopts import check_options
+from dbkeeper.errors import EXIT_FAILED, DbkeeperError, UsageError
 from dbkeeper.notify import Notifier
 from dbkeeper.pipeline import BackupOptions, Progress
-from dbkeeper.runs.backup import BackupPlan, SourceResult, back_up, sources_from
+from dbkeeper.runs.backup import BackupPlan, SourceResult, Whole, back_up, sources_from
 
 
 def register(sub: Any) -> None:
@@ -39,9 +41,12 @@ def register(sub: Any) -> None:
         "backup",
         add_help=False,
         help="back up databases into the store",
-        description="Back up each SOURCE (postgresql://user@host:port/db, sqlite:///app.db, a path ending .db, or"
-        " a source name from the config). With no SOURCE: -h/-p/-U/-d as in pg_dump, else the config's"
-        " sources, else the PG* environment. Each source is locked while it is backed up: a second run of the"
+        description="Back up each SOURCE (postgresql://user@host:port/db, a libpq connection string such as"
+        " 'host=db1 dbname=casino', sqlite:///app.db, a path ending .db, or a source name from the config). With no"
+        " SOURCE: -h/-p/-U/-d as in pg_dump, else the config's sources, else the PG* environment. With --all, each"
+        " SOURCE is a server: every database that accepts connections and is not a template is backed up as a"
+        " source of its own, with the server's roles and tablespaces. -h is the host here, as in pg_dump (--help"
+        " is help). Each source is locked while it is backed up: a second run of the"
         " same source (cron and a manual run) fails at once and writes nothing. [notify] in the config (or"
         " DBKEEPER_WEBHOOK_URL, DBKEEPER_PING_URL) reports the run to a webhook and a dead-man's switch.",
     )
@@ -74,7 +79,33 @@ def register(sub: Any) -> None:
         metavar="STORE",
         help="then copy the backup to this store (repeatable; default: copy_to in the config)",
     )
-    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="back up N sources at once (default 1)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="back up every database of each server named (connectable, not a template; pg_back's choice), each as"
+        " a source of its own, and the server's roles and tablespaces (config: all = true)",
+    )
+    p.add_argument(
+        "--exclude-db",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="with --all: leave out databases matching this shell pattern (repeatable: --exclude-db 'test_*')",
+    )
+    p.add_argument(
+        "--no-globals",
+        action="store_true",
+        help="with --all: do not keep the server's roles and tablespaces this time",
+    )
+    _add_selection(p)
+    p.add_argument(
+        "--parallel-sources",
+        type=int,
+        default=None,
+        metavar="N",
+        help="back up N sources (databases) at once (default 1); each source is one pg_dump",
+    )
+    p.add_argument("--jobs", "-j", type=int, default=None, dest="jobs", help=argparse.SUPPRESS)
     p.add_argument(
         "--format",
         choices=["plain", "custom"],
@@ -107,6 +138,32 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    """pg_dump's own selection flags, with pg_dump's spellings; recorded in the manifest (a partial backup)."""
+    for short, long, what in (
+        ("-t", "--table", "back up only tables matching PATTERN (pg_dump -t; repeatable)"),
+        ("-T", "--exclude-table", "leave out tables matching PATTERN (pg_dump -T; repeatable)"),
+        ("-n", "--schema", "back up only schemas matching PATTERN (pg_dump -n; repeatable)"),
+        ("-N", "--exclude-schema", "leave out schemas matching PATTERN (pg_dump -N; repeatable)"),
+    ):
+        p.add_argument(short, long, action="append", default=[], metavar="PATTERN", help=what)
+    p.add_argument(
+        "--exclude-table-data",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="keep these tables' definitions but not their rows (pg_dump --exclude-table-data; repeatable)",
+    )
+    p.add_argument(
+        "--pg-dump-option",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="pass one more option to pg_dump, in one word (--pg-dump-option=--lock-wait-timeout=30s); only options"
+        " that keep what dbkeeper relies on are allowed (a refused one is named with what to use instead)",
+    )
+
+
 def _seconds(text: str) -> float:
     """A number of seconds, 0 or more and finite (argparse turns the ValueError into a usage error)."""
     value = float(text)
@@ -116,9 +173,35 @@ def _seconds(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.jobs is not None:
+        sys.stderr.write(
+            "dbkeeper: note: backup --jobs is now --parallel-sources (sources at once; restore --jobs is sessions"
+            " per database); --jobs keeps working\n"
+        )
+    parallel = (
+        args.parallel_sources if args.parallel_sources is not None else (args.jobs if args.jobs is not None else 1)
+    )
+    if (args.exclude_db or args.no_globals) and not args.all:
+        raise UsageError("--exclude-db and --no-globals go with --all", "back up a whole server: backup --all URL")
+    selection = DumpSelection(
+        tuple(args.table),
+        tuple(args.exclude_table),
+        tuple(args.schema),
+        tuple(args.exclude_schema),
+        tuple(args.exclude_table_data),
+        check_options(args.pg_dump_option),
+    )
+    whole = Whole(tuple(args.exclude_db), not args.no_globals) if args.all else None
     cfg = load_config(args)
     with Notifier.from_config(cfg).run("backup") as report:
-        sources = sources_from(args.sources, cfg, pg=(args.host, args.port, args.username, args.dbname), name=args.name)
+        sources = sources_from(
+            args.sources,
+            cfg,
+            pg=(args.host, args.port, args.username, args.dbname),
+            name=args.name,
+            selection=selection,
+            whole=whole,
+        )
         repo = open_repo_for(store_url(args, cfg), cfg, args)
         report.details.update(databases=[s.label for s in sources], store=repo.url)
         policy = None
@@ -138,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
             dump_format=args.format,
             pg_bin=args.pg_bin or cfg.pg_bin,
             globals=args.globals,
-            jobs=args.jobs,
+            jobs=parallel,
             copy_to=tuple(open_repo_for(url, cfg, args) for url in copy_to),
             policy=policy,
             identities=identities(args, cfg) if policy is not None else None,
@@ -146,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         bars: dict[str, ProgressLine] = {}
 
         def progress_for(label: str) -> Progress | None:
-            if args.json or args.jobs > 1:
+            if args.json or parallel > 1:
                 return None
             bars[label] = ProgressLine(f"backup {label}", enabled=True)
             return bars[label].update
@@ -179,7 +262,7 @@ def _show(result: SourceResult, args: argparse.Namespace) -> None:
         print(
             f"{result.location}  {human_size(doc.size_bytes)}"
             f" (from {human_size(doc.raw_size_bytes or 0)}, {len(doc.row_counts)} tables, {rows} rows)"
-            f" in {doc.duration_s:.1f}s",
+            f" in {doc.duration_s:.1f}s" + (f", partial: {doc.describe_selection()}" if doc.partial else ""),
             flush=True,
         )
     if result.copies is not None:

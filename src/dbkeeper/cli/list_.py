@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         for e in entries:
             rows = f"{sum(e.manifest.row_counts.values())} rows" if e.manifest else ""
             status = e.status if e.good else f"{e.status.upper()}: {e.problem}"
+            if e.manifest is not None and e.manifest.partial:
+                status += f" (partial: {e.manifest.describe_selection()})"
             print(f"{e.name:<{width}}  {iso(e.created)}  {human_size(e.size):>9}  {rows:>12}  {status}")
     for b in bases:
         print(_base_line(b))
@@ -108,6 +110,8 @@ def _entry_json(e: Entry) -> dict[str, Any]:
         "row_counts": e.manifest.row_counts if e.manifest else None,
         "encrypted": bool(e.manifest and e.manifest.encryption),
         "signed": e.signed,
+        "partial": bool(e.manifest and e.manifest.partial),
+        "selection": e.manifest.selection if e.manifest and e.manifest.partial else None,
     }
 
 

@@ -1,8 +1,11 @@
-"""dbkeeper restore BACKUP TARGET: verified, whole or not at all."""
+"""dbkeeper restore BACKUP [TARGET]: verified, whole or not at all; ``--globals`` for a server's roles and
+tablespaces. The target is named as psql names one: TARGET (a URL or a libpq connection string), or
+``-h/-p/-U/-d``, or the PG* environment; ``-h`` is the host here (``--help`` is help)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from dbkeeper.cli.common import (
@@ -21,24 +24,78 @@ from dbkeeper.cli.common import (
     pitr_archive,
     wal_fetch_command,
 )
-from dbkeeper.engines import RestoreOptions
+from dbkeeper.engines import RestoreOptions, qualified_name, server_url
 from dbkeeper.errors import UsageError
-from dbkeeper.restore import default_jobs, run_restore
+from dbkeeper.restore import default_jobs, restore_globals, run_restore
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "restore",
+        add_help=False,
         help="restore a backup into a database",
         description="Restore BACKUP (a path, a name in the store as `dbkeeper list` shows it, s3://…/file, or latest"
         " with --source/--database) into TARGET"
-        " (postgresql://user@host:port/newdb or sqlite:///path.db). The backup is verified first, restored into a"
+        " (postgresql://user@host:port/newdb, a libpq connection string such as 'host=db2 dbname=newdb', or"
+        " sqlite:///path.db); instead of TARGET, -d/--dbname with -h/-p/-U as in psql, else the PG* environment"
+        " (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD). The backup is verified first, restored into a"
         " temporary, checked against the manifest's row counts, and only then put in place. An existing TARGET is"
-        " replaced only with --drop-existing; any failure leaves it as it was.",
+        " replaced only with --drop-existing; any failure leaves it as it was. With --globals, BACKUP is a"
+        " server's roles and tablespaces (backup --all keeps them) and TARGET a server: the missing ones are"
+        " created, nothing is changed or dropped.",
     )
+    p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("backup", metavar="BACKUP", nargs="?")
     p.add_argument("target", metavar="TARGET", nargs="?")
-    p.add_argument("--drop-existing", action="store_true", help="replace TARGET if it exists (its sessions are ended)")
+    p.add_argument("-d", "--dbname", metavar="DBNAME", help="the target database (a name, URL or connection string)")
+    p.add_argument("-h", "--host", help="the target's host (as psql -h; default PGHOST)")
+    p.add_argument("-p", "--port", help="the target's port (as psql -p; default PGPORT)")
+    p.add_argument("-U", "--username", help="connect as this user (as psql -U; default PGUSER)")
+    p.add_argument(
+        "--globals",
+        action="store_true",
+        help="BACKUP holds a server's roles and tablespaces: create those the target server lacks (never drops or"
+        " changes one that exists)",
+    )
+    p.add_argument(
+        "--allow-no-password",
+        action="store_true",
+        help="with --globals: create LOGIN roles that have no password in the backup",
+    )
+    p.add_argument(
+        "--allow-superuser",
+        action="store_true",
+        help="with --globals: create roles with SUPERUSER, REPLICATION or BYPASSRLS, or server-level role grants",
+    )
+    p.add_argument(
+        "-t",
+        "--table",
+        action="append",
+        default=[],
+        metavar="TABLE",
+        help="restore only this table (schema.table, or a name one schema holds; repeatable): its data, indexes,"
+        " constraints, defaults and sequences; a foreign key only when the table it references comes too",
+    )
+    p.add_argument(
+        "-n",
+        "--schema",
+        action="append",
+        default=[],
+        metavar="SCHEMA",
+        help="restore only this schema, everything in it (repeatable)",
+    )
+    p.add_argument(
+        "--into-existing",
+        action="store_true",
+        help="with --table/--schema: load them into TARGET, which exists, in one transaction that only creates"
+        " (a table or schema that is already there is refused, or replaced with --drop-existing)",
+    )
+    p.add_argument(
+        "--drop-existing",
+        action="store_true",
+        help="replace TARGET if it exists (its sessions are ended); with --into-existing: replace the tables or"
+        " schemas restored",
+    )
     p.add_argument("--no-owner", action="store_true", help="skip ALTER … OWNER TO (restore as the connecting user)")
     p.add_argument(
         "--disable-triggers",
@@ -91,7 +148,6 @@ def _add_pitr(p: argparse.ArgumentParser) -> None:
         help="at the target: promote (default) or leave the server paused there (with --keep-running)",
     )
     g.add_argument("--base-backup", metavar="ID", help="use this base backup (default: the newest before the target)")
-    g.add_argument("--port", type=int, default=5432, help="the restored server's port (its socket's name)")
     g.add_argument(
         "--socket-dir", metavar="DIR", help="the restored server's socket directory (default: a private one)"
     )
@@ -108,23 +164,56 @@ def _add_pitr(p: argparse.ArgumentParser) -> None:
     )
 
 
+def target_of(args: argparse.Namespace, *, server: bool = False) -> str:
+    """TARGET, else -h/-p/-U/-d and the PG* environment (a ``server`` needs no database)."""
+    parts = (args.host, args.port, args.username, args.dbname)
+    if args.target:
+        if any(parts):
+            raise UsageError(
+                "the target is named twice: TARGET and -h/-p/-U/-d",
+                "give a TARGET URL, or -d DBNAME with -h/-p/-U, not both",
+            )
+        return str(args.target)
+    if not any(parts) and not os.environ.get("PGDATABASE") and not server:
+        raise UsageError(
+            "no target named",
+            "name one: TARGET (postgresql://user@host:port/newdb or sqlite:///copy.db), -d DBNAME, or PGDATABASE",
+        )
+    return server_url(args.host, args.port, args.username, args.dbname, server=server)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.pitr:
         return _run_pitr(args)
-    if not (args.backup and args.target):
-        args.parser.error("the following arguments are required: BACKUP, TARGET (or --pitr DATADIR)")
+    if not args.backup:
+        raise UsageError("restore needs BACKUP", "dbkeeper restore latest postgresql://…/db, or --pitr DATADIR")
+    if args.globals:
+        return _globals(args)
+    if args.allow_no_password or args.allow_superuser:
+        raise UsageError("--allow-no-password and --allow-superuser go with --globals")
     if args.jobs is None:
         args.jobs = default_jobs()
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
     cfg = load_config(args)
+    target = target_of(args)
+    if args.into_existing and not (args.table or args.schema):
+        raise UsageError("--into-existing goes with --table or --schema", "a whole backup goes into a new database")
     repo, name = locate_backup(args, cfg)
-    options = RestoreOptions(args.drop_existing, args.no_owner, args.disable_triggers, jobs=args.jobs)
+    options = RestoreOptions(
+        args.drop_existing,
+        args.no_owner,
+        args.disable_triggers,
+        jobs=args.jobs,
+        tables=tuple(_table(t) for t in args.table),
+        schemas=tuple(args.schema),
+        into_existing=args.into_existing,
+    )
     bar = ProgressLine(f"restore {name}", enabled=not args.json)
     result = run_restore(
         repo,
         name,
-        args.target,
+        target,
         options,
         pg_bin=args.pg_bin or cfg.pg_bin,
         identities=identities(args, cfg),
@@ -136,11 +225,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         rows = sum(result.row_counts.values())
         how = "replaced" if result.replaced else "created"
+        if options.into_existing:
+            how = "into the existing database"
         print(
             f"restored {name} into {result.target} ({how}): {len(result.row_counts)} tables, {rows} rows"
             f" match the manifest, {result.seconds:.1f}s"
         )
     return 0
+
+
+def _pitr_port(text: str | None) -> int:
+    """With --pitr, -p/--port is the restored server's port (its socket's name), 5432 unless given."""
+    if text is None:
+        return 5432
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise UsageError(f"--port {text!r} is not a port number", "give 1-65535")
+    return int(text)
 
 
 def _run_pitr(args: argparse.Namespace) -> int:
@@ -176,7 +276,7 @@ def _run_pitr(args: argparse.Namespace) -> int:
         timeline=args.timeline,
         action=args.action,
         backup=args.base_backup,
-        port=args.port,
+        port=_pitr_port(args.port),
         socket_dir=Path(args.socket_dir).absolute() if args.socket_dir else None,
         smoke=Path(args.smoke) if args.smoke else None,
         smoke_db=args.smoke_db,
@@ -203,5 +303,44 @@ def _run_pitr(args: argparse.Namespace) -> int:
         print(
             f"the server is running on socket {result.socket_dir} port {result.port};"
             f" stop it with pg_ctl -D {result.datadir} stop"
+        )
+    return 0
+
+
+def _table(text: str) -> tuple[str, str]:
+    """A --table argument: (schema, table) unquoted; the schema "" when not given (found in the backup)."""
+    try:
+        schema, table = qualified_name(text)
+    except ValueError:
+        raise UsageError(f"--table {text!r} is not a table name", "write schema.table, e.g. public.users") from None
+    return schema or "", table
+
+
+def _globals(args: argparse.Namespace) -> int:
+    if args.drop_existing:
+        raise UsageError("restore --globals never drops a role or tablespace", "leave out --drop-existing")
+    cfg = load_config(args)
+    target = target_of(args, server=True)
+    repo, name = locate_backup(args, cfg)
+    result = restore_globals(
+        repo,
+        name,
+        target,
+        allow_no_password=args.allow_no_password,
+        allow_superuser=args.allow_superuser,
+        pg_bin=args.pg_bin or cfg.pg_bin,
+        identities=identities(args, cfg),
+    )
+    if args.json:
+        emit_json({"ok": True, **result.to_json()})
+        return 0
+    created = ", ".join(result.created_roles) or "none"
+    print(f"restored {name} onto {result.target}: created roles {created}")
+    if result.existing_roles:
+        print(f"  left as they were (already there): {', '.join(result.existing_roles)}")
+    if result.created_tablespaces or result.existing_tablespaces:
+        print(
+            f"  tablespaces created: {', '.join(result.created_tablespaces) or 'none'};"
+            f" already there: {', '.join(result.existing_tablespaces) or 'none'}"
         )
     return 0

@@ -41,10 +41,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     repo, name = locate_backup(args, cfg)
     report = verify(repo, name, identities(args, cfg))
+    doc = report.manifest
     if args.json:
-        emit_json(report.to_json())
+        emit_json({**report.to_json(), "selection": doc.selection if doc and doc.partial else None})
     else:
         for c in report.checks:
             print(f"{'OK    ' if c.ok else 'FAILED'}  {c.name:<11} {c.detail}")
+        if doc is not None and doc.partial:
+            print(f"partial backup: {doc.describe_selection()} (only what this selected was checked)")
         print(f"{report.location}: {'verified' if report.ok else 'FAILED: ' + report.first_problem()}")
     return 0 if report.ok else EXIT_CHECK

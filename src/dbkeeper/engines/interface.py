@@ -14,6 +14,46 @@ from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
+class DumpSelection:
+    """What part of a database a backup holds, as pg_dump's own controls say it (``-t``, ``-T``, ``-n``, ``-N``,
+    ``--exclude-table-data``) and the extra pg_dump options allowed through (engines/postgres/dumpopts.py checks
+    them). The empty selection is the whole database; anything else makes a *partial* backup, recorded in its
+    manifest so that ``list`` and ``verify`` say so."""
+
+    tables: tuple[str, ...] = ()
+    exclude_tables: tuple[str, ...] = ()
+    schemas: tuple[str, ...] = ()
+    exclude_schemas: tuple[str, ...] = ()
+    exclude_table_data: tuple[str, ...] = ()
+    pg_dump_options: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return any(self.to_json().values())
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {
+            "tables": list(self.tables),
+            "exclude_tables": list(self.exclude_tables),
+            "schemas": list(self.schemas),
+            "exclude_schemas": list(self.exclude_schemas),
+            "exclude_table_data": list(self.exclude_table_data),
+            "pg_dump_options": list(self.pg_dump_options),
+        }
+
+    def describe(self) -> str:
+        """The selection as pg_dump's flags, for people: ``-t public.users -N audit``."""
+        flags = (
+            ("-t", self.tables),
+            ("-T", self.exclude_tables),
+            ("-n", self.schemas),
+            ("-N", self.exclude_schemas),
+            ("--exclude-table-data", self.exclude_table_data),
+        )
+        words = [f"{flag} {pattern}" for flag, patterns in flags for pattern in patterns]
+        return " ".join(words + list(self.pg_dump_options))
+
+
+@dataclass(frozen=True)
 class SourceInfo:
     """What a backup's manifest records about where it came from."""
 
@@ -26,6 +66,7 @@ class SourceInfo:
     server_encoding: str | None = None
     source: dict[str, Any] = field(default_factory=dict)  # never a password
     extra: dict[str, Any] = field(default_factory=dict)
+    selection: DumpSelection | None = None  # a partial backup's selection (None: the whole database)
 
 
 @dataclass(frozen=True)
@@ -73,6 +114,14 @@ class RestoreOptions:
     no_owner: bool = False
     disable_triggers: bool = False
     jobs: int = 1  # sessions to load with, where the engine can (PostgreSQL plain dumps: up to 2)
+    # Part of a backup (restore --table/--schema; PostgreSQL): tables as (schema, name) and schemas, unquoted.
+    tables: tuple[tuple[str, str], ...] = ()
+    schemas: tuple[str, ...] = ()
+    into_existing: bool = False  # load them into the existing target database (only creating) instead of a new one
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.tables or self.schemas)
 
 
 class Dump(Protocol):

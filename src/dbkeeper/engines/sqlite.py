@@ -24,7 +24,7 @@ from pathlib import Path
 
 from dbkeeper.codec import read_chunks
 from dbkeeper.engines.interface import RestoreOptions, RestoreSpec, SourceInfo, SourceKey
-from dbkeeper.errors import CheckFailed, NoSpace, RestoreError, SourceError
+from dbkeeper.errors import CheckFailed, NoSpace, RestoreError, SourceError, UsageError
 from dbkeeper.proc import signals_held
 from dbkeeper.workfiles import TempBeside, WorkDir
 
@@ -144,6 +144,10 @@ class SqliteEngine:
             yield SqliteDump(copy, counts)
 
     def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> SqliteRestoreTarget:
+        if options.partial or options.into_existing:
+            raise UsageError(
+                "--table, --schema and --into-existing are for PostgreSQL backups; a SQLite backup is restored whole"
+            )
         return SqliteRestoreTarget(self.path, options)
 
     def query(self, sql: str) -> list[list[str | None]]:

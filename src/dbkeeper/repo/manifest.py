@@ -6,7 +6,9 @@ range (a count is a non-negative integer, a time is ``YYYY-MM-DDTHH:MM:SSZ``, a 
 no deeper than JSON's usual needs). Anything else raises ``ManifestError`` with the reason, which the catalog
 shows as a broken entry: never a traceback, never counted by retention, never deleted by it.
 
-Versions: ``format_version`` 2 (this one) adds ``source_id``. Format 1 manifests (``"format": 1``, from stores
+Versions: ``format_version`` 2 (this one) adds ``source_id``; within it, ``selection`` (absent or null: the whole
+database) records a partial backup's pg_dump selection, so ``list`` and ``verify`` show it as partial; a reader
+that predates it ignores it, as it ignores any unknown field. Format 1 manifests (``"format": 1``, from stores
 written before source ids) still read, with ``source_id`` None. Unknown fields are ignored, so a newer minor
 addition does not break an older reader; a newer ``format_version`` is refused by name.
 
@@ -39,6 +41,7 @@ MAX_DEPTH = 32
 ENGINES = ("postgresql", "sqlite")
 COMPRESSIONS = ("gzip", "zstd", "none")
 DUMP_FORMATS = ("plain", "custom", "globals", "sqlite")
+SELECTION_KEYS = ("tables", "exclude_tables", "schemas", "exclude_schemas", "exclude_table_data", "pg_dump_options")
 _TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")  # \Z: "$" would let a trailing newline in
 _HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 
@@ -82,6 +85,7 @@ class Manifest:
     row_counts: dict[str, int] = field(default_factory=dict)
     raw_size_bytes: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, list[str]] | None = None  # a partial backup: pg_dump's -t/-T/-n/-N/… (None: whole)
     format_version: int = FORMAT_VERSION
     tool: str = f"dbkeeper {__version__}"
 
@@ -92,6 +96,20 @@ class Manifest:
     @property
     def completed(self) -> datetime:
         return parse_iso(self.completed_at)
+
+    @property
+    def partial(self) -> bool:
+        """The backup holds part of its database (a table or schema selection, excluded data, or pg_dump
+        options that leave something out)."""
+        return bool(self.selection and any(self.selection.values()))
+
+    def describe_selection(self) -> str:
+        """A partial backup's selection as pg_dump's flags (``-t public.users -N audit``); "" for a whole one."""
+        if not self.selection:
+            return ""
+        flags = {"tables": "-t", "exclude_tables": "-T", "schemas": "-n", "exclude_schemas": "-N"}
+        words = [f"{flags.get(k, '--exclude-table-data')} {p}" for k in SELECTION_KEYS[:5] for p in self.selection[k]]
+        return " ".join(words + self.selection["pg_dump_options"])
 
     @property
     def name(self) -> str:
@@ -168,6 +186,7 @@ class _Reader:
             row_counts=self._counts("row_counts"),
             raw_size_bytes=self._count("raw_size_bytes") if self.doc.get("raw_size_bytes") is not None else None,
             extra=self._object("extra"),
+            selection=self._selection(),
             format_version=version,
             tool=self._optional_text("tool") or "unknown",
         )
@@ -253,6 +272,23 @@ class _Reader:
             if not table or type(n) is not int or n < 0:
                 raise ManifestError(f"manifest {key}[{_show(table)}] is {_show(n)}, not a count")
         return value
+
+    def _selection(self) -> dict[str, list[str]] | None:
+        """``selection``: absent or null for a whole database; else an object of exactly SELECTION_KEYS, each a
+        list of non-empty strings (patterns and pg_dump options, as the backup was told)."""
+        value = self.doc.get("selection")
+        if value is None:
+            return None
+        if not isinstance(value, dict) or set(value) != set(SELECTION_KEYS):
+            raise ManifestError(f"manifest selection is {_show(value)}, not an object of {', '.join(SELECTION_KEYS)}")
+        for key in SELECTION_KEYS:
+            items = value[key]
+            if not isinstance(items, list) or len(items) > 10_000:
+                raise ManifestError(f"manifest selection.{key} is {_show(items)}, not a list")
+            for item in items:
+                if not isinstance(item, str) or not item or len(item) > 4096:
+                    raise ManifestError(f"manifest selection.{key} holds {_show(item)}, not a pattern or an option")
+        return {key: list(value[key]) for key in SELECTION_KEYS}
 
     def _encryption(self) -> dict[str, Any] | None:
         value = self.doc.get("encryption")

@@ -9,17 +9,32 @@ pruned; the run reported to the notifier and the metrics file.
   prunes its series. A failed copy skips the prune: a run that already failed deletes nothing.
 - With a single source (and no globals) its failure is raised; with several, each failure is reported in its
   result and the others still run.
+- A whole server (``--all``, ``all = true``) becomes one source per connectable non-template database (less the
+  ``--exclude-db`` shell patterns), each with the id a URL of that database would get, so its history is the same
+  as if it had been named alone; plus the server's roles and tablespaces (by default), kept under the id of the
+  database they were read through.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dbkeeper.config import Config
-from dbkeeper.engines import engine_for, is_sqlite, redact, source_key
+from dbkeeper.engines import (
+    DumpSelection,
+    engine_for,
+    is_sqlite,
+    pg_url,
+    redact,
+    server_connection,
+    server_databases,
+    server_url,
+    source_key,
+)
 from dbkeeper.errors import DbkeeperError, UsageError
 from dbkeeper.lock import SourceLock
 from dbkeeper.notify import Run
@@ -32,11 +47,17 @@ from dbkeeper.retention import Policy
 
 @dataclass(frozen=True)
 class Source:
-    """One source to back up: ``label`` for people, ``url`` to reach it, ``name`` its id when one was given."""
+    """One source to back up: ``label`` for people, ``url`` to reach it, ``name`` its id when one was given,
+    ``selection`` the part of it (None: whole). ``whole_server``: ``url`` is a server whose every database is a
+    source (``exclude_db`` left out, ``globals`` its roles and tablespaces too)."""
 
     label: str
     url: str
     name: str | None = None
+    selection: DumpSelection | None = None
+    whole_server: bool = False
+    exclude_db: tuple[str, ...] = ()
+    globals: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,29 +106,47 @@ class SourceResult:
         return doc
 
 
+@dataclass(frozen=True)
+class Whole:
+    """``--all``: every database of the servers named, less ``exclude_db``; ``globals`` their roles too."""
+
+    exclude_db: tuple[str, ...] = ()
+    globals: bool = True
+
+
 def sources_from(
     names: Sequence[str],
     cfg: Config,
     *,
     pg: tuple[str | None, str | None, str | None, str | None] = (None, None, None, None),
     name: str | None = None,
+    selection: DumpSelection | None = None,
+    whole: Whole | None = None,
 ) -> tuple[Source, ...]:
-    """What to back up, in the order the design gives: SOURCE arguments (URLs or config names), else the
-    ``-h/-p/-U/-d`` flags, else the config's sources, else the ``PG*`` environment. ``name`` (``--name``) names a
-    single source given on the command line."""
+    """What to back up, in the order the design gives: SOURCE arguments (URLs, libpq connection strings or config
+    names), else the ``-h/-p/-U/-d`` flags, else the config's sources, else the ``PG*`` environment. ``name``
+    (``--name``) names a single source given on the command line; ``selection`` (``--table`` …) applies to the
+    sources given on the command line; ``whole`` (``--all``) makes each of them a whole server."""
     host, port, user, dbname = pg
     out: list[Source]
+    if whole is not None and name:
+        raise UsageError("--name names one source, and --all backs up every database", "leave out --name")
     if names:
         out = []
         for spec in names:
             named = cfg.source(spec)
-            out.append(Source(spec, named.url, named.name) if named else Source(redact(spec), spec, name))
+            if named:
+                out.append(_configured(named, whole))
+            else:
+                out.append(_given(redact(pg_url(spec)), pg_url(spec), name, selection, whole))
     elif dbname or host or user or port:
-        out = [Source(dbname or "", pg_url(host, port, user, dbname), name)]
+        label = dbname or (f"{host or 'localhost'}:{port or 5432}" if whole else "")
+        out = [_given(label, server_url(host, port, user, dbname, server=whole is not None), name, selection, whole)]
     elif cfg.sources:
-        out = [Source(s.label, s.url, s.name) for s in cfg.sources]
-    elif os.environ.get("PGDATABASE"):
-        out = [Source(os.environ["PGDATABASE"], pg_url(None, None, None, os.environ["PGDATABASE"]), name)]
+        out = [_configured(s, whole) for s in cfg.sources]
+    elif os.environ.get("PGDATABASE") or (whole is not None and os.environ.get("PGHOST")):
+        url = server_url(None, None, None, None, server=whole is not None)
+        out = [_given(os.environ.get("PGDATABASE") or os.environ["PGHOST"], url, name, selection, whole)]
     else:
         raise UsageError(
             "nothing to back up",
@@ -119,12 +158,44 @@ def sources_from(
     return tuple(out)
 
 
-def pg_url(host: str | None, port: str | None, user: str | None, db: str | None) -> str:
-    db = db or os.environ.get("PGDATABASE")
-    if not db:
-        raise UsageError("no database named", "pass -d DBNAME or set PGDATABASE")
-    auth = f"{user}@" if user else ""
-    return f"postgresql://{auth}{host or ''}{':' + str(port) if port else ''}/{db}"
+def _given(label: str, url: str, name: str | None, selection: DumpSelection | None, whole: Whole | None) -> Source:
+    if whole is None:
+        return Source(label, url, name, selection or None)
+    return Source(label, url, None, selection or None, True, whole.exclude_db, whole.globals)
+
+
+def _configured(src: Any, whole: Whole | None) -> Source:
+    """A config entry as a Source; ``--all`` on the command line makes it a whole server too."""
+    selection = DumpSelection(
+        src.tables, src.exclude_tables, src.schemas, src.exclude_schemas, src.exclude_table_data, src.pg_dump_options
+    )
+    everything = src.all or whole is not None
+    if not everything:
+        return Source(src.label, pg_url(src.url), src.name, selection or None)
+    exclude = src.exclude_db + (whole.exclude_db if whole else ())
+    keep_globals = src.globals if src.globals is not None else (whole.globals if whole else True)
+    return Source(src.label, pg_url(src.url), None, selection or None, True, exclude, keep_globals)
+
+
+def expand(sources: Sequence[Source], pg_bin: str | None) -> list[tuple[Source, bool]]:
+    """The jobs of a run, (source, its roles and tablespaces rather than the database): a whole server listed
+    into its databases, in name order."""
+    jobs: list[tuple[Source, bool]] = []
+    for src in sources:
+        if not src.whole_server:
+            jobs.append((src, False))
+            continue
+        listed = server_databases(src.url, pg_bin=pg_bin)
+        kept = [(db, url) for db, url in listed if not any(fnmatch.fnmatchcase(db, p) for p in src.exclude_db)]
+        if not kept:
+            raise UsageError(
+                f"no database of {src.label} is left to back up ({len(listed)} listed, all excluded)",
+                "check the --exclude-db patterns (shell patterns: test_*, *_old)",
+            )
+        jobs += [(Source(redact(url), url, None, src.selection), False) for _, url in kept]
+        if src.globals:
+            jobs.append((Source(src.label, server_connection(src.url)), True))
+    return jobs
 
 
 Progress_for = Callable[[str], Progress | None]
@@ -140,12 +211,12 @@ def back_up(
 ) -> list[SourceResult]:
     """Run the plan; each source's result goes to ``on_result`` as soon as it is known (the CLI prints it)."""
     if plan.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, not {plan.jobs}")
+        raise UsageError(f"--parallel-sources must be at least 1, not {plan.jobs}")
     if plan.policy is not None:
         plan.policy.check()  # a policy that cannot decide fails before any backup is made
-    jobs = [(src, False) for src in plan.sources]
+    jobs = expand(plan.sources, plan.pg_bin)
     if plan.globals:
-        jobs += [(src, True) for src in plan.sources if not is_sqlite(src.url)]
+        jobs += [(src, True) for src in plan.sources if not is_sqlite(src.url) and not src.whole_server]
     single = len(jobs) == 1
 
     def one(job: tuple[Source, bool]) -> SourceResult:
@@ -184,6 +255,7 @@ def _one(
             pg_bin=plan.pg_bin,
             globals_only=globals_only,
             dump_format="plain" if globals_only else plan.dump_format,
+            selection=None if globals_only else src.selection,
         )
         # The id comes from the database's own key, so its roles and tablespaces are kept beside it.
         result.source_id = source_id(source_key(src.url), src.name)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Callable, Iterable
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 
 from dbkeeper import proc
 from dbkeeper.codec import read_chunks
 from dbkeeper.engines.postgres.dumpformat import PASSED, PlainDumpScanner
+from dbkeeper.engines.postgres.dumpselect import Selection, Selector, select, toc_list
 from dbkeeper.errors import ContentRefused, NoSpace, ToolError
 from dbkeeper.workfiles import WorkDir
 
@@ -70,18 +71,9 @@ class ArchiveText:
         self._child.kill()
 
 
-def load_archive(
-    chunks: Iterable[bytes],
-    *,
-    pg_restore: str,
-    dbname: str,
-    env: dict[str, str],
-    on_error: Callable[[ToolError], Exception],
-    no_owner: bool,
-    jobs: int,
-) -> None:
-    """Spool the archive to a private temporary file (pg_restore seeks to work in parallel), then
-    ``pg_restore --jobs N --exit-on-error`` it into ``dbname``; the spool is removed on every path out."""
+@contextmanager
+def spooled(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The archive in a private temporary file (pg_restore seeks), removed on every path out."""
     with WorkDir("archive") as workdir:
         archive = os.path.join(workdir, "archive.dump")
         try:
@@ -93,9 +85,42 @@ def load_archive(
                 f"cannot spool the archive to {workdir}: {exc.strerror}",
                 "free space there or point TMPDIR at a larger disk",
             ) from exc
+        yield archive
+
+
+def selected_list(pg_restore: str, archive: str, selection: Selection) -> str:
+    """The TOC list (``pg_restore -L``) of what ``selection`` keeps: chosen by the same rules as a plain dump's
+    (dumpselect), read from the archive's schema as pg_restore prints it, then matched to ``pg_restore -l``."""
+    selector = Selector(selection)
+    schema = proc.run([pg_restore, "--schema-only", "-f", "-", archive], timeout=None)
+    for _ in select([schema.encode("utf-8", "surrogateescape")], selection, selector):
+        pass
+    return toc_list(proc.run([pg_restore, "-l", archive], timeout=None), selector)
+
+
+def load_archive(
+    chunks: Iterable[bytes],
+    *,
+    pg_restore: str,
+    dbname: str,
+    env: dict[str, str],
+    on_error: Callable[[ToolError], Exception],
+    no_owner: bool,
+    jobs: int,
+    selection: Selection | None = None,
+) -> None:
+    """Spool the archive to a private temporary file (pg_restore seeks to work in parallel), then
+    ``pg_restore --jobs N --exit-on-error`` it into ``dbname`` (only what ``selection`` keeps, through a TOC
+    list); the spool is removed on every path out."""
+    with spooled(chunks) as archive:
         argv = [pg_restore, "-w", "--exit-on-error", "--jobs", str(max(jobs, 1)), "--dbname", dbname]
         if no_owner:
             argv.append("--no-owner")
+        if selection is not None:
+            listing = archive + ".list"
+            with open(listing, "w") as f:
+                f.write(selected_list(pg_restore, archive, selection))
+            argv += ["-L", listing]
         try:
             proc.run([*argv, archive], env=env, timeout=None)
         except ToolError as exc:

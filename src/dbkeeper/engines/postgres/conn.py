@@ -7,6 +7,7 @@ PGPASSWORD only when the URL carried one), never on the command line where ``ps`
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -30,6 +31,71 @@ _PARAM_ENV = {
     "options": "PGOPTIONS",
     "client_encoding": "PGCLIENTENCODING",
 }
+
+
+_CONNINFO_PAIR = re.compile(r"\s*([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|([^\s']*))", re.DOTALL)
+_CONNINFO_HEAD = re.compile(r"^\s*[A-Za-z_]+\s*=")
+
+
+def is_conninfo(text: str) -> bool:
+    """A libpq key/value connection string (``host=db1 port=5432 dbname=casino``), as psql takes after -d."""
+    return bool(_CONNINFO_HEAD.match(text)) and "://" not in text.split("=", 1)[0]
+
+
+def conninfo_url(text: str) -> str:
+    """The postgresql:// URL of a libpq key/value connection string, so that every PostgreSQL source or target is
+    parsed once, by ``PgConn.from_url``. Values may be single-quoted (``\\'`` and ``\\\\`` inside), as libpq
+    reads them; a keyword dbkeeper does not pass on (or a list of hosts) is refused like an unknown URL parameter."""
+    pos, pairs = 0, {}
+    text = text.rstrip()
+    while pos < len(text):
+        m = _CONNINFO_PAIR.match(text, pos)
+        if not m or m.end() == pos:
+            raise UsageError(
+                f"cannot read the connection string at {text[pos : pos + 20]!r}",
+                "write keyword=value pairs separated by spaces: host=db1 port=5432 dbname=casino user=app",
+            )
+        quoted, bare = m.group(2), m.group(3)
+        value = re.sub(r"\\(.)", r"\1", quoted, flags=re.DOTALL) if quoted is not None else bare
+        pairs[m.group(1).lower()] = value
+        pos = m.end()
+    if "hostaddr" in pairs:
+        pairs.setdefault("host", pairs.pop("hostaddr"))
+    host, port = pairs.pop("host", ""), pairs.pop("port", "")
+    user, password = pairs.pop("user", ""), pairs.pop("password", None)
+    dbname = pairs.pop("dbname", "")
+    if "," in host or "," in port:
+        raise UsageError("a connection string with several hosts is not supported", "name one host")
+    if port and not port.isdigit():
+        raise UsageError(f"bad port {port!r} in the connection string", "write port=5432")
+    auth = quote(user, safe="") + (":" + quote(password, safe="") if password is not None else "")
+    if re.fullmatch(r"[a-z0-9._-]*", host):
+        where = host
+    elif _is_ipv6(host) and host == host.lower():
+        where = f"[{host}]"
+    else:  # a socket directory, or anything a URL's host part cannot hold: libpq's host parameter
+        where, pairs["host"] = "", host
+    query = f"?{urlencode(sorted(pairs.items()))}" if pairs else ""
+    at = "@" if auth else ""
+    return f"postgresql://{auth}{at}{where}{':' + port if port else ''}/{quote(dbname, safe='')}{query}"
+
+
+def _is_ipv6(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def with_database(url: str, dbname: str) -> str:
+    """``url`` (a postgresql:// URL, as given: its password and parameters kept) naming database ``dbname``."""
+    parts = urlsplit(url)
+    params = [(k, v) for k, v in parse_qsl(parts.query) if k != "dbname"]
+    query = f"?{urlencode(params)}" if params else ""
+    return f"{parts.scheme}://{parts.netloc}/{quote(dbname, safe='')}{query}"  # geturl() drops an empty netloc
 
 
 def quote_ident(name: str) -> str:

@@ -57,8 +57,9 @@ class PlainDumpScanner:
     after. ``statements``: judge the statements too (a database's dump; pg_dumpall's roles are statements about
     roles by nature, and are never restored by dbkeeper)."""
 
-    def __init__(self, statements: bool = True) -> None:
+    def __init__(self, statements: bool = True, globals_file: bool = False) -> None:
         self._statements = statements
+        self._globals = globals_file
         self.row_counts: dict[str, int] = {}
         self.header_ok: bool | None = None
         self.complete = False
@@ -68,7 +69,7 @@ class PlainDumpScanner:
         self._rows = 0
         self._pending = b""  # an SQL line not yet ended
         self._tail = b""  # inside COPY data: the last (up to 3) bytes before this chunk
-        self._sql = _Sql(statements)
+        self._sql = _Sql(statements, globals_file)
         self._lines = 0  # lines read so far, for naming a line
         self.not_data: str | None = None  # the first thing found that would run as more than data
 
@@ -128,7 +129,8 @@ class PlainDumpScanner:
             copy = self._sql.line(line, self._lines)
         except DumpNotData as exc:
             self.not_data = self.not_data or str(exc)
-            self._sql = _Sql(self._statements)  # read on from a clean state: the first finding is what is reported
+            # Read on from a clean state: the first finding is what is reported.
+            self._sql = _Sql(self._statements, self._globals)
             return
         if copy is not None:
             self._table = copy_table(copy)
@@ -212,6 +214,58 @@ _FORBIDDEN = [
 ]
 
 
+_FORBIDDEN_SETTINGS = _FORBIDDEN[6:8]  # standard_conforming_strings off, an encoding that hides a backslash
+
+# What pg_dumpall --globals-only writes, statement by statement (the whole statement must match). Which of them
+# a restore runs is decided in globals.py: roles and tablespaces only where they are missing.
+_ID = rb'(?:"(?:[^"]|"")*"|[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*)'
+_GLOBALS = {
+    "set": re.compile(
+        rb"SET\s+(?:default_transaction_read_only\s*=\s*off|client_encoding\s*=\s*'[A-Za-z0-9_]+'"
+        rb"|standard_conforming_strings\s*=\s*on)\s*;\Z"
+    ),
+    "create role": re.compile(rb"CREATE ROLE (" + _ID + rb");\Z"),
+    "alter role": re.compile(
+        rb"ALTER ROLE (" + _ID + rb") (?:WITH |IN DATABASE |SET |RESET )[^;]*(?:'[^']*'[^;']*)*;\Z"
+    ),
+    "grant role": re.compile(
+        rb"GRANT " + _ID + rb" TO (" + _ID + rb")(?: WITH [A-Z ]+ (?:TRUE|FALSE|OPTION))*"
+        rb"(?:, (?:INHERIT|SET) (?:TRUE|FALSE))*(?: GRANTED BY " + _ID + rb")?;\Z"
+    ),
+    "comment role": re.compile(rb"COMMENT ON ROLE (" + _ID + rb") IS '(?:[^']|'')*';\Z"),
+    "create tablespace": re.compile(
+        rb"CREATE TABLESPACE (" + _ID + rb") OWNER " + _ID + rb" LOCATION '(?:[^']|'')*';\Z"
+    ),
+    "tablespace": re.compile(
+        rb"(?:ALTER TABLESPACE (" + _ID + rb") SET \([^;]*\)|COMMENT ON TABLESPACE (" + _ID + rb") IS '(?:[^']|'')*'"
+        rb"|(?:GRANT|REVOKE) [A-Z, ]+ ON TABLESPACE (" + _ID + rb") (?:TO|FROM) [^;]*);\Z"
+    ),
+}
+
+
+def globals_statements(data: bytes) -> list[tuple[str, bytes]]:
+    """The statements of a pg_dumpall --globals-only file, each with its kind (a key of ``_GLOBALS``), read by the
+    one lexer (meta-commands other than pg_dump's \\restrict refused, as is any statement such a file never holds:
+    DumpNotData)."""
+    kept: list[bytes] = []
+    sql = _Sql(statements=False, globals_file=True, keep=kept)
+    for number, line in enumerate(data.split(b"\n"), 1):
+        sql.line(line, number)
+    out = []
+    for statement in kept:
+        kind = next(k for k, pattern in _GLOBALS.items() if pattern.match(statement))
+        out.append((kind, statement))
+    return out
+
+
+def globals_subject(kind: str, statement: bytes) -> str:
+    """The role or tablespace a globals statement is about (unquoted), or "" for a SET."""
+    m = _GLOBALS[kind].match(statement)
+    raw = next((g for g in (m.groups() if m else ()) if g), b"")
+    name = raw.decode("utf-8", "surrogateescape")
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
 class DumpNotData(ValueError):
     """The dump holds what would run as more than data; the message names the line and what it is."""
 
@@ -235,8 +289,10 @@ class _Sql:
     ``line`` raises DumpNotData for a meta-command other than pg_dump's own ``\\restrict``/``\\unrestrict`` and
     for a statement pg_dump never writes (``_FORBIDDEN``)."""
 
-    def __init__(self, statements: bool = True) -> None:
-        self.statements = statements  # judge statements too (a database's dump; not pg_dumpall's roles)
+    def __init__(self, statements: bool = True, globals_file: bool = False, keep: list[bytes] | None = None) -> None:
+        self.statements = statements  # judge statements too (a database's dump)
+        self.globals_file = globals_file  # judge them as pg_dumpall --globals-only's (roles, tablespaces)
+        self.keep = keep  # where each whole statement goes, when the caller wants them
         self.state = _NORMAL
         self._tag = b""
         self._depth = 0
@@ -308,8 +364,12 @@ class _Sql:
                 self._routine, self._parens = None, 0
                 self._begins(line[pos:])
                 begin = pos
-                if self.statements:
+                if self.globals_file:
+                    self._judge_globals(statement, number)
+                elif self.statements:
                     self._judge(statement, number)
+                if self.keep is not None:
+                    self.keep.append(statement)
                 if _COPY_IN.match(statement):  # psql reads what follows as the table's data
                     if line[pos:].strip():
                         raise DumpNotData(f"line {number}: more follows COPY … FROM stdin on its line")
@@ -343,14 +403,25 @@ class _Sql:
             if pattern.match(statement):
                 raise DumpNotData(f"line {number}: a statement that {why}: {_show(statement)}")
 
+    @staticmethod
+    def _judge_globals(statement: bytes, number: int) -> None:
+        """A globals file holds roles, their settings and memberships, and tablespaces: nothing else. CREATE ROLE
+        is allowed here, and only here."""
+        for pattern, why in _FORBIDDEN_SETTINGS:
+            if pattern.match(statement):
+                raise DumpNotData(f"line {number}: a statement that {why}: {_show(statement)}")
+        if not any(pattern.match(statement) for pattern in _GLOBALS.values()):
+            raise DumpNotData(f"line {number}: a statement pg_dumpall --globals-only never writes: {_show(statement)}")
+
 
 class PlainCheck:
-    """The DumpCheck of a plain dump (and of pg_dumpall's globals): the scanner's counts and problems."""
+    """The DumpCheck of a plain dump (and of pg_dumpall's globals, ``globals_file``: judged against what such a
+    file holds, ``_GLOBALS``): the scanner's counts and problems."""
 
     passed = PASSED
 
-    def __init__(self, statements: bool = True) -> None:
-        self._scanner = PlainDumpScanner(statements)
+    def __init__(self, statements: bool = True, globals_file: bool = False) -> None:
+        self._scanner = PlainDumpScanner(statements, globals_file)
 
     def feed(self, chunk: bytes) -> None:
         """Scan the chunk; ContentRefused as soon as it holds what would run as more than data, before the chunk
@@ -481,19 +552,20 @@ def drop_owner_statements(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield pending
 
 
-_TOC_RE = re.compile(rb"^-- (?:Data for )?Name: .*; Type: ([A-Z ]+); Schema: ")
+_TOC_RE = re.compile(rb"^-- (?:Data for )?Name: (.*); Type: ([A-Z ]+); Schema: (.*?); Owner: ")
 DATA_TYPES = frozenset({"TABLE DATA", "SEQUENCE SET", "BLOBS", "LARGE OBJECTS", "BLOB DATA"})
 PARALLEL_POST_DATA = frozenset({"INDEX", "CONSTRAINT"})  # no dependencies on one another
 
 
 class Piece:
     """A run of bytes of one TOC entry: ``entry`` counts entries (0 is the header before the first one),
-    ``kind`` is the entry's ``Type:`` ("" for the header), ``table`` the table a COPY block's bytes belong to."""
+    ``kind`` is the entry's ``Type:`` ("" for the header), ``table`` the table a COPY block's bytes belong to,
+    ``toc`` the entry's (schema, name) as its TOC comment gives them ("-" for no schema; ("", "") for the header)."""
 
-    __slots__ = ("data", "entry", "kind", "table")
+    __slots__ = ("data", "entry", "kind", "table", "toc")
 
-    def __init__(self, entry: int, kind: str, table: str | None, data: bytes) -> None:
-        self.entry, self.kind, self.table, self.data = entry, kind, table, data
+    def __init__(self, entry: int, kind: str, table: str | None, data: bytes, toc: tuple[str, str] = ("", "")) -> None:
+        self.entry, self.kind, self.table, self.data, self.toc = entry, kind, table, data, toc
 
 
 def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
@@ -502,7 +574,7 @@ def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
     SQL is split into lines; COPY data passes through in large slices (only its end marker is searched for),
     so a table's data costs what a copy of its bytes costs.
     """
-    entry, kind, table = 0, "", None
+    entry, kind, table, toc = 0, "", None, ("", "")
     pending = b""
     in_copy = False
     sql = _Sql(statements=False)
@@ -521,11 +593,11 @@ def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
                     found = data.find(_END, max(pos - 1, 0))
                     end = found + len(_END) if found >= 0 else -1
                 if end < 0:
-                    yield Piece(entry, kind, table, data[pos:])
+                    yield Piece(entry, kind, table, data[pos:], toc)
                     tail = data[-(len(_END) - 1) :] if n >= len(_END) - 1 else (tail + data)[-(len(_END) - 1) :]
                     pos = n
                     break
-                yield Piece(entry, kind, table, data[pos:end])
+                yield Piece(entry, kind, table, data[pos:end], toc)
                 in_copy, tail, pos = False, b"", end
                 continue
             nl = data.find(b"\n", pos)
@@ -535,12 +607,13 @@ def split_entries(chunks: Iterable[bytes]) -> Iterator[Piece]:
             line = data[pos : nl + 1]
             m = _TOC_RE.match(line) if line.startswith(b"-- ") and sql.idle else None
             if m:
-                entry, kind, table = entry + 1, m.group(1).decode(), None
+                entry, kind, table = entry + 1, m.group(2).decode(), None
+                toc = (table_name(m.group(3)), table_name(m.group(1)))
             sql, statement = _read_line(sql, line)
             if statement is not None:
                 table = copy_table(statement)
                 in_copy, tail = True, b"\n"
-            yield Piece(entry, kind, table, line)
+            yield Piece(entry, kind, table, line, toc)
             pos = nl + 1
     if pending:
-        yield Piece(entry, kind, table, pending)
+        yield Piece(entry, kind, table, pending, toc)

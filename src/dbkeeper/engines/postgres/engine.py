@@ -13,13 +13,16 @@ from dataclasses import dataclass, replace
 
 from dbkeeper import proc
 from dbkeeper.codec import read_chunks
-from dbkeeper.engines.interface import DumpCheck, RestoreOptions, RestoreSpec, SourceInfo, SourceKey
+from dbkeeper.engines.interface import DumpCheck, DumpSelection, RestoreOptions, RestoreSpec, SourceInfo, SourceKey
 from dbkeeper.engines.postgres import dbprops
 from dbkeeper.engines.postgres.archive import ArchiveText
 from dbkeeper.engines.postgres.clients import Client, pick
 from dbkeeper.engines.postgres.conn import PgConn, pg_key, quote_ident, quote_literal
 from dbkeeper.engines.postgres.dumpformat import PlainCheck
+from dbkeeper.engines.postgres.dumpopts import dump_arguments
 from dbkeeper.engines.postgres.errors import classify
+from dbkeeper.engines.postgres.into import PgIntoExisting
+from dbkeeper.engines.postgres.leftovers import ASIDE_MARK, TEMP_MARK
 from dbkeeper.engines.postgres.psql import query
 from dbkeeper.engines.postgres.target import PgRestoreTarget
 from dbkeeper.errors import DbkeeperError, SourceError, ToolError, UsageError
@@ -41,12 +44,20 @@ class ServerInfo:
 class PostgresEngine:
     name = "postgresql"
 
-    def __init__(self, conn: PgConn, pg_bin: str | None = None, dump_format: str = "plain") -> None:
+    def __init__(
+        self,
+        conn: PgConn,
+        pg_bin: str | None = None,
+        dump_format: str = "plain",
+        selection: DumpSelection | None = None,
+    ) -> None:
         if dump_format not in ("plain", "custom"):
             raise UsageError(f"unknown dump format {dump_format!r}", "use plain (the default) or custom")
         self.conn = conn
         self.pg_bin = pg_bin
         self.dump_format = dump_format
+        self.selection = selection or None
+        self._selection_argv = dump_arguments(self.selection)  # checked now, before anything connects
         self._server: ServerInfo | None = None
 
     def key(self) -> SourceKey:
@@ -96,12 +107,14 @@ class PostgresEngine:
                 **dbprops.read(self.conn, self.conn.dbname, server.major, pg_bin=self.pg_bin).to_extra(),
                 "roles": dbprops.role_names(self.conn, pg_bin=self.pg_bin),
             },
+            selection=self.selection,
         )
 
     @contextmanager
     def dump(self) -> Iterator[PgDump]:
         argv = [self.client("pg_dump").path, "-w"]
         argv += ["--format=custom", "-Z", "0"] if self.dump_format == "custom" else ["--format=plain"]
+        argv += self._selection_argv
         tag = f"dbkeeper-dump-{secrets.token_hex(4)}"
         env = {**self.conn.env(), "PGAPPNAME": tag}
         try:
@@ -128,7 +141,9 @@ class PostgresEngine:
             )
 
     # -- restore --------------------------------------------------------------------------------------
-    def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> PgRestoreTarget:
+    def restore_target(self, spec: RestoreSpec, options: RestoreOptions) -> PgRestoreTarget | PgIntoExisting:
+        if options.into_existing:
+            return PgIntoExisting(self.conn, spec, options, pg_bin=self.pg_bin)
         return PgRestoreTarget(self.conn, spec, options, pg_bin=self.pg_bin)
 
     def drop(self) -> None:
@@ -159,6 +174,19 @@ class PostgresEngine:
                     threading.Event().wait(0.1)
 
 
+def server_databases(conn: PgConn, *, pg_bin: str | None = None) -> list[str]:
+    """Every database of ``conn``'s server that a backup of the whole server takes: the ones that accept
+    connections and are not templates (pg_back's choice), less what killed restores left (their temporary and
+    renamed-aside databases, which ``dbkeeper cleanup`` deals with)."""
+    rows = query(
+        conn,
+        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+        pg_bin=pg_bin,
+        doing=f"listing the databases at {conn.where}",
+    )
+    return [r[0] for r in rows if TEMP_MARK not in r[0] and ASIDE_MARK not in r[0]]
+
+
 class PostgresGlobals(PostgresEngine):
     """The server's roles and tablespaces (``pg_dumpall --globals-only``), kept beside a database's backups as
     ``<db>.globals_<stamp>.sql.gz``: what a restore onto a new server needs first, and what pg_dump leaves out."""
@@ -174,6 +202,7 @@ class PostgresGlobals(PostgresEngine):
             dump_format="globals",
             dump_tool_version=self.client("pg_dumpall").version,
             extra={},
+            selection=None,
         )
 
     @contextmanager
@@ -191,7 +220,7 @@ class PgDump:
         self._child = child
         self._conn = conn
         self._tool = tool
-        self._check = check or PlainCheck(statements=tool != "pg_dumpall")
+        self._check = check or PlainCheck(statements=tool != "pg_dumpall", globals_file=tool == "pg_dumpall")
 
     def chunks(self) -> Iterator[bytes]:
         feed = self._check.feed

@@ -12,12 +12,20 @@ from dbkeeper.engines.postgres import dbprops
 from dbkeeper.engines.postgres.archive import load_archive
 from dbkeeper.engines.postgres.clients import pick
 from dbkeeper.engines.postgres.conn import PgConn, quote_ident, quote_literal
+from dbkeeper.engines.postgres.dumpselect import Selection, select
 from dbkeeper.engines.postgres.errors import classify
 from dbkeeper.engines.postgres.leftovers import ASIDE_MARK, TEMP_MARK
 from dbkeeper.engines.postgres.load import load_plain
 from dbkeeper.engines.postgres.psql import query
 from dbkeeper.errors import DbkeeperError, RestoreError, SourceError, ToolError
 from dbkeeper.proc import signals_held
+
+
+def selection_of(options: RestoreOptions) -> Selection | None:
+    """The part of a backup ``restore --table/--schema`` asks for; None for all of it."""
+    if not options.partial:
+        return None
+    return Selection(frozenset(options.tables), frozenset(options.schemas))
 
 
 class PgRestoreTarget:
@@ -98,6 +106,7 @@ class PgRestoreTarget:
             return classify(exc, conn, f"restoring into {self.target}")
 
         no_owner, jobs = self.options.no_owner, self.options.jobs
+        selection = selection_of(self.options)
         if self.spec.dump_format == "custom":
             pg_restore = pick("pg_restore", None, self.pg_bin).path
             load_archive(
@@ -108,8 +117,11 @@ class PgRestoreTarget:
                 on_error=on_error,
                 no_owner=no_owner,
                 jobs=jobs,
+                selection=selection,
             )
             return
+        if selection is not None:  # one session: the two-session loader reads the whole dump twice
+            chunks, reopen = select(chunks, selection), None
         load_plain(
             chunks,
             reopen,
