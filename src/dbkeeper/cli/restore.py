@@ -20,6 +20,7 @@ from dbkeeper.cli.common import (
 from dbkeeper.engines import RestoreOptions
 from dbkeeper.errors import UsageError
 from dbkeeper.restore import default_jobs, run_restore
+from dbkeeper.units import format_seconds
 
 
 def register(sub: Any) -> None:
@@ -86,6 +87,6 @@ def run(args: argparse.Namespace) -> int:
         how = "replaced" if result.replaced else "created"
         print(
             f"restored {name} into {result.target} ({how}): {len(result.row_counts)} tables, {rows} rows"
-            f" match the manifest, {result.seconds:.1f}s"
+            f" match the manifest, {format_seconds(result.seconds)}"
         )
     return 0

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 from dbkeeper import proc
 from dbkeeper.schedule import JOB_NAMES, Job, Step, due, next_runs
+from dbkeeper.units import format_seconds
 
 Clock = Callable[[], datetime]
 MAX_SLEEP_S = 60.0  # wake at least this often, so a wall clock that jumps (suspend, NTP) is noticed
@@ -116,7 +117,7 @@ class Runner:
         how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
         why = f" ({step[0]}: {error})" if code and error else ""
         stopped = ", interrupted by stop" if self.stopping else ""
-        self.log(f"finish {job.name}: {how} in {time.monotonic() - t0:.1f}s{stopped}{why}")
+        self.log(f"finish {job.name}: {how} in {format_seconds(time.monotonic() - t0)}{stopped}{why}")
         return 1 if code < 0 else code
 
     def _step(self, step: Step) -> tuple[int, str]:

@@ -71,6 +71,11 @@ class Store(Protocol):
         in-flight objects are never listed. A store that does not exist yet lists as empty."""
         ...
 
+    def exists(self) -> bool:
+        """Whether the store itself is there (its directory, its bucket): commands that only read (``list``,
+        ``prune``, ``status``) refuse a missing one rather than report it as empty. An empty store exists."""
+        ...
+
     def delete(self, name: str) -> None:
         """Remove the object; deleting a missing object is not an error."""
         ...
