@@ -94,6 +94,7 @@ def test_every_command_real_output_matches_its_schema(tmp_path: Path) -> None:
     run_json(tmp_path, "key", "public", "signing.key", schema_name="key")
     run_json(tmp_path, "schedule", "show", schema_name="schedule-show")
     run_json(tmp_path, "schedule", "install", "--cron", "--dry-run", schema_name="schedule-install")
+    run_json(tmp_path, "completion", "bash", schema_name="completion")
 
     # Failures: the error document, with the exit code it exits with; a check that failed keeps its own shape.
     err = run_json(tmp_path, "verify", "nonexist", schema_name="verify", codes=(2,))

@@ -32,6 +32,7 @@ COMMANDS = {
     "status": "status",
     "schedule": "schedule",
     "key": "key",
+    "completion": "completion",
 }
 
 
@@ -94,8 +95,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # numpy (it scans dumps for row counts) starts a BLAS thread per core at import, which spin for a while
-    # although nothing here does linear algebra: on two cores that is CPU taken from the dump.
+    # numpy (when installed, it scans dumps for row counts) starts a BLAS thread per core at import, which spin for
+    # a while although nothing here does linear algebra: on two cores that is CPU taken from the dump.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command(words))
