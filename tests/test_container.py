@@ -167,6 +167,18 @@ def test_compose_example(tmp_path: Path) -> None:
     grace = int(service["stop_grace_period"].rstrip("s"))
     assert grace > 30  # longer than schedule run's default --grace, so a running job can stop cleanly
     assert set(service["depends_on"]) <= set(compose["services"])
+    here = REPO / "examples"
+    for name in {*service["env_file"], *compose["services"]["postgres"]["env_file"]}:
+        env = dict(line.split("=", 1) for line in (here / name).read_text().splitlines() if line[:1].isupper())
+        assert env["PGPASSWORD"] == env["POSTGRES_PASSWORD"]  # dbkeeper logs in as the server was set up
+    mounted = {src: dst for src, dst in mounts.items() if src.startswith("./")}
+    [(toml, target)] = mounted.items()
+    assert target.startswith("/etc/dbkeeper/dbkeeper.toml") and service["command"][1] == "/etc/dbkeeper/dbkeeper.toml"
+    cfg = config.load(str(here / toml))
+    [source] = cfg.sources
+    pg = compose["services"]["postgres"]["environment"]
+    assert source.url == f"postgresql://{pg['POSTGRES_USER']}@postgres:5432/{pg['POSTGRES_DB']}"
+    assert str(cfg.store).startswith("/var/lib/dbkeeper/") and str(cfg.drill.log).startswith("/var/lib/dbkeeper/")
 
 
 def _builder() -> tuple[list[str] | None, str]:
