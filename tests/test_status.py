@@ -142,4 +142,4 @@ def test_nagios_exit_codes_ok_warning_critical_unknown(tmp_path: Path, capsys: p
     data = tmp_path / "backups" / name
     data.write_bytes(data.read_bytes() + b"x")
     code, out, _ = cli(capsys, "status", "--max-age", "3d")
-    assert (code == 2 and "no good backup" in out) or "failed backup(s)" in out, out
+    assert code == 2 and out.startswith("CRITICAL app: ") and ("no good backup" in out or "failed backup(s)" in out)
