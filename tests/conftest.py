@@ -39,15 +39,19 @@ def _pg15_bindir() -> Path:
 
 
 def _pg17_bindir() -> Path | None:
+    """$DBKEEPER_TEST_PG17_BIN; else where scripts/install-test-deps unpacked PostgreSQL 17: $DBKEEPER_PG17_DIR
+    when set (the installer honours it, and then looks nowhere else), else .cache/pg17 or /opt/dbkeeper-test/pg17."""
     if os.environ.get("DBKEEPER_TEST_PG17_BIN"):
         return Path(os.environ["DBKEEPER_TEST_PG17_BIN"])
-    found = sorted(PG17_CACHE.glob("postgresql-17*/bin")) + sorted(PG17_SHARED.glob("postgresql-17*/bin"))
+    told = os.environ.get("DBKEEPER_PG17_DIR")
+    dirs = [Path(told)] if told else [PG17_CACHE, PG17_SHARED]
+    found = [bindir for d in dirs for bindir in sorted(d.glob("postgresql-17*/bin"))]
     return found[-1] if found else None
 
 
 def _start(bindir: Path | None, major: int) -> Iterator[Cluster]:
     if bindir is None or not (bindir / "postgres").is_file():
-        where = bindir or f"{PG17_CACHE}/postgresql-17*/bin"
+        where = bindir or f"{os.environ.get('DBKEEPER_PG17_DIR') or PG17_CACHE}/postgresql-17*/bin"
         pytest.fail(f"PostgreSQL {major} binaries not found at {where}; {INSTALL_HINT}", pytrace=False)
     basedir = Path(tempfile.mkdtemp(prefix=f"dbkeeper-pg{major}-"))
     try:

@@ -26,6 +26,8 @@ class StoreCase:
     """Whatever a put left behind that is not an object: temporary files, unfinished multipart uploads."""
     abandon: Callable[[str], None]
     """Leave what a writer killed in the middle of a put of that name leaves (a real SIGKILL where it can be)."""
+    missing: Callable[[], Store]
+    """A store of the same kind that does not exist (a directory never made, a bucket never created)."""
 
 
 _WRITER = """
@@ -76,7 +78,7 @@ def _local(tmp_path: Path) -> StoreCase:
     def abandon(name: str) -> None:
         kill_writer(start_local_writer(root, name))
 
-    return StoreCase(LocalStore(root), plant, leftovers, abandon)
+    return StoreCase(LocalStore(root), plant, leftovers, abandon, lambda: LocalStore(tmp_path / "never" / "made"))
 
 
 def _s3(request: pytest.FixtureRequest) -> StoreCase:
@@ -96,7 +98,10 @@ def _s3(request: pytest.FixtureRequest) -> StoreCase:
         upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
         client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"x" * 100_000)
 
-    return StoreCase(store, plant, leftovers, abandon)
+    def missing() -> Store:
+        return S3Store.from_url(f"s3://{bucket}-never-created/team/host1")
+
+    return StoreCase(store, plant, leftovers, abandon, missing)
 
 
 def make_case(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreCase:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import tomllib
 from collections.abc import Iterator
@@ -273,3 +274,30 @@ def test_load_accepts_or_refuses_naming_the_file(doc: dict[str, Any]) -> None:
         else:
             check_loaded(cfg)
             assert cfg.path == str(path)
+
+
+def _doc_config_examples() -> list[tuple[str, int, str]]:
+    repo = Path(__file__).resolve().parent.parent
+    docs = [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
+    return [
+        (path.relative_to(repo).as_posix(), i, block)
+        for path in docs
+        for i, block in enumerate(re.findall(r"```toml\n(.*?)```", path.read_text(), re.S))
+    ]
+
+
+@pytest.mark.parametrize(("doc", "index", "block"), _doc_config_examples(), ids=lambda v: str(v)[:24])
+def test_every_config_example_in_the_docs_loads(doc: str, index: int, block: str, tmp_path: Path) -> None:
+    """What the README and docs/ show as dbkeeper.toml is a config dbkeeper takes (placeholders filled in: the
+    README's own example once named a key that does not exist)."""
+    from dbkeeper.signing import generate
+
+    public = generate(tmp_path / "sign.key").public
+    path = tmp_path / "dbkeeper.toml"
+    path.write_text(block.replace('"dbkeeper-ed25519:…"', f'"{public}"'))
+    config.load(str(path))
+
+
+def test_the_docs_show_config_examples() -> None:
+    found = _doc_config_examples()
+    assert len(found) >= 6 and any("[[sources]]" in block and "metrics_file" in block for _, _, block in found)

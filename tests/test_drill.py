@@ -313,7 +313,7 @@ def test_a_database_with_no_backup_at_all(tmp_path: Path, capsys: pytest.Capture
     assert doc["drills"][0]["anomalies"] == ["backup: no backup younger than 7d (there is no good backup at all)"]
     (tmp_path / "empty").mkdir()
     code, _, err = cli(capsys, "drill", "--store", "empty")
-    assert code == 1 and "no backups in empty" in err
+    assert code == 2 and "no backups in empty" in err  # nothing to drill: what it names is not there
 
 
 def test_interrupted_drill_still_drops_its_database(pg: Cluster, pgdb: PgDb, tmp_path: Path) -> None:

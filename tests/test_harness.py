@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,26 @@ def test_create_db_with_another_encoding(pg17: Cluster) -> None:
         assert pg17.psql("SHOW server_encoding", db=name) == "LATIN1"
     finally:
         pg17.drop_db(name)
+
+
+def test_pg17_comes_from_dbkeeper_pg17_dir_when_the_installer_was_told_so(
+    pg17: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scripts/install-test-deps unpacks PostgreSQL 17 into $DBKEEPER_PG17_DIR when it is set; the tests look there
+    (and only there), and a server started from there is 17."""
+    import conftest
+
+    monkeypatch.delenv("DBKEEPER_TEST_PG17_BIN", raising=False)
+    elsewhere = tmp_path / "pg17-here"
+    (elsewhere / "postgresql-17.99.0-x86_64-unknown-linux-gnu").mkdir(parents=True)
+    (elsewhere / "postgresql-17.99.0-x86_64-unknown-linux-gnu" / "bin").symlink_to(pg17.bindir)
+    monkeypatch.setenv("DBKEEPER_PG17_DIR", str(elsewhere))
+    found = conftest._pg17_bindir()
+    assert found == elsewhere / "postgresql-17.99.0-x86_64-unknown-linux-gnu" / "bin"
+    assert subprocess.run([found / "postgres", "--version"], capture_output=True, text=True).stdout.split()[-1][:3] == (
+        "17."
+    )
+    monkeypatch.setenv("DBKEEPER_PG17_DIR", str(tmp_path / "empty"))
+    assert conftest._pg17_bindir() is None  # told where, it does not fall back to another copy
+    installer = (Path(__file__).parent.parent / "scripts" / "install-test-deps").read_text()
+    assert "PG17_DIR=${DBKEEPER_PG17_DIR:-" in installer  # the variable both sides read

@@ -1,4 +1,5 @@
-"""status: OK or CRITICAL per database from the store and the drill log; exit 3 when any is critical."""
+"""status: OK, WARNING or CRITICAL per database from the store and the drill log, with Nagios's exit codes
+(0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)."""
 
 from __future__ import annotations
 
@@ -31,22 +32,24 @@ def _backup(tmp_path: Path, hours_ago: float, name: str = "app") -> str:
 def test_fresh_backup_and_passed_drill_is_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _backup(tmp_path, 3)
     code, out, _ = cli(capsys, "status")
-    assert code == 0 and re.fullmatch(r"OK app: last backup 3h( 0m)? ago \(\d+\.\d kB\), never drilled\n", out), out
+    assert code == 0
+    assert re.fullmatch(r"OK app: last backup 3h( 0m)? ago \(\d+\.\d kB, unverified\), never drilled\n", out), out
     assert cli(capsys, "drill")[0] == 0
     code, out, _ = cli(capsys, "status")
-    assert code == 0 and re.fullmatch(r"OK app: last backup 3h( 0m)? ago \(.+\), last drill PASS \ds ago\n", out), out
+    assert code == 0
+    assert re.fullmatch(r"OK app: last backup 3h( 0m)? ago \(.+, drilled\), last drill PASS \ds ago\n", out), out
 
 
 def test_backup_older_than_max_age_is_critical(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _backup(tmp_path, 30)
     code, out, _ = cli(capsys, "status")
-    assert code == 3
+    assert code == 2
     assert out.startswith("CRITICAL app: newest backup older than 26h; last backup 30h ago (")
     assert cli(capsys, "status", "--max-age", "2d")[0] == 0
     _backup(tmp_path, 5 / 3600)  # five seconds ago
     assert cli(capsys, "status")[0] == 0
     code, out, _ = cli(capsys, "status", "--max-age", "1s")
-    assert code == 3 and re.match(r"CRITICAL app: newest backup older than 1s; last backup [5-9]s ago \(", out), out
+    assert code == 2 and re.match(r"CRITICAL app: newest backup older than 1s; last backup [5-9]s ago \(", out), out
 
 
 def test_last_drill_failed_is_critical_until_one_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,7 +57,7 @@ def test_last_drill_failed_is_critical_until_one_passes(tmp_path: Path, capsys: 
     (tmp_path / "smoke.sql").write_text("-- expect: rows >= 1000\nSELECT count(*) FROM users;\n")
     assert cli(capsys, "drill", "--smoke", "smoke.sql")[0] == 3
     code, out, _ = cli(capsys, "status")
-    assert code == 3
+    assert code == 2
     assert out.startswith(
         "CRITICAL app: last drill failed (smoke 1: SELECT count(*) FROM users -> 100, expected rows >= 1000);"
         " last backup 1h ago ("
@@ -73,7 +76,7 @@ def test_broken_backup_newer_than_the_good_one_is_a_failing_nightly(
     newer = (datetime.now(UTC) - timedelta(hours=6)).strftime("app_%Y%m%d_%H%M%S.db.gz")
     (tmp_path / "backups" / newer).write_bytes(b"a nightly that died before its manifest")
     code, doc = cli_json(capsys, "status", "--max-age", "2d")
-    assert code == 3 and not doc["ok"]
+    assert code == 2 and not doc["ok"]
     [db] = doc["databases"]
     assert db["state"] == "CRITICAL" and db["problems"] == [
         f"1 failed backup(s) since the last good one ({newer}: no manifest: the backup never completed)"
@@ -85,11 +88,13 @@ def test_json_document_and_one_line_per_database(tmp_path: Path, capsys: pytest.
     good = _backup(tmp_path, 2, "app")
     _backup(tmp_path, 50, "shop")
     code, doc = cli_json(capsys, "status")
-    assert code == 3 and doc["max_age"] == "26h" and doc["store"] == "backups"
+    assert code == 2 and doc["max_age"] == "26h" and doc["store"] == "backups"
     app, shop = doc["databases"]
     assert app["state"] == "OK" and app["newest_backup"]["name"] == good
     assert 2 * 3600 <= app["newest_backup"]["age_seconds"] < 2 * 3600 + 60
     assert app["last_drill"] is None and app["line"].startswith("OK app: last backup 2h ago")
+    assert app["newest_backup"]["state"] == "unverified"
+    assert app["newest_backup"]["checked"] == ["manifest", "size", "sidecar"]
     assert shop["state"] == "CRITICAL" and shop["problems"] == ["newest backup older than 26h"]
     code, out, _ = cli(capsys, "status")
     assert [line.split(":")[0] for line in out.splitlines()] == ["OK app", "CRITICAL shop"]
@@ -106,11 +111,16 @@ def test_drill_log_option_and_config(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "last drill PASS" in cli(capsys, "status")[1]
 
 
-def test_empty_store_is_critical_as_a_real_process(tmp_path: Path) -> None:
-    result = run_dbkeeper("status", "--store", str(tmp_path / "nothing"))
-    assert result.returncode == 3 and result.stdout == f"CRITICAL: no backups in {tmp_path / 'nothing'}\n"
+def test_empty_store_is_critical_a_missing_one_unknown(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run_dbkeeper("status", "--store", str(tmp_path / "empty"))
+    assert result.returncode == 2 and result.stdout == f"CRITICAL: no backups in {tmp_path / 'empty'}\n"
+    missing = run_dbkeeper("status", "--store", str(tmp_path / "nothing"))
+    assert missing.returncode == 3 and missing.stdout == f"UNKNOWN: store {tmp_path / 'nothing'} does not exist\n"
+    assert "Try: check --store" in missing.stderr and "Traceback" not in missing.stderr
     bad = run_dbkeeper("status", "--max-age", "26")
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.returncode == 3 and "Traceback" not in bad.stderr
+    assert bad.stdout == "UNKNOWN: --max-age '26' is not a duration\n"
     assert bad.stderr.splitlines() == [
         "dbkeeper: error: --max-age '26' is not a duration",
         "  Try: write a number and a unit: 90m, 26h, 7d, 2w (s, m, h, d, w; parts may be combined: 1d12h)",
@@ -140,13 +150,13 @@ def test_what_killed_restores_left_on_a_sources_server_is_a_warning_with_its_fix
     try:
         code, doc = cli_json(capsys, "status")
         mine = {lo["name"]: lo for lo in doc["server_leftovers"]}
-        assert code == 3 and doc["state"] == "WARNING" and set(mine) - {lo["name"] for lo in before["server_leftovers"]}
+        assert code == 1 and doc["state"] == "WARNING" and set(mine) - {lo["name"] for lo in before["server_leftovers"]}
         assert aside in mine and temp not in mine  # a temporary database younger than an hour may be starting
         assert mine[aside]["target"] is None and f'RENAME TO "{gone}"' in mine[aside]["describe"]
         _age_database(pg, temp, 2)
         code, out, _ = cli(capsys, "status")
         lines = out.splitlines()
-        assert code == 3 and lines[0].startswith("OK app: last backup")
+        assert code == 1 and lines[0].startswith("OK app: last backup")
         assert (
             f"WARNING restore leftover: replaced database {aside} on {pg.host}:{pg.port}: the only copy of"
             f' {gone}, whose replacement never arrived; put it back with ALTER DATABASE "{aside}" RENAME TO'
@@ -173,7 +183,7 @@ def test_a_server_that_cannot_be_asked_is_a_warning(tmp_path: Path, capsys: pyte
     _backup(tmp_path, 3)
     (tmp_path / "dbkeeper.toml").write_text('[[sources]]\nurl = "postgresql://app:s3cret@127.0.0.1:1/shop"\n')
     code, out, _ = cli(capsys, "status")
-    assert code == 3 and out.startswith("OK app: last backup")
+    assert code == 1 and out.startswith("OK app: last backup")
     [line] = [line for line in out.splitlines() if line.startswith("WARNING")]
     assert line.startswith("WARNING postgresql://app:***@127.0.0.1:1/shop: cannot look for restores' leftovers")
     assert "s3cret" not in out
@@ -198,7 +208,7 @@ def test_a_role_that_may_not_read_the_servers_files_still_sees_what_killed_resto
             f'[[sources]]\nname = "app"\nurl = "sqlite:///app.db"\n[[sources]]\nurl = "{url}"\n'
         )
         code, doc = cli_json(capsys, "status")
-        assert code == 3 and doc["server_errors"] == [], doc["server_errors"]
+        assert code == 1 and doc["server_errors"] == [], doc["server_errors"]
         found = {lo["name"]: lo for lo in doc["server_leftovers"]}
         assert found[temp]["created_at"] is None and "--older-than 0s" in found[temp]["fix"]
         assert found[aside]["target"] is None
@@ -206,3 +216,24 @@ def test_a_role_that_may_not_read_the_servers_files_still_sees_what_killed_resto
         pg.drop_db(temp)
         pg.drop_db(aside)
         pg.psql(f"DROP ROLE {role}")
+
+
+def test_nagios_exit_codes_ok_warning_critical_unknown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: what Nagios, Icinga and Sensu read from a check's exit status."""
+    name = _backup(tmp_path, 1)
+    assert cli(capsys, "status")[0] == 0
+    future = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    backup_at(str(tmp_path / "app.db"), tmp_path / "backups", future, name="app")  # a skewed clock: WARNING
+    code, doc = cli_json(capsys, "status")
+    assert code == 1 and doc["state"] == "WARNING" and doc["format_version"] == 1
+    code, _, _ = cli(capsys, "status", "--max-age", "1s")
+    assert code == 2
+    bad_option = run_dbkeeper("status", "--no-such-option", cwd=tmp_path)
+    assert bad_option.returncode == 3 and "Traceback" not in bad_option.stderr
+    code, doc = cli_json(capsys, "status", "--store", "missing")
+    assert code == 3 and doc["state"] == "UNKNOWN" and "does not exist" in doc["error"]
+    # damage listing can see (a size that differs from the manifest) is CRITICAL, not OK
+    data = tmp_path / "backups" / name
+    data.write_bytes(data.read_bytes() + b"x")
+    code, out, _ = cli(capsys, "status", "--max-age", "3d")
+    assert code == 2 and out.startswith("CRITICAL app: ") and ("no good backup" in out or "failed backup(s)" in out)

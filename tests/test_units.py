@@ -58,5 +58,6 @@ def test_compact_duration_reads_back(text: str) -> None:
 
 
 def test_seconds_and_sizes() -> None:
-    assert [format_seconds(s) for s in (0.041, 4.214, 12.34, 95.2)] == ["0.04s", "4.21s", "12.3s", "95s"]
+    assert [format_seconds(s) for s in (0.041, 4.214, 12.34, 95.2)] == ["41ms", "4.21s", "12.3s", "95s"]
+    assert [format_seconds(s) for s in (0.0, 0.0004, 0.9994, 0.9996, 1.0)] == ["0ms", "0ms", "999ms", "1.00s", "1.00s"]
     assert [human_size(n) for n in (512, 12_345_678, 0)] == ["512 B", "12.3 MB", "0 B"]

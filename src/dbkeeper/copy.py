@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbkeeper import codec
-from dbkeeper.errors import CheckFailed, DbkeeperError, NotFound
+from dbkeeper.errors import CheckFailed, DbkeeperError, NoSuchBackup, NotFound
 from dbkeeper.repo import Repository, names
 from dbkeeper.repo.catalog import signature_problem
 from dbkeeper.repo.manifest import Manifest, ManifestError
@@ -107,7 +107,7 @@ def read_source(repo: Repository, name: str) -> Source:
         raw = repo.manifest_bytes(name)
     except NotFound:
         if not repo.exists(name):
-            raise NotFound(f"no backup {name} in {repo.url}", "`dbkeeper list` shows the backups there") from None
+            raise NoSuchBackup(f"no backup {name} in {repo.url}", "`dbkeeper list` shows the backups there") from None
         raise CheckFailed(f"{name} is incomplete (it has no manifest) and was not copied", refuse) from None
     try:
         doc = repo.read_manifest(name)

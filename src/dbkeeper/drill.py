@@ -31,7 +31,7 @@ from typing import Any
 
 from dbkeeper import drill_log, smoke
 from dbkeeper.engines import Engine, RestoreOptions, sandbox_for, scratch_for
-from dbkeeper.errors import DbkeeperError, NotFound
+from dbkeeper.errors import DbkeeperError, NoSuchBackup
 from dbkeeper.repo import Entry, Repository
 from dbkeeper.repo.manifest import Manifest, iso
 from dbkeeper.repo.names import stamp
@@ -179,7 +179,8 @@ def run_drills(
     ]
     named = source or database
     if not series and not named:
-        raise NotFound(f"no backups in {repo.url}", "check --store, or run `dbkeeper backup` first")
+        repo.require_store()
+        raise NoSuchBackup(f"no backups in {repo.url}", "check --store, or run `dbkeeper backup` first")
     history = drill_log.read(log)
     seed = secrets.randbelow(2**32) if seed is None else seed
     rng = random.Random(seed)  # noqa: S311 - a repeatable choice, not a secret

@@ -2,6 +2,17 @@
 
 Only ``cli.main`` turns these into text and an exit status: one line saying what failed, one ``Try:`` line
 saying what to do.
+
+Exit codes (the README's table is this one):
+
+- 0 done (``status``: every series OK);
+- 1 the operation failed (a server, a tool, the store, a lock: retrying after fixing the cause may work);
+- 2 the command line, the configuration, or what it names is wrong: an unknown flag or key, a store or backup
+  that does not exist (nothing was looked at, so nothing can be said about any backup);
+- 3 a check ran and found a problem (``verify``, ``drill``, ``restore`` refusing a damaged backup).
+
+``status`` is a monitoring check and speaks Nagios instead: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (it could
+not look: a usage error, a missing store); see ``NAGIOS``.
 """
 
 from __future__ import annotations
@@ -10,6 +21,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CHECK = 3
+
+# status's exit codes, as Nagios, Icinga, Zabbix's and Sensu's check runners read them.
+NAGIOS = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 
 
 class DbkeeperError(Exception):
@@ -72,6 +86,18 @@ class StoreError(DbkeeperError):
 
 class NotFound(StoreError):
     """The object or backup does not exist."""
+
+
+class NoSuchBackup(NotFound):
+    """The backup the command line names is not in the store (not even a part of it): nothing to check."""
+
+    exit_code = EXIT_USAGE
+
+
+class StoreMissing(NotFound):
+    """The store the command names does not exist (no directory, no bucket): a typo, not an empty store."""
+
+    exit_code = EXIT_USAGE
 
 
 class AlreadyExists(StoreError):

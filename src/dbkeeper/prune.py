@@ -157,6 +157,7 @@ def run_prune(
     for an empty policy, before anything is read.
     """
     policy.check()
+    repo.require_store()
     now = clock()
     if dry_run:
         repo = Repository(DryRunStore(repo.store), repo.verify_key)

@@ -33,7 +33,7 @@ from dbkeeper.repo import LeftoverState, Repository, catalog
 from dbkeeper.repo.manifest import iso
 from dbkeeper.units import compact_duration, format_duration, human_size
 
-OK, WARNING, CRITICAL = "OK", "WARNING", "CRITICAL"
+OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"  # Nagios's words (errors.NAGIOS)
 
 
 @dataclass
@@ -60,7 +60,8 @@ class DatabaseStatus:
         """One line for a human, cron mail or Nagios: ``OK casino: last backup 3h ago (12.3 MB), …``."""
         facts = []
         if self.newest is not None:
-            facts.append(f"last backup {self._ago(self.newest.fresh_at)} ({human_size(self.newest.size)})")
+            size = human_size(self.newest.size)
+            facts.append(f"last backup {self._ago(self.newest.fresh_at)} ({size}, {self.newest_checked})")
         if self.last_drill is not None:
             facts.append(f"last drill {self.last_drill.result} {self._ago(self.last_drill.date)}")
         else:
@@ -68,6 +69,15 @@ class DatabaseStatus:
         head = f"{self.state} {self.database}: "
         said = self.problems + self.warnings
         return head + ("; ".join(said) + "; " if said else "") + ", ".join(facts)
+
+    @property
+    def newest_checked(self) -> str:
+        """How far the newest good backup is known to be good: ``drilled`` when the last drill restored that very
+        set and passed, else ``unverified`` (the catalog saw its manifest, size and sidecar, not its bytes)."""
+        drill, newest = self.last_drill, self.newest
+        if newest is not None and drill is not None and drill.passed and drill.backup == newest.name:
+            return "drilled"
+        return catalog.UNVERIFIED
 
     def _ago(self, moment: datetime) -> str:
         return f"{format_duration(self.now - moment)} ago"
@@ -90,6 +100,8 @@ class DatabaseStatus:
                 "stored_at": iso(newest.stored),
                 "age_seconds": int((self.now - newest.fresh_at).total_seconds()),
                 "size_bytes": newest.size,
+                "state": self.newest_checked,
+                "checked": list(newest.checked),
             },
             "broken_since": [{"name": e.name, "status": e.status, "problem": e.problem} for e in self.broken_since],
             "future": [{"name": e.name, "problem": e.problem} for e in self.future],
@@ -296,6 +308,7 @@ def check(
     """The status of every series in the store (or those of ``source``/``database``), of the WAL archives in
     ``pitr`` (pitr.health), and what killed restores left on the PostgreSQL ``servers`` (URLs); none at all is not
     OK either."""
+    repo.require_store()
     found = repo.scan(now, source=source, database=database)
     drills = drill_log.read(drill_log_path)
     report = StatusReport(repo.url, max_age, str(drill_log_path), [])

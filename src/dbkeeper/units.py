@@ -60,7 +60,9 @@ def _split(delta: timedelta) -> list[tuple[int, str]]:
 
 
 def format_seconds(seconds: float) -> str:
-    """A measured time: ``0.04s``, ``4.21s``, ``12.3s``, ``95s``."""
+    """A measured time: ``40ms``, ``4.21s``, ``12.3s``, ``95s`` (never ``0.0s``: under a second in ms)."""
+    if seconds < 0.9995:  # what would round to 1000ms is 1.00s
+        return f"{max(seconds, 0) * 1000:.0f}ms"
     return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s" if seconds < 60 else f"{seconds:.0f}s"
 
 

@@ -167,6 +167,17 @@ def test_backup_prune_with_an_empty_policy_fails_before_the_backup(
 
 
 def test_prune_of_an_empty_store(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "prune")
+    assert (
+        code == 2
+        and out == ""
+        and err.splitlines()
+        == [
+            "dbkeeper: error: store backups does not exist",
+            "  Try: check --store (or $DBKEEPER_STORE, the config's store); `dbkeeper backup` creates it",
+        ]
+    )
+    (app.parent / "backups").mkdir()
     code, out, _ = cli(capsys, "prune")
     assert code == 0 and out.strip() == "backups: policy keep_last 14: kept 0, removed 0"
     code, doc = cli_json(capsys, "prune")

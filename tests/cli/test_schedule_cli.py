@@ -293,3 +293,36 @@ def test_pitr_data_dir_adds_a_wal_daemon_unit_systemd_accepts(
     # cron cannot supervise a daemon: said so.
     code, out, err = install(capsys, app, "--cron", "--dry-run", "--dest", str(tmp_path / "cron"))
     assert code == 0 and "cron cannot keep `dbkeeper wal-daemon` running" in out + err
+
+
+def test_the_installed_weekly_drill_runs_in_a_sandbox_never_on_the_source_server(
+    pgdb: PgDb, tmp_path: Path, wrapper: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `schedule install` enables by default: a weekly drill whose line, run as cron runs it, restores into a
+    throwaway cluster and leaves the backed-up server (the production one) untouched: no database, no session."""
+    cluster, name = pgdb
+    cluster.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g", db=name)
+    app = tmp_path / "app"
+    app.mkdir()
+    config = write_config(app, "", source=pgdb.url)
+    env = cluster.env()  # PGPASSWORD, as cron would have it from the job's environment
+    assert run_dbkeeper("--config", str(config), "backup", cwd=app, env=env).returncode == 0
+    dest = tmp_path / "cron.d"
+    code, out, _ = install(capsys, app, "--cron", "--dbkeeper", str(wrapper), "--dest", str(dest))
+    assert code == 0, out
+    [line] = [x for x in (dest / "dbkeeper").read_text().splitlines() if " drill)" in x]
+    minute, hour, dom, month, dow, _user, command = line.split(" ", 6)
+    assert (minute, hour, dom, month, dow) == ("0", "4", "*", "*", "0")  # on by default, Sundays 04:00 UTC
+    assert "--target" not in command and str(cluster.port) not in command
+    command = command.removesuffix(" 2>&1 | logger -t dbkeeper")  # its output here instead of syslog
+    databases = "SELECT datname FROM pg_database ORDER BY 1"
+    before = cluster.psql(databases)
+    log_before = len(cluster.server_log())
+    done = subprocess.run(["sh", "-c", command], cwd="/", capture_output=True, text=True, env={**os.environ, **env})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "in a throwaway PostgreSQL 15 cluster (as " in done.stdout
+    assert cluster.psql(databases) == before
+    assert "_drill_" not in cluster.server_log()[log_before:]  # it did not even ask the source server for one
+    code, out, _ = install(capsys, app, "--systemd", "--dry-run", "--dbkeeper", str(wrapper))
+    drill_unit = out.split("dbkeeper-drill.service (dry run: not written) ---")[1].split("# ---")[0]
+    assert f"ExecStart={wrapper} --config {config} drill\n" in drill_unit and "--target" not in drill_unit

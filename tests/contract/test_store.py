@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
 import pytest
 
-from dbkeeper.errors import AlreadyExists, NotFound, StoreError
-from dbkeeper.storage import TEMP_MARK
+from dbkeeper.errors import AlreadyExists, NotFound, StoreError, StoreMissing
+from dbkeeper.storage import TEMP_MARK, DryRunStore, RetryingStore
+from dbkeeper.storage.s3 import S3Store
 from store_cases import StoreCase
 
 MiB = 1024 * 1024
@@ -119,6 +121,18 @@ def test_open_missing_raises_not_found(case: StoreCase) -> None:
 
 def test_list_of_an_empty_store(case: StoreCase) -> None:
     assert case.store.list() == []
+
+
+def test_exists_tells_a_missing_store_from_an_empty_one(case: StoreCase) -> None:
+    """What lets list, prune and status refuse a mistyped --store instead of calling it empty."""
+    case.store.put("x", [b"x"])
+    case.store.delete("x")
+    assert case.store.exists()  # empty, but there
+    missing = case.missing()
+    assert not missing.exists() and not RetryingStore(missing).exists() and not DryRunStore(missing).exists()
+    with pytest.raises(StoreMissing) if isinstance(missing, S3Store) else contextlib.nullcontext():
+        assert missing.list() == []  # a directory store lists a missing root as empty: backup creates it
+    assert not missing.exists()  # asking created nothing
 
 
 def test_list_names_every_object_relative_to_the_root(case: StoreCase) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dbkeeper.errors import DbkeeperError, NotFound, UsageError
+from dbkeeper.errors import DbkeeperError, NoSuchBackup, NotFound, UsageError
 from dbkeeper.repo import Repository, locate, names
 from dbkeeper.storage.local import LocalStore
 from history import NOW, Template, at, plant, real_backup, small_app
@@ -85,8 +85,8 @@ def test_an_s3_url_of_a_set_keeps_its_source_directory(s3_store_url: str, templa
     assert (repo.url, found) == (s3_store_url, name)
     assert repo.read_manifest(found).source_id == "casino-eu"
     # Not a set of its source: read as a top-level set of that directory, as a path would be.
-    repo, found = locate(f"{s3_store_url}/other/{names.basename(name)}", s3_opener, NOW)
-    assert (repo.url, found) == (f"{s3_store_url}/other", names.basename(name))
+    with pytest.raises(NoSuchBackup, match=f"no backup {names.basename(name)} in {s3_store_url}/other$"):
+        locate(f"{s3_store_url}/other/{names.basename(name)}", s3_opener, NOW)
     for spec in ("s3://", "s3://bucket", "s3://bucket/"):
         with pytest.raises(UsageError, match="names no backup"):
             locate(spec, s3_opener, NOW)

@@ -48,7 +48,7 @@ def runner(app: Path, jobs: list[Job], clock: FakeClock, lines: list[str], grace
 
 def messages(lines: list[str]) -> list[str]:
     """Log lines without their durations, which vary."""
-    return [re.sub(r" in \d+\.\ds", " in Ns", line) for line in lines]
+    return [re.sub(r" in (\d+ms|\d+(\.\d+)?s)", " in Ns", line) for line in lines]
 
 
 def finishes(lines: list[str]) -> int:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from dbkeeper import __version__
-from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, DbkeeperError, UsageError
+from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, NAGIOS, DbkeeperError, UsageError
 
 # Command name -> its module. Only the command being run is imported (with what it needs), so a cron job or a
 # restore does not pay for every other command's imports at start-up; --help imports them all.
@@ -39,6 +39,7 @@ COMMANDS = {
     "wal-daemon": "wal_daemon",
     "wal-verify": "wal_verify",
     "check": "check",
+    "completion": "completion",
 }
 
 # PostgreSQL reads these commands' exit status, and reads it narrowly (see their modules): every way out of
@@ -49,16 +50,27 @@ _EXIT_ONLY: dict[str, Callable[[int], int]] = {
 }
 
 
+# A usage error exits 2, except where the command's callers read exit codes another way: status is a Nagios
+# check, for which a check that could not run is UNKNOWN (3).
+USAGE_EXIT = {"status": NAGIOS["UNKNOWN"]}
+
+
 class _Parser(argparse.ArgumentParser):
+    """argparse with our error lines; ``usage_exit`` is the code a usage error exits with (status: UNKNOWN)."""
+
+    def __init__(self, *args: Any, usage_exit: int = EXIT_USAGE, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.usage_exit = usage_exit
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         sys.stderr.write(f"dbkeeper: error: {message}\n  Try: {self.prog} --help\n")
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(self.usage_exit)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or with ``only`` just that command's (what ``main`` uses to run one)."""
-    parser = _Parser(
+    parser: _Parser = _Parser(
         prog="dbkeeper",
         description="Database backups that are boringly reliable; restores that are fast and proven.",
     )
@@ -69,6 +81,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         if only is None or name == only:
             importlib.import_module(f"dbkeeper.cli.{module}").register(sub)
+            sub.choices[name].usage_exit = USAGE_EXIT.get(name, EXIT_USAGE)
+    if only in USAGE_EXIT:
+        parser.usage_exit = USAGE_EXIT[only]
     return parser
 
 
@@ -128,8 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(words: list[str], command: str | None) -> int:
-    # numpy (it scans dumps for row counts) starts a BLAS thread per core at import, which spin for a while
-    # although nothing here does linear algebra: on two cores that is CPU taken from the dump.
+    # numpy (when installed, it scans dumps for row counts) starts a BLAS thread per core at import, which spin for
+    # a while although nothing here does linear algebra: on two cores that is CPU taken from the dump.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     bad = _unreadable(words)
     if bad is not None:
@@ -160,10 +175,10 @@ def _main(words: list[str], command: str | None) -> int:
 
 
 def report_error(exc: DbkeeperError, as_json: bool) -> int:
+    from dbkeeper.cli.common import emit_json, print_error
+
     if as_json:
-        doc = {"ok": False, "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}
-        print(json.dumps(doc, indent=2))
-    from dbkeeper.cli.common import print_error
+        emit_json({"ok": False, "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code})
 
     print_error(exc)
     return exc.exit_code

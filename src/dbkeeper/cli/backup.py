@@ -34,6 +34,7 @@ from dbkeeper.errors import EXIT_FAILED, DbkeeperError, UsageError
 from dbkeeper.notify import Notifier
 from dbkeeper.pipeline import BackupOptions, Progress
 from dbkeeper.runs.backup import BackupPlan, SourceResult, Whole, back_up, sources_from
+from dbkeeper.units import format_seconds
 
 
 def register(sub: Any) -> None:
@@ -262,7 +263,7 @@ def _show(result: SourceResult, args: argparse.Namespace) -> None:
         print(
             f"{result.location}  {human_size(doc.size_bytes)}"
             f" (from {human_size(doc.raw_size_bytes or 0)}, {len(doc.row_counts)} tables, {rows} rows)"
-            f" in {doc.duration_s:.1f}s" + (f", partial: {doc.describe_selection()}" if doc.partial else ""),
+            f" in {format_seconds(doc.duration_s)}" + (f", partial: {doc.describe_selection()}" if doc.partial else ""),
             flush=True,
         )
     if result.copies is not None:

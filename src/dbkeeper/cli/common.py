@@ -121,8 +121,21 @@ def add_selection(parser: argparse.ArgumentParser, what: str = "only") -> None:
     parser.add_argument("--database", metavar="NAME", help=f"{what} this database's backups")
 
 
-def emit_json(doc: Any) -> None:
-    print(json.dumps(doc, indent=2, default=str))
+# Every JSON document a command prints starts with this; it changes only when a field changes meaning or goes
+# away (new fields may appear without it). Each command's documents are described by docs/json/<command>.schema.json.
+FORMAT_VERSION = 1
+
+
+def emit_json(doc: dict[str, Any], *, lines: bool = False) -> None:
+    """Print one JSON document, ``format_version`` first; ``lines``: on one line (a stream of events)."""
+    out = {"format_version": FORMAT_VERSION, **doc}
+    print(json.dumps(out, default=str) if lines else json.dumps(out, indent=2, default=str), flush=lines)
+
+
+def table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as left-aligned columns two spaces apart (the first row is usually the header)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 class ProgressLine:

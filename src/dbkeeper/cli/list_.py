@@ -16,19 +16,25 @@ from dbkeeper.cli.common import (
     load_config,
     open_repo_for,
     store_url,
+    table,
 )
 from dbkeeper.pitr.basebackup import Listed, list_all
 from dbkeeper.repo import Entry, LeftoverState
 from dbkeeper.repo.manifest import iso
+from dbkeeper.units import format_duration
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "list",
         help="list the backups in a store",
-        description="List the backups in a store, oldest first, each with its source, database, time, size, rows"
-        " and state (ok, or INCOMPLETE/BROKEN/FUTURE and why), then the base backups of the --source (or the"
-        " config's [pitr] source) for point-in-time recovery, then any leftovers of interrupted writes.",
+        description="List the backups in a store, oldest first, under a header: the backup, its source, when it"
+        " was made and how long ago, its size, rows and state, then any leftovers of interrupted writes. The"
+        " state is what listing can see without reading the data: 'size ok' (the manifest reads, the size and"
+        " the sidecar match it; 'signed' with a verify key), or INCOMPLETE/BROKEN/FUTURE and why. A flipped byte"
+        " is not visible here: `dbkeeper verify BACKUP` reads a backup whole. A store that does not exist is an"
+        " error (exit 2), an empty one is not. Then the base backups of the --source (or the config's [pitr] source)"
+        " for point-in-time recovery.",
     )
     add_store(p)
     add_verify_key(p)
@@ -37,9 +43,14 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+HEADER = ("BACKUP", "SOURCE", "CREATED", "AGE", "SIZE", "ROWS", "STATE")
+UNREAD_NOTE = "size ok: the manifest, size and sidecar match; the data was not read (`dbkeeper verify BACKUP` reads it)"
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     repo = open_repo_for(store_url(args, cfg), cfg, args)
+    repo.require_store()
     now = datetime.now(UTC)
     entries = repo.scan(now, source=args.source, database=args.database).entries
     leftovers = repo.leftovers(now)
@@ -51,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         emit_json(
             {
                 "store": repo.url,
-                "backups": [_entry_json(e) for e in entries],
+                "backups": [_entry_json(e, now) for e in entries],
                 "base_backups": [_base_json(b) for b in bases],
                 "leftovers": [_leftover_json(s) for s in leftovers],
             }
@@ -60,13 +71,9 @@ def run(args: argparse.Namespace) -> int:
     if not entries:
         print(f"no backups in {repo.url}")
     else:
-        width = max(len(e.name) for e in entries)
-        for e in entries:
-            rows = f"{sum(e.manifest.row_counts.values())} rows" if e.manifest else ""
-            status = e.status if e.good else f"{e.status.upper()}: {e.problem}"
-            if e.manifest is not None and e.manifest.partial:
-                status += f" (partial: {e.manifest.describe_selection()})"
-            print(f"{e.name:<{width}}  {iso(e.created)}  {human_size(e.size):>9}  {rows:>12}  {status}")
+        print("\n".join(table([HEADER, *(_row(e, now) for e in entries)])))
+        if any(e.good for e in entries):
+            print(UNREAD_NOTE)
     for b in bases:
         print(_base_line(b))
     for s in leftovers:
@@ -97,15 +104,29 @@ def _base_json(b: Listed) -> dict[str, Any]:
     }
 
 
-def _entry_json(e: Entry) -> dict[str, Any]:
+def _row(e: Entry, now: datetime) -> tuple[str, ...]:
+    rows = str(sum(e.manifest.row_counts.values())) if e.manifest else "-"
+    return (e.name, e.source_id, iso(e.created), _age(e, now), human_size(e.size), rows, e.state_text)
+
+
+def _age(e: Entry, now: datetime) -> str:
+    if e.created > now:
+        return "future"
+    return format_duration(now - e.created)
+
+
+def _entry_json(e: Entry, now: datetime) -> dict[str, Any]:
     return {
         "name": e.name,
         "source": e.source_id,
         "database": e.database,
         "created_at": iso(e.created),
         "stored_at": iso(e.stored),
+        "age_seconds": int((now - e.created).total_seconds()),
         "size_bytes": e.size,
         "status": e.status,
+        "state": e.state,
+        "checked": list(e.checked),
         "problem": e.problem,
         "row_counts": e.manifest.row_counts if e.manifest else None,
         "encrypted": bool(e.manifest and e.manifest.encryption),

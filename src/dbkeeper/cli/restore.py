@@ -27,6 +27,7 @@ from dbkeeper.cli.common import (
 from dbkeeper.engines import RestoreOptions, qualified_name, server_url
 from dbkeeper.errors import UsageError
 from dbkeeper.restore import default_jobs, restore_globals, run_restore
+from dbkeeper.units import format_seconds
 
 
 def register(sub: Any) -> None:
@@ -229,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
             how = "into the existing database"
         print(
             f"restored {name} into {result.target} ({how}): {len(result.row_counts)} tables, {rows} rows"
-            f" match the manifest, {result.seconds:.1f}s"
+            f" match the manifest, {format_seconds(result.seconds)}"
         )
     return 0
 

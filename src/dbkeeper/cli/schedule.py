@@ -53,7 +53,8 @@ def register(sub: Any) -> None:
         "run",
         help="run the jobs in the foreground as they fall due (containers)",
         description="Sleep until a job falls due, run it (one job at a time), log its start and finish; exit 0 on"
-        " SIGTERM or SIGINT after interrupting a running job. " + _ABOUT,
+        " SIGTERM or SIGINT after interrupting a running job. With --json each log line is a JSON document on"
+        " a line of its own (JSON Lines: time, event, job, exit_code, seconds, message). " + _ABOUT,
     )
     once = r.add_mutually_exclusive_group()
     once.add_argument("--once", action="store_true", help="run the jobs due this minute, then exit")
@@ -66,6 +67,7 @@ def register(sub: Any) -> None:
         help="on stop, how long a running job may take to stop before it is killed (default 30)",
     )
     _add_config(r)
+    add_json(r)
     r.set_defaults(run=_run)
 
     s = actions.add_parser(
@@ -129,6 +131,7 @@ def _run(args: argparse.Namespace) -> int:
         cwd=str(Path(config).parent) if config else None,
         log=lambda line: print(line, flush=True),
         grace=args.grace,
+        events=(lambda event: emit_json(event, lines=True)) if args.json else None,
     )
     previous = {sig: signal.signal(sig, lambda *_: runner.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -1,4 +1,5 @@
-"""dbkeeper status: one line per series (a database of a source), OK, WARNING or CRITICAL; exit 3 when any is not OK."""
+"""dbkeeper status: one line per series (a database of a source), OK, WARNING or CRITICAL, with Nagios's exit
+codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (status could not look: a usage error, a missing store)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from dbkeeper.cli.common import (
     load_config,
     open_repo_for,
     pg_servers,
+    print_error,
     store_url,
 )
-from dbkeeper.errors import EXIT_CHECK
-from dbkeeper.status import DEFAULT_MAX_WAL_AGE, check
+from dbkeeper.errors import NAGIOS, DbkeeperError
+from dbkeeper.status import DEFAULT_MAX_WAL_AGE, UNKNOWN, check
 from dbkeeper.units import parse_duration
 
 DEFAULT_MAX_AGE = "26h"
@@ -34,10 +36,12 @@ def register(sub: Any) -> None:
         description="For each database of each source in the store: its newest good backup, that backup's age and"
         " size, and the last drill from the drill log, as one line 'OK|WARNING|CRITICAL source: …'."
         " CRITICAL when the newest good backup is older than --max-age, when broken backups are newer than it (a"
-        " failing nightly), or when the last drill failed; WARNING for backups dated in the future, for"
-        " leftovers of interrupted writes (`dbkeeper cleanup`), and for what killed restores left on the servers of"
-        " the config's PostgreSQL sources (temporary databases; a database renamed aside, with the ALTER DATABASE"
-        " that puts it back). Exit 3 unless everything is OK.",
+        " failing nightly), or when the last drill failed; WARNING for backups dated in the future and for"
+        " leftovers of interrupted writes (`dbkeeper cleanup`), and for what killed restores left on"
+        " the servers of the config's PostgreSQL sources (temporary databases; a database renamed aside, with the"
+        " ALTER DATABASE that puts it back). A backup is 'unverified' until a drill restored"
+        " it (`dbkeeper verify` reads one whole). Exit codes as Nagios reads them: 0 OK, 1 WARNING, 2 CRITICAL,"
+        " 3 UNKNOWN (the check itself could not run: bad options or config, a store that does not exist).",
     )
     add_store(p)
     add_verify_key(p)
@@ -67,30 +71,40 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
-    max_age = parse_duration(args.max_age or DEFAULT_MAX_AGE, "--max-age")
-    repo = open_repo_for(store_url(args, cfg), cfg, args)
-    max_wal_age = (
-        parse_duration(args.max_wal_age, "--max-wal-age")
-        if args.max_wal_age
-        else cfg.pitr.max_wal_age or DEFAULT_MAX_WAL_AGE
-    )
-    now = datetime.now(UTC)
-    report = check(
-        repo,
-        max_age=max_age,
-        drill_log_path=args.drill_log or drill_log_path(cfg),
-        now=now,
-        source=args.source,
-        database=args.database,
-        servers=pg_servers(cfg),
-        pg_bin=cfg.pg_bin,
-        pitr=_pitr_health(args, cfg, repo, now, max_wal_age) if not args.database else [],
-        max_wal_age=max_wal_age,
-    )
+    try:
+        cfg = load_config(args)
+        max_age = parse_duration(args.max_age or DEFAULT_MAX_AGE, "--max-age")
+        repo = open_repo_for(store_url(args, cfg), cfg, args)
+        max_wal_age = (
+            parse_duration(args.max_wal_age, "--max-wal-age")
+            if args.max_wal_age
+            else cfg.pitr.max_wal_age or DEFAULT_MAX_WAL_AGE
+        )
+        now = datetime.now(UTC)
+        report = check(
+            repo,
+            max_age=max_age,
+            drill_log_path=args.drill_log or drill_log_path(cfg),
+            now=now,
+            source=args.source,
+            database=args.database,
+            servers=pg_servers(cfg),
+            pg_bin=cfg.pg_bin,
+            pitr=_pitr_health(args, cfg, repo, now, max_wal_age) if not args.database else [],
+            max_wal_age=max_wal_age,
+        )
+    except DbkeeperError as exc:
+        # A check that cannot look is UNKNOWN, whatever the error's own exit code would be elsewhere.
+        if args.json:
+            emit_json({"ok": False, "state": UNKNOWN, "error": exc.message, "hint": exc.hint})
+        else:
+            print(f"{UNKNOWN}: {exc.message}")
+        print_error(exc)
+        return NAGIOS[UNKNOWN]
+    code = NAGIOS[report.state]
     if args.json:
         emit_json(report.to_json())
-        return 0 if report.ok else EXIT_CHECK
+        return code
     if not report.databases and not report.pitr:
         which = " ".join(f"{k} {v}" for k, v in (("of source", args.source), ("of", args.database)) if v)
         print(f"CRITICAL: no backups in {repo.url}" + (f" {which}" if which else ""))
@@ -102,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         print(report.leftover_line())
     for line in report.server_lines():
         print(line)
-    return 0 if report.ok else EXIT_CHECK
+    return code
 
 
 def _pitr_health(args: argparse.Namespace, cfg: Any, repo: Any, now: datetime, delay: Any) -> list[Any]:

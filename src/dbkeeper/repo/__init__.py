@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, BinaryIO
 
-from dbkeeper.errors import AlreadyExists, DbkeeperError, NotFound
+from dbkeeper.errors import AlreadyExists, DbkeeperError, NoSuchBackup, NotFound, StoreMissing
 from dbkeeper.repo import catalog, names
 from dbkeeper.repo.catalog import Catalog, Entry, latest, scan
 from dbkeeper.repo.manifest import MAX_BYTES, Manifest
@@ -73,6 +73,30 @@ class Repository:
         return isinstance(self.store, LocalStore)
 
     # -- reading -------------------------------------------------------------------------------------------
+    def require_store(self) -> None:
+        """StoreMissing (exit 2) when the store itself is not there: reading commands say so instead of calling
+        a mistyped --store empty. (A backup creates its store; only a missing one is refused, an empty one is
+        not.)"""
+        if not self.store.exists():
+            raise StoreMissing(
+                f"store {self.url} does not exist",
+                "check --store (or $DBKEEPER_STORE, the config's store); `dbkeeper backup` creates it",
+            )
+
+    def require_set(self, name: str) -> None:
+        """NoSuchBackup (exit 2) when not one object of the set ``name`` is in the store: the command line named
+        nothing there. (A set missing only some parts is damage, which the checks report.)"""
+        try:
+            listed = {o.name for o in self.store.list(name)}
+        except StoreMissing:
+            listed = set()
+        if not any(part in listed for part in names.all_files(name)):
+            where = self.url if self.store.exists() else f"{self.url} (which does not exist)"
+            raise NoSuchBackup(
+                f"no backup {name} in {where}",
+                "`dbkeeper list` shows the backups there (give a name from it, a path, or latest); check --store",
+            )
+
     def scan(self, now: datetime, *, source: str | None = None, database: str | None = None) -> Catalog:
         return scan(self.store, now, source=source, database=database, verify_key=self.verify_key)
 
@@ -254,7 +278,23 @@ def locate(
 ) -> tuple[Repository, str]:
     """Where a BACKUP argument points: ``latest`` (of ``source``/``database``), a set's name in the store
     (``casino-eu/casino_20261127_020000.sql.gz``, or only its file name when one set has it), a local path, or
-    ``s3://…/file``. ``repo(url)`` opens a repository (None: the configured store)."""
+    ``s3://…/file``. ``repo(url)`` opens a repository (None: the configured store). NoSuchBackup (exit 2) when
+    nothing of the named set is there: a typo is not damage."""
+    found, name = _locate(spec, repo, now, source=source, database=database)
+    if spec != "latest":
+        found.require_set(name)
+    return found, name
+
+
+def _locate(
+    spec: str,
+    repo: Callable[[str | None], Repository],
+    now: datetime,
+    *,
+    source: str | None = None,
+    database: str | None = None,
+) -> tuple[Repository, str]:
+    """``locate`` without the check that the set is there."""
     import os
     from pathlib import Path
 
@@ -309,5 +349,7 @@ def locate(
             raise UsageError(f"several sources hold a backup named {spec}", f"name one: {', '.join(matches)}")
         return here, spec
     if os.sep in spec or "/" in spec:
-        raise NotFound(f"{spec} does not exist", "give a path to a backup file, a name from `dbkeeper list`, or latest")
+        raise NoSuchBackup(
+            f"{spec} does not exist", "give a path to a backup file, a name from `dbkeeper list`, or latest"
+        )
     return here, spec

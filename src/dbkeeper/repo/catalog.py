@@ -14,6 +14,11 @@ Like barman-cloud's ``unreadable_backups``, a damaged entry is reported, never f
   (a backup host with a skewed clock, or a forged manifest). It is not ``latest``, not counted by retention, and
   never removed by it; ``status`` warns about it.
 
+A scan reads manifests and listings only, never a set's data: ``ok`` means what that can show (the manifest,
+the size, the sidecar's presence and, with a verify key, the signature; ``Entry.checked`` names them), not that
+the bytes are intact. Such a set's ``state`` is therefore ``unverified`` (people see "size ok"): a flipped byte
+is found by ``verify``, which reads a set whole, or a drill, which restores it.
+
 Entries belong to a series: one database of one source (``source_id``, and the database as written in the file
 name, so that a server's roles kept with ``--globals`` are a series of their own beside the database's). Sets in
 the legacy top-level layout belong to the source whose id is their database name.
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from dbkeeper.errors import DbkeeperError, NotFound, UsageError
+from dbkeeper.errors import DbkeeperError, NoSuchBackup, NotFound, UsageError
 from dbkeeper.repo import names
 from dbkeeper.repo.manifest import MAX_BYTES, Manifest, ManifestError
 from dbkeeper.storage import ObjectInfo, Store
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from dbkeeper.signing import VerifyKey
 
 OK, INCOMPLETE, BROKEN, FUTURE = "ok", "incomplete", "broken", "future"
+UNVERIFIED = "unverified"  # the state of an ok set: what a scan can see is fine, its bytes were not read
 FUTURE_SLACK = timedelta(minutes=5)
 GLOBALS_SUFFIX = ".globals"
 MAX_SIGNATURE = 4096  # an Ed25519 signature is 64 bytes; anything far larger is read no further
@@ -55,6 +61,19 @@ class Entry:
     legacy: bool = False
     seq: int = 1  # the set's number within its start second (-2, -3 …)
     signed: bool = False  # a .json.sig is there (checked only with a verify key)
+    checked: tuple[str, ...] = ()  # what the scan found right: manifest, size, sidecar, signature
+
+    @property
+    def state(self) -> str:
+        """``unverified`` for an ok set (see the module doc), else its status."""
+        return UNVERIFIED if self.status == OK else self.status
+
+    @property
+    def state_text(self) -> str:
+        """The state as ``list`` shows it: ``size ok`` (``size ok, signed``), else ``BROKEN: why`` …"""
+        if self.status == OK:
+            return "size ok, signed" if "signature" in self.checked else "size ok"
+        return f"{self.status.upper()}: {self.problem}"
 
     @property
     def order(self) -> tuple[datetime, int, str]:
@@ -202,6 +221,10 @@ def _entry(
                 entry.status, entry.problem = BROKEN, f"unreadable signature: {exc}"
                 return entry
         problem = signature_problem(verify_key, raw, signature)
+        if problem is None:
+            entry.checked = ("manifest", "size", "sidecar", "signature")
+    elif problem is None:
+        entry.checked = ("manifest", "size", "sidecar")
     if problem:
         entry.status, entry.problem = BROKEN, problem
     elif doc.created > now + FUTURE_SLACK:
@@ -275,7 +298,7 @@ def latest(catalog: Catalog, *, source: str | None = None, database: str | None 
         part for part in (f"source {source}" if source else "", f"database {database}" if database else "") if part
     )
     if not good:
-        raise NotFound(
+        raise NoSuchBackup(
             "no complete backup found" + (what if source or database else ""),
             "`dbkeeper list` shows what the store holds; run `dbkeeper backup` first, or check --store",
         )

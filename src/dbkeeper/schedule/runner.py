@@ -11,6 +11,10 @@ the loop goes on.
 dbkeeper stop cleanly and keep nothing partial, and is killed if it is still running after ``grace`` seconds.
 Steps run in their own session, so a Ctrl-C on the terminal reaches them only through us, once.
 
+With ``events`` (``schedule run --json``) each of those lines is handed over as a record instead: the time, the
+event (``planned``, ``start``, ``finish``, ``next``, ``nothing-due``, ``stopping``, ``stopped``), the job, and
+for a finish its exit code and seconds, beside the same message.
+
 The children get our whole environment (proc.child_env would strip the AWS_, age and notification variables
 that dbkeeper itself needs). The clock and the sleep are injectable, for tests.
 """
@@ -26,11 +30,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from dbkeeper import proc
 from dbkeeper.schedule import JOB_NAMES, Job, Step, due, next_runs
+from dbkeeper.units import format_seconds
 
 Clock = Callable[[], datetime]
+Event = dict[str, Any]
 MAX_SLEEP_S = 60.0  # wake at least this often, so a wall clock that jumps (suspend, NTP) is noticed
 
 
@@ -54,6 +61,7 @@ class Runner:
         sleep: Callable[[float], object] | None = None,
         grace: float = 30.0,
         dbkeeper: Sequence[str] = (sys.executable, "-m", "dbkeeper"),
+        events: Callable[[Event], None] | None = None,
     ) -> None:
         self.jobs = jobs
         self.config = config
@@ -62,11 +70,16 @@ class Runner:
         self.grace = grace
         self.dbkeeper = tuple(dbkeeper)
         self._log = log
+        self._events = events
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
 
-    def log(self, message: str) -> None:
-        self._log(f"{iso(self.clock())} dbkeeper schedule: {message}")
+    def log(self, message: str, event: str, job: str | None = None, **fields: Any) -> None:
+        now = iso(self.clock())
+        if self._events is not None:
+            self._events({"time": now, "event": event, "job": job, **fields, "message": message})
+        else:
+            self._log(f"{now} dbkeeper schedule: {message}")
 
     def stop(self) -> None:
         """Ask the loop to end; safe to call from a signal handler."""
@@ -81,7 +94,12 @@ class Runner:
         planned: dict[str, datetime] = {}
         for when, job in next_runs(self.jobs, self.clock()):
             planned[job.name] = when
-            self.log(f'{job.name} ({job.origin} "{job.cron.expr}") next at {iso(when)}: {job.describe()}')
+            self.log(
+                f'{job.name} ({job.origin} "{job.cron.expr}") next at {iso(when)}: {job.describe()}',
+                "planned",
+                job.name,
+                next=iso(when),
+            )
         by_name = {job.name: job for job in self.jobs}
         while planned and not self.stopping:
             name, when = min(planned.items(), key=lambda item: (item[1], JOB_NAMES.index(item[0])))
@@ -92,21 +110,21 @@ class Runner:
             self.run(by_name[name])
             planned[name] = by_name[name].cron.next_after(self.clock())
             if not self.stopping:
-                self.log(f"{name} next at {iso(planned[name])}")
-        self.log("stopped")
+                self.log(f"{name} next at {iso(planned[name])}", "next", name, next=iso(planned[name]))
+        self.log("stopped", "stopped")
 
     def run_due(self) -> int:
         """Run every job due this minute, then return the first non-zero exit code (or 0)."""
         now = self.clock()
         jobs = due(self.jobs, now)
         if not jobs:
-            self.log(f"nothing due at {iso(now)[:16]}Z")
+            self.log(f"nothing due at {iso(now)[:16]}Z", "nothing-due")
         codes = [self.run(job) for job in jobs if not self.stopping]
         return next((code for code in codes if code), 0)
 
     def run(self, job: Job) -> int:
         """Run one job's steps now; return the exit code of the last step that ran."""
-        self.log(f"start {job.name}: {job.describe()}")
+        self.log(f"start {job.name}: {job.describe()}", "start", job.name)
         t0 = time.monotonic()
         code, error, step = 0, "", job.steps[0]
         for step in job.steps:
@@ -116,12 +134,22 @@ class Runner:
         how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
         why = f" ({step[0]}: {error})" if code and error else ""
         stopped = ", interrupted by stop" if self.stopping else ""
-        self.log(f"finish {job.name}: {how} in {time.monotonic() - t0:.1f}s{stopped}{why}")
+        seconds = time.monotonic() - t0
+        self.log(
+            f"finish {job.name}: {how} in {format_seconds(seconds)}{stopped}{why}",
+            "finish",
+            job.name,
+            exit_code=code,
+            seconds=round(seconds, 3),
+            error=error or None,
+        )
         return 1 if code < 0 else code
 
     def _step(self, step: Step) -> tuple[int, str]:
         argv = [*self.dbkeeper, *(["--config", self.config] if self.config else []), *step]
-        with proc.Process(argv, env=dict(os.environ), stdout=None, cwd=self.cwd, new_session=True) as child:
+        # With events (--json) our stdout carries only them: a step's own output goes to stderr instead.
+        stdout = sys.stderr.fileno() if self._events is not None else None
+        with proc.Process(argv, env=dict(os.environ), stdout=stdout, cwd=self.cwd, new_session=True) as child:
             code = self._wait(child)
             stderr = child.stderr_text()
         if stderr:
@@ -140,7 +168,11 @@ class Runner:
                 continue
             if deadline is None:
                 deadline = time.monotonic() + self.grace
-                self.log(f"stopping: interrupting pid {child.pid}, killing it if still running in {self.grace:g}s")
+                self.log(
+                    f"stopping: interrupting pid {child.pid}, killing it if still running in {self.grace:g}s",
+                    "stopping",
+                    pid=child.pid,
+                )
                 with contextlib.suppress(ProcessLookupError):  # it may have ended just now
                     os.kill(child.pid, signal.SIGINT)
             elif time.monotonic() > deadline:

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
-from dbkeeper.errors import StoreError
+from dbkeeper.errors import StoreError, UsageError
 
 TEMP_MARK = ".dbkeeper-tmp"
+S3_MODULES = ("boto3", "botocore", "s3transfer")  # the [s3] extra: only an s3:// store needs them
 MAX_NAME = 900  # bytes: S3 keys hold 1024, and the store's own prefix needs room
 
 
@@ -72,6 +73,11 @@ class Store(Protocol):
 
         ``skip``: directories directly below ``prefix`` (``prefix + "pitr/"``) whose objects are left out without
         being read: a WAL archive's hundreds of thousands of objects cost a logical backup listing nothing."""
+        ...
+
+    def exists(self) -> bool:
+        """Whether the store itself is there (its directory, its bucket): commands that only read (``list``,
+        ``prune``, ``status``) refuse a missing one rather than report it as empty. An empty store exists."""
         ...
 
     def delete(self, name: str) -> None:
@@ -128,7 +134,15 @@ def open_store(
     disk has no Transient failures to retry).
     """
     if url.startswith("s3://"):
-        from dbkeeper.storage.s3 import S3Store
+        try:
+            from dbkeeper.storage.s3 import S3Store
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] not in S3_MODULES:
+                raise
+            raise UsageError(
+                f"{url}: s3:// stores need boto3, which is not installed ({exc.name} is missing)",
+                "install the s3 extra: pip install 'dbkeeper[s3]' (pipx: pipx install --force 'dbkeeper[s3]')",
+            ) from None
 
         return RetryingStore(
             S3Store.from_url(url, endpoint_url=endpoint_url, sse=sse, sse_kms_key_id=sse_kms_key_id, region=region)

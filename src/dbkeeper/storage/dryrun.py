@@ -54,6 +54,9 @@ class DryRunStore:
     def list(self, prefix: str = "", *, skip: tuple[str, ...] = ()) -> list[ObjectInfo]:
         return self.store.list(prefix, skip=skip)
 
+    def exists(self) -> bool:
+        return self.store.exists()
+
     def delete(self, name: str) -> None:
         self.planned.append(Planned("delete", name, self.store.describe(check_name(name))))
 

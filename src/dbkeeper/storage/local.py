@@ -310,6 +310,9 @@ class LocalStore:
         """The file behind an object (local stores only)."""
         return self._path(name)
 
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
     def list(self, prefix: str = "", *, skip: tuple[str, ...] = ()) -> list[ObjectInfo]:
         if not self.root.exists():
             return []

@@ -86,6 +86,9 @@ class RetryingStore:
     def list(self, prefix: str = "", *, skip: tuple[str, ...] = ()) -> list[ObjectInfo]:
         return self._retry(lambda: self.store.list(prefix, skip=skip))
 
+    def exists(self) -> bool:
+        return self._retry(self.store.exists)
+
     def delete(self, name: str) -> None:
         self._retry(lambda: self.store.delete(name))
 

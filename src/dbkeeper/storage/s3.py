@@ -53,7 +53,15 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from dbkeeper.errors import AlreadyExists, NotFound, PermissionDenied, StoreError, Transient, UsageError
+from dbkeeper.errors import (
+    AlreadyExists,
+    NotFound,
+    PermissionDenied,
+    StoreError,
+    StoreMissing,
+    Transient,
+    UsageError,
+)
 from dbkeeper.storage import Leftover, ObjectInfo, check_name, is_valid_name
 
 MiB = 1024 * 1024
@@ -403,6 +411,17 @@ class S3Store:
                 out.append(ObjectInfo(name, obj["Size"], obj["LastModified"]))
         return out
 
+    def exists(self) -> bool:
+        """Whether the bucket is there (HeadBucket); a prefix holding nothing yet is an empty store."""
+        try:
+            with self._mapped("open", self.url):
+                self._client.head_bucket(Bucket=self.bucket)
+        except StoreMissing:
+            return False
+        except NotFound:  # HeadBucket answers a bare 404, no NoSuchBucket code
+            return False
+        return True
+
     def delete(self, name: str) -> None:
         with self._mapped("delete", self.describe(name)):
             self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
@@ -449,7 +468,7 @@ def map_error(exc: Exception, action: str, target: str, bucket: str, endpoint: s
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
         if code == "NoSuchBucket":
-            return NotFound(
+            return StoreMissing(
                 f"{failed}: bucket {bucket!r} does not exist",
                 f"create it (aws s3 mb s3://{bucket}) or fix the store URL",
             )
@@ -471,6 +490,6 @@ def map_error(exc: Exception, action: str, target: str, bucket: str, endpoint: s
     if isinstance(exc, _UNREACHABLE):
         return Transient(
             f"{failed}: {endpoint} is unreachable ({type(exc).__name__})",
-            "check that the endpoint is up and reachable (--endpoint-url or AWS_ENDPOINT_URL); then retry",
+            "check that the endpoint is up and reachable (config [s3] endpoint_url or AWS_ENDPOINT_URL); then retry",
         )
     return StoreError(f"{failed}: {_one_line(str(exc))}")

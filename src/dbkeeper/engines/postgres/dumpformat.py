@@ -501,9 +501,12 @@ def _vectorizer() -> ModuleType | None:
 
 
 def _load_numpy() -> None:
+    """numpy is optional (the ``fast`` extra): without it the bytes methods serve every chunk, same answers."""
     global _numpy
-    import numpy
-
+    try:
+        import numpy
+    except ImportError:
+        return
     _numpy = numpy
 
 
