@@ -25,6 +25,7 @@ from dbkeeper.repo.manifest import iso
 from dbkeeper.units import compact_duration, format_duration, human_size
 
 OK, WARNING, CRITICAL = "OK", "WARNING", "CRITICAL"
+DEFAULT_MAX_AGE = "26h"  # the newest good backup must be younger than this (a nightly, and two hours' slack)
 
 
 @dataclass

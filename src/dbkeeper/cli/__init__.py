@@ -32,6 +32,7 @@ COMMANDS = {
     "status": "status",
     "schedule": "schedule",
     "key": "key",
+    "serve": "serve",
 }
 
 

@@ -18,10 +18,8 @@ from dbkeeper.cli.common import (
     store_url,
 )
 from dbkeeper.errors import EXIT_CHECK
-from dbkeeper.status import check
+from dbkeeper.status import DEFAULT_MAX_AGE, check
 from dbkeeper.units import parse_duration
-
-DEFAULT_MAX_AGE = "26h"
 
 
 def register(sub: Any) -> None:
