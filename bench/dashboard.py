@@ -101,8 +101,18 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         log = open(Path(tmp) / "serve.log", "w")  # noqa: SIM115 - closed below
         server = subprocess.Popen(
-            [sys.executable, "-m", "dbkeeper", "serve", "--store", str(store_dir), "--listen", f"127.0.0.1:{port}",
-             "--drill-log", str(Path(tmp) / "drills.md")],
+            [
+                sys.executable,
+                "-m",
+                "dbkeeper",
+                "serve",
+                "--store",
+                str(store_dir),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--drill-log",
+                str(Path(tmp) / "drills.md"),
+            ],
             env=env,
             cwd=tmp,
             stdout=log,

@@ -63,7 +63,9 @@ def look(page: Any, url: str) -> Visit:
     return visit
 
 
-def check_source_page(page: Any, url: str, store: str, sid: str, tables: int, env: dict[str, str] | None = None) -> None:
+def check_source_page(
+    page: Any, url: str, store: str, sid: str, tables: int, env: dict[str, str] | None = None
+) -> None:
     visit = look(page, f"{url}/source/{sid}")
     good = good_backups(store, sid, env)
     section = page.locator(f'section.series[data-series="{sid}"]')
@@ -181,7 +183,9 @@ def test_a_post_without_its_csrf_token_is_refused(tmp_path: Path) -> None:
         token = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', body)
         assert token is not None
         good = f"csrf_token={token[1]}".encode()
-        assert get(server.url + "/source/app/drill", {"Cookie": cookie, "Origin": "http://evil.example"}, good)[0] == 403
+        assert (
+            get(server.url + "/source/app/drill", {"Cookie": cookie, "Origin": "http://evil.example"}, good)[0] == 403
+        )
         assert backup_files(world / "backups") == before
         assert (world / "drills.md").read_text().count("| app ") == 1
         # And with both, it runs.
