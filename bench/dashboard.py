@@ -72,7 +72,7 @@ def free_port() -> int:
 
 def get(url: str) -> tuple[float, int]:
     t0 = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, timeout=120) as response:
         body = response.read()
     return time.perf_counter() - t0, len(body)
 
@@ -127,7 +127,8 @@ def main() -> None:
                     break
                 except OSError:
                     if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit(f"dbkeeper serve did not start: {(Path(tmp) / 'serve.log').read_text()}")
+                        why = (Path(tmp) / "serve.log").read_text()
+                        raise SystemExit(f"dbkeeper serve did not start: {why}") from None
                     time.sleep(0.1)
             newest = found.entries[-1].name
             pages = {

@@ -16,8 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from dashboard import Visit, browser, free_port, get, serve
 from dbkeeper.repo import catalog
 from dbkeeper.storage import open_store
