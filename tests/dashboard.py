@@ -95,6 +95,8 @@ def serve(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    # SIGTERM (systemd stopping the service) is a clean stop.
+    assert proc.returncode == 0, f"dbkeeper serve exited {proc.returncode} on SIGTERM: {server.output()}"
 
 
 @dataclass

@@ -327,3 +327,73 @@ def test_the_readme_screenshot(tmp_path: Path) -> None:
     png = target.read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     assert SCREENSHOT.is_file() and "docs/img/dashboard.png" in (REPO / "README.md").read_text()
+
+
+def test_every_command_of_the_dashboard_doc_runs(tmp_path: Path) -> None:
+    """docs/DASHBOARD.md's sh blocks, line by line, as written but for the port (a free one), the auth file (in
+    this test's directory) and a ``--listen 127.0.0.1:PORT`` added where a line names none. A line whose comment
+    says ``exit N`` must exit N; a serve must answer its pages (with the doc's credentials); anything else must
+    exit 0."""
+    import base64
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    doc = (REPO / "docs" / "DASHBOARD.md").read_text()
+    lines = [
+        line
+        for block in re.findall(r"```sh\n(.*?)```", doc, re.S)
+        for line in block.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert len(lines) >= 6
+    world = sqlite_world(tmp_path, hours=(4,))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dbkeeper").write_text(f'#!/bin/sh\nexec {sys.executable} -m dbkeeper "$@"\n')
+    (bin_dir / "dbkeeper").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    auth = tmp_path / "web-auth"
+    ran = 0
+    for line in lines:
+        command, _, comment = line.partition("  #")
+        port = free_port()
+        command = command.strip().replace("/etc/dbkeeper/web-auth", str(auth)).replace("8090", str(port))
+        if "dbkeeper serve" in command and "--listen" not in command:
+            command += f" --listen 127.0.0.1:{port}"
+        expected = re.search(r"exit (\d)", comment)
+        proc = subprocess.Popen(
+            ["bash", "-c", command], cwd=world, env=env, text=True, stderr=subprocess.PIPE, start_new_session=True
+        )
+        try:
+            if expected or "dbkeeper serve" not in command:
+                _out, err = proc.communicate(timeout=60)
+                assert proc.returncode == (int(expected[1]) if expected else 0), (line, err)
+                ran += 1
+                continue
+            headers = {}
+            if "web-auth" in line:
+                headers["Authorization"] = (
+                    "Basic " + base64.b64encode(f"me:{auth.read_text().strip()}".encode()).decode()
+                )
+            prefix = "/dbkeeper" if "--root-path /dbkeeper" in command else ""
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, (line, proc.stderr.read() if proc.stderr else "")
+                try:
+                    status, body, _h = get(f"http://127.0.0.1:{port}{prefix}/", headers)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, line
+                    time.sleep(0.1)
+            assert status == 200 and 'data-series="app"' in body, line
+            if "web-auth" in line:
+                assert get(f"http://127.0.0.1:{port}/")[0] == 401
+            ran += 1
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+    assert ran == len(lines)
+    assert auth.stat().st_mode & 0o077 == 0
