@@ -397,3 +397,41 @@ def test_every_command_of_the_dashboard_doc_runs(tmp_path: Path) -> None:
                 proc.wait(timeout=30)
     assert ran == len(lines)
     assert auth.stat().st_mode & 0o077 == 0
+
+
+def test_what_the_store_says_is_shown_as_text_never_run(tmp_path: Path) -> None:
+    """Table names come from the dump (and whoever can write the store writes manifests): markup in them is text."""
+    import sqlite3
+
+    world = sqlite_world(tmp_path, hours=(4,))
+    hostile = '<img src=x onerror="document.title=1">'
+    with sqlite3.connect(world / "app.db") as conn:
+        quoted = '"' + hostile.replace('"', '""') + '"'
+        conn.execute(f"CREATE TABLE {quoted} (x)")
+        conn.executemany(f"INSERT INTO {quoted} VALUES (?)", [(i,) for i in range(1000)])  # among the biggest
+    done = run_dbkeeper("backup", "app", cwd=world)
+    assert done.returncode == 0, done.stderr
+    newest = good_backups(str(world / "backups"), "app")[-1]
+    with serve(world) as server, browser() as chromium:
+        page = chromium.new_page()
+        visit = look(page, f"{server.url}/backup/{newest.name}")
+        assert hostile in page.locator("table.rows").inner_text()
+        assert page.locator("img").count() == 0 and page.title() != "1"
+        visit_source = look(page, f"{server.url}/source/app")
+        assert hostile in page.locator("ul.legend").inner_text() and page.locator("img").count() == 0
+        assert visit.problems == [] and visit_source.problems == []
+
+
+def test_an_unreadable_store_is_an_error_page_and_healthz_says_so(tmp_path: Path) -> None:
+    (tmp_path / "dbkeeper.toml").write_text('store = "s3://no-such-bucket/backups"\n')
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    with serve(tmp_path, env=env) as server:
+        status, body, _h = get(server.url + "/")
+        assert status == 500 and "is unreachable" in body and "Try: " in body and "Traceback" not in body
+        status, body, _h = get(server.url + "/healthz")
+        assert status == 503 and body.startswith("store unreadable: cannot list s3://no-such-bucket/backups")
