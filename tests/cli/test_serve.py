@@ -435,3 +435,29 @@ def test_an_unreadable_store_is_an_error_page_and_healthz_says_so(tmp_path: Path
         assert status == 500 and "is unreachable" in body and "Try: " in body and "Traceback" not in body
         status, body, _h = get(server.url + "/healthz")
         assert status == 503 and body.startswith("store unreadable: cannot list s3://no-such-bucket/backups")
+
+
+def test_serve_json_says_where_it_listens(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    world = sqlite_world(tmp_path, hours=(4,))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dbkeeper", "serve", "--json", "--listen", f"127.0.0.1:{port}", "--root-path", "x/"],
+        cwd=world,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while not lines or lines[-1] != "}\n":
+            lines.append(proc.stdout.readline())
+            assert lines[-1], proc.stderr.read() if proc.stderr else ""
+        doc = json.loads("".join(lines))
+        assert doc == {"ok": True, "url": f"http://127.0.0.1:{port}/x/", "store": "backups", "actions": False}
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
