@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dbkeeper.config import Config
+from dbkeeper.config import Config, SourceConfig
 from dbkeeper.engines import source_key
 from dbkeeper.errors import DbkeeperError, NotFound
 from dbkeeper.repo import Repository
@@ -66,7 +66,7 @@ class Actions:
     def find(self, action_id: int) -> ActionResult | None:
         return next((a for a in self.history() if a.id == action_id), None)
 
-    def configured_source(self, sid: str) -> Any:
+    def configured_source(self, sid: str) -> SourceConfig | None:
         """The config's source whose id is ``sid`` (its name, else the id derived from its URL), or None."""
         for src in self.cfg.sources:
             try:

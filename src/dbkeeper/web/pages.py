@@ -13,7 +13,7 @@ from typing import Any
 
 from dbkeeper import drill_log, status
 from dbkeeper.config import Config
-from dbkeeper.errors import NotFound
+from dbkeeper.errors import DbkeeperError, NotFound
 from dbkeeper.prune import PruneDecision, plan, policy_from
 from dbkeeper.repo import Entry, catalog, names
 from dbkeeper.units import format_duration, format_seconds, human_size
@@ -117,8 +117,8 @@ def _series(
     if key not in snap.memo:
         try:
             snap.memo[key] = plan(entries, policy, snap.taken)
-        except Exception as exc:
-            snap.memo[key] = str(exc)
+        except DbkeeperError as exc:  # a policy the config cannot apply is shown on the page, not a 500
+            snap.memo[key] = exc.message
     decisions = snap.memo[key]
     if isinstance(decisions, str):
         plan_error, decisions = decisions, []
