@@ -307,7 +307,14 @@ def test_a_postgresql_source(tmp_path: Path, pgdb: Any) -> None:
         assert counts == {"public.players": "120", "public.bets": "40"}
         restore = page.locator("#restore-command").inner_text()
         assert restore.startswith(f"dbkeeper restore {good[-1].name} postgresql://USER@HOST:5432/")
+        # A drill from the web: the backup restored into a throwaway cluster, checked, logged, as `drill` does.
+        page.click("text=← source casino")
+        page.click("#drill-now")
+        result = page.locator("#action-result").inner_text()
+        assert result.startswith("Drill casino: OK"), result
+        assert page.locator('section.series[data-series="casino"] table.drills tr.drill').count() == 1
         assert visit.problems == []
+    assert "| casino " in (tmp_path / "docs" / "DR_DRILL_LOG.md").read_text()
 
 
 def test_the_readme_screenshot(tmp_path: Path) -> None:
