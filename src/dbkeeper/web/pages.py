@@ -122,6 +122,11 @@ def _series(
     decisions = snap.memo[key]
     if isinstance(decisions, str):
         plan_error, decisions = decisions, []
+    # The plots change only with the snapshot: drawn once per snapshot, not once per request.
+    plot_key = ("plots", sid, label)
+    if plot_key not in snap.memo:
+        snap.memo[plot_key] = _plots(name, plotted)
+    size_svg, duration_svg, tables_svg = snap.memo[plot_key]
     return SeriesView(
         name=name,
         label=label,
@@ -131,23 +136,32 @@ def _series(
         good=len(good),
         page=page,
         pages=pages,
-        size_svg=plots.scatter(
-            [plots.Point(e.created, e.size, names.basename(e.name)) for e in plotted],
-            lambda v: human_size(v),
-            f"stored size of each good backup of {name}",
-        ),
-        duration_svg=plots.bars(
-            [plots.Point(e.created, e.manifest.duration_s, names.basename(e.name)) for e in plotted if e.manifest],
-            lambda v: format_seconds(v),
-            f"how long each good backup of {name} took",
-        ),
-        tables_svg=plots.lines(_table_growth(plotted), lambda v: f"{v:,.0f}", f"rows of the biggest tables of {name}"),
+        size_svg=size_svg,
+        duration_svg=duration_svg,
+        tables_svg=tables_svg,
         plotted=len(plotted),
         drills=[r for r in drills if r.database == name][::-1],
         plan=decisions,
         plan_error=plan_error,
         kept=sum(d.keep for d in decisions),
         removed=sum(not d.keep for d in decisions),
+    )
+
+
+def _plots(name: str, plotted: list[Entry]) -> tuple[str, str, str]:
+    """The source page's three SVG plots of one series: stored size, duration, rows of the biggest tables."""
+    return (
+        plots.scatter(
+            [plots.Point(e.created, e.size, names.basename(e.name)) for e in plotted],
+            lambda v: human_size(v),
+            f"stored size of each good backup of {name}",
+        ),
+        plots.bars(
+            [plots.Point(e.created, e.manifest.duration_s, names.basename(e.name)) for e in plotted if e.manifest],
+            lambda v: format_seconds(v),
+            f"how long each good backup of {name} took",
+        ),
+        plots.lines(_table_growth(plotted), lambda v: f"{v:,.0f}", f"rows of the biggest tables of {name}"),
     )
 
 
