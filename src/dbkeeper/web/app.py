@@ -51,7 +51,7 @@ class Settings:
 
 def create_app(settings: Settings, snapshots: Snapshots | None = None) -> Flask:
     app = Flask("dbkeeper.web", template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
-    snaps = snapshots or Snapshots(settings.repo, settings.refresh)
+    snaps = snapshots or Snapshots(settings.repo, settings.refresh, lambda snap: pages.warm(snap, settings.cfg))
     actions = Actions(settings.cfg, settings.repo, settings.drill_log)
     csrf = Csrf()
     app.extensions["dbkeeper"] = {"snapshots": snaps, "actions": actions, "settings": settings}

@@ -112,21 +112,10 @@ def _series(
     pages = max(1, -(-len(entries) // PAGE_SIZE))
     page = min(max(page, 1), pages)
     newest_first = entries[::-1]
-    key = ("plan", sid, label)
+    decisions, (size_svg, duration_svg, tables_svg) = _drawn(snap, policy, sid, label, entries)
     plan_error = None
-    if key not in snap.memo:
-        try:
-            snap.memo[key] = plan(entries, policy, snap.taken)
-        except DbkeeperError as exc:  # a policy the config cannot apply is shown on the page, not a 500
-            snap.memo[key] = exc.message
-    decisions = snap.memo[key]
     if isinstance(decisions, str):
         plan_error, decisions = decisions, []
-    # The plots change only with the snapshot: drawn once per snapshot, not once per request.
-    plot_key = ("plots", sid, label)
-    if plot_key not in snap.memo:
-        snap.memo[plot_key] = _plots(name, plotted)
-    size_svg, duration_svg, tables_svg = snap.memo[plot_key]
     return SeriesView(
         name=name,
         label=label,
@@ -146,6 +135,32 @@ def _series(
         kept=sum(d.keep for d in decisions),
         removed=sum(not d.keep for d in decisions),
     )
+
+
+def warm(snap: Snapshot, cfg: Config) -> None:
+    """Decide every series' retention plan and draw its plots for ``snap`` (on the thread that read it, before
+    pages see it), so that no page request pays for them."""
+    policy = policy_from({}, cfg.retention)
+    for (sid, label), entries in snap.catalog.series().items():
+        _drawn(snap, policy, sid, label, entries)
+
+
+def _drawn(
+    snap: Snapshot, policy: Any, sid: str, label: str, entries: list[Entry]
+) -> tuple[list[PruneDecision] | str, tuple[str, str, str]]:
+    """One series' retention plan (or why there is none) and plots: they change only with the snapshot, so they
+    are made once per snapshot, not once per request."""
+    key = ("drawn", sid, label)
+    if key not in snap.memo:
+        decisions: list[PruneDecision] | str
+        try:
+            decisions = plan(entries, policy, snap.taken)
+        except DbkeeperError as exc:  # a policy the config cannot apply is shown on the page, not a 500
+            decisions = exc.message
+        good = [e for e in entries if e.good and e.manifest is not None]
+        snap.memo[key] = (decisions, _plots(entries[0].series_name, good[-PLOT_LIMIT:]))
+    drawn: tuple[list[PruneDecision] | str, tuple[str, str, str]] = snap.memo[key]
+    return drawn
 
 
 def _plots(name: str, plotted: list[Entry]) -> tuple[str, str, str]:

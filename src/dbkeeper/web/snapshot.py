@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,9 +56,12 @@ class SnapshotRepository(Repository):
 class Snapshots:
     """The current snapshot of one repository, read again in the background when it is older than ``max_age``."""
 
-    def __init__(self, repo: Repository, max_age: timedelta) -> None:
+    def __init__(
+        self, repo: Repository, max_age: timedelta, prepare: Callable[[Snapshot], None] = lambda snap: None
+    ) -> None:
         self.repo = repo
         self.max_age = max_age
+        self.prepare = prepare  # runs on the reading thread before the snapshot is handed out (pages.warm)
         self.error: DbkeeperError | None = None  # what the last read failed with, if it failed
         self._current: Snapshot | None = None
         self._lock = threading.Lock()
@@ -106,6 +110,7 @@ class Snapshots:
             self._first.set()
             raise
         snap = Snapshot(found, leftovers, now, time.perf_counter() - t0)
+        self.prepare(snap)
         with self._lock:
             if self._current is None or self._current.taken <= now:
                 self._current = snap
