@@ -63,3 +63,13 @@ def test_a_fresh_snapshot_is_kept_until_refreshed(tmp_path: Path) -> None:
     assert snaps.get() is first
     assert len(snaps.refresh().catalog.entries) == len(first.catalog.entries) + 1
     assert snaps.get() is not first
+
+
+def test_a_slow_store_is_read_again_only_after_a_gap(tmp_path: Path) -> None:
+    store, _template = world(tmp_path)
+    snap = Snapshots(Repository(store), timedelta(0)).refresh()
+    snap.seconds = 10.0  # a read that took 10 s ...
+    ended = snap.taken + timedelta(seconds=10)
+    assert not snap.due(ended + timedelta(seconds=39), timedelta(0))  # ... is not followed by another for 40 s
+    assert snap.due(ended + timedelta(seconds=40), timedelta(0))
+    assert not snap.due(ended + timedelta(seconds=40), timedelta(minutes=5))  # nor before --refresh

@@ -22,6 +22,8 @@ from typing import Any
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.repo import Catalog, LeftoverState, Repository
 
+READ_GAP = 4  # between two reads, at least this many times the last read's duration
+
 
 @dataclass
 class Snapshot:
@@ -33,6 +35,13 @@ class Snapshot:
 
     def age(self, now: datetime) -> timedelta:
         return now - self.taken
+
+    def due(self, now: datetime, max_age: timedelta) -> bool:
+        """Whether to read the store again: the snapshot is older than ``max_age``, and the last read ended at least
+        ``READ_GAP`` times its own duration ago (a store that takes 30 s to read is read at most every 2.5 minutes,
+        so the reads never take more than a fifth of the time, whatever ``max_age`` says)."""
+        ended = self.taken + timedelta(seconds=self.seconds)
+        return self.age(now) > max_age and now - ended >= timedelta(seconds=self.seconds * READ_GAP)
 
 
 class SnapshotRepository(Repository):
@@ -75,7 +84,7 @@ class Snapshots:
         """The current snapshot (waiting for the first read); DbkeeperError if no read has succeeded yet."""
         now = datetime.now(UTC)
         current = self._current
-        if current is None or current.age(now) > self.max_age:
+        if current is None or current.due(now, self.max_age):
             self._read_in_background()
         if current is None:
             self._first.wait(timeout)
