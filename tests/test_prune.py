@@ -309,3 +309,26 @@ def test_policy_from_refuses_bad_numbers() -> None:
     assert (
         dataclasses.asdict(policy_from({"keep_last": 0}, RetentionConfig()))["keep_last"] == 0
     )  # empty: refused when applied
+
+
+def test_the_plan_is_the_dry_runs_decisions_before_verification(store: LocalStore, template: Template) -> None:
+    """``plan`` (what the dashboard shows) decides as ``prune --dry-run`` does when every kept backup verifies, and
+    without reading a single backup; a backup that would fail verification is where they part."""
+    from dbkeeper.prune import plan
+
+    daily(store, template, "2026-11-27", 20)
+    policy = Policy(keep_daily=5, keep_weekly=2)
+    repo = Repository(store)
+    entries = repo.scan(NOW).entries
+    planned = plan(entries, policy, NOW)
+    dry = run_prune(repo, policy, dry_run=True, clock=clock())
+    assert [(d.name, d.keep, d.reasons) for d in planned] == [(d.name, d.keep, d.reasons) for d in dry.decisions]
+    assert all(d.verified is None for d in planned) and sum(not d.keep for d in planned) > 0
+
+    kept = [d.name for d in planned if d.keep]
+    flip_byte(store.local_path(kept[1]))
+    assert [(d.name, d.keep) for d in plan(repo.scan(NOW).entries, policy, NOW)] == [(d.name, d.keep) for d in planned]
+    redone = run_prune(repo, policy, dry_run=True, clock=clock())
+    assert decision(redone, kept[1]).status == FAILED_VERIFY
+    with pytest.raises(UsageError):
+        plan(entries, Policy(), NOW)

@@ -172,6 +172,19 @@ def run_prune(
     return result
 
 
+def plan(entries: list[Entry], policy: Policy, now: datetime) -> list[PruneDecision]:
+    """The policy's decisions for one series from the catalog alone, newest first: what ``prune --dry-run`` decides
+    before it verifies anything (the dashboard shows it on every page load, where reading every kept backup is
+    out of the question). A real prune verifies the kept backups first, so one that fails verification then
+    stops counting and may keep an older one: these decisions carry ``verified`` None to say so."""
+    policy.check()
+    decisions = apply_policy(
+        [Candidate(e.name, e.created, e.good or e.status == FUTURE, e.seq) for e in entries], policy, now
+    )
+    by_name = {e.name: e for e in entries}
+    return [_decision(by_name[d.key], d, None) for d in decisions]
+
+
 def prune_after_backup(
     repo: Repository,
     name: str,

@@ -34,6 +34,7 @@ from dbkeeper.repo.manifest import iso
 from dbkeeper.units import compact_duration, format_duration, human_size
 
 OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"  # Nagios's words (errors.NAGIOS)
+DEFAULT_MAX_AGE = "26h"  # the newest good backup must be younger than this (a nightly, and two hours' slack)
 
 
 @dataclass

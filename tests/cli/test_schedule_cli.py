@@ -326,3 +326,30 @@ def test_the_installed_weekly_drill_runs_in_a_sandbox_never_on_the_source_server
     code, out, _ = install(capsys, app, "--systemd", "--dry-run", "--dbkeeper", str(wrapper))
     drill_unit = out.split("dbkeeper-drill.service (dry run: not written) ---")[1].split("# ---")[0]
     assert f"ExecStart={wrapper} --config {config} drill\n" in drill_unit and "--target" not in drill_unit
+
+
+def test_systemd_install_with_the_dashboard(
+    app: Path, tmp_path: Path, wrapper: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--serve adds dbkeeper-serve.service (a service, no timer) that systemd accepts; cron cannot keep a server
+    running and refuses --serve."""
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.fail("systemd-analyze not found: install systemd (scripts/install-test-deps does)", pytrace=False)
+    write_config(app, "")
+    dest = tmp_path / "units"
+    code, out, _ = install(capsys, app, "--systemd", "--serve", "--dbkeeper", str(wrapper), "--dest", str(dest))
+    assert code == 0
+    unit = (dest / "dbkeeper-serve.service").read_text()
+    config = app / "dbkeeper.toml"
+    assert f'ExecStart={wrapper} --config "{config}" serve\n' in unit
+    assert "Type=simple\n" in unit and "Restart=on-failure\n" in unit and "WantedBy=multi-user.target\n" in unit
+    assert not (dest / "dbkeeper-serve.timer").exists()
+    assert (
+        "turn the timers and the dashboard on: systemctl daemon-reload && systemctl enable --now"
+        " dbkeeper-backup.timer dbkeeper-drill.timer dbkeeper-serve.service" in out
+    )
+    check = subprocess.run([analyze, "verify", str(dest / "dbkeeper-serve.service")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    code, _out, err = install(capsys, app, "--cron", "--serve", "--dest", str(tmp_path / "cron.d"))
+    assert code == 2 and "--serve needs --systemd" in err

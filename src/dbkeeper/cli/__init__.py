@@ -40,6 +40,7 @@ COMMANDS = {
     "wal-verify": "wal_verify",
     "check": "check",
     "completion": "completion",
+    "serve": "serve",
 }
 
 # PostgreSQL reads these commands' exit status, and reads it narrowly (see their modules): every way out of

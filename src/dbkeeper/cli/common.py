@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from dbkeeper import config, crypto, signing
+from dbkeeper import config, signing
 from dbkeeper.config import Config
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.repo import Repository
-from dbkeeper.storage import Store, open_store
+from dbkeeper.runs import configured
+from dbkeeper.storage import Store
 from dbkeeper.units import human_size as human_size  # re-exported for the commands
 
 
@@ -42,11 +42,9 @@ def add_sse(parser: argparse.ArgumentParser) -> None:
 def open_store_for(url: str, cfg: Config, args: argparse.Namespace | None = None) -> Store:
     """Every command opens its stores here: S3 options come from the flags, else the config's ``[s3]`` table
     (the endpoint also from AWS_ENDPOINT_URL, credentials from boto3's usual chain)."""
-    sse = getattr(args, "sse", None) or cfg.s3.sse
-    kms = getattr(args, "sse_kms_key_id", None) or cfg.s3.sse_kms_key_id
-    if kms and not sse:
-        sse = "aws:kms"
-    return open_store(url, endpoint_url=cfg.s3.endpoint_url, sse=sse, sse_kms_key_id=kms, region=cfg.s3.region)
+    return configured.store(
+        url, cfg, sse=getattr(args, "sse", None), sse_kms_key_id=getattr(args, "sse_kms_key_id", None)
+    )
 
 
 def open_repo_for(url: str, cfg: Config, args: argparse.Namespace | None = None) -> Repository:
@@ -66,15 +64,7 @@ def add_verify_key(p: argparse.ArgumentParser) -> None:
 
 def verify_key(args: argparse.Namespace | None, cfg: Config) -> signing.VerifyKey | None:
     """The verify key: --verify-key, else $DBKEEPER_VERIFY_KEY, else the config's; None when none is given."""
-    flag = getattr(args, "verify_key", None)
-    if flag:
-        return signing.parse_verify_key(flag, "--verify-key")
-    env = os.environ.get("DBKEEPER_VERIFY_KEY")
-    if env:
-        return signing.parse_verify_key(env, "DBKEEPER_VERIFY_KEY")
-    if cfg.signing.verify_key:
-        return signing.parse_verify_key(cfg.signing.verify_key, "signing.verify_key")
-    return None
+    return configured.verify_key(cfg, getattr(args, "verify_key", None))
 
 
 def add_sign_key(p: argparse.ArgumentParser) -> None:
@@ -86,8 +76,7 @@ def add_sign_key(p: argparse.ArgumentParser) -> None:
 
 
 def signer(args: argparse.Namespace, cfg: Config) -> signing.Signer | None:
-    path = getattr(args, "sign_key", None) or cfg.signing.key
-    return signing.load_signer(path) if path else None
+    return configured.signer(cfg, getattr(args, "sign_key", None))
 
 
 def add_identity(p: argparse.ArgumentParser) -> None:
@@ -99,8 +88,7 @@ def add_identity(p: argparse.ArgumentParser) -> None:
 
 
 def identities(args: argparse.Namespace, cfg: Config) -> list[Any] | None:
-    path = getattr(args, "identity", None) or os.environ.get("DBKEEPER_AGE_IDENTITY") or cfg.identity
-    return crypto.load_identities(path) if path else None
+    return configured.identities(cfg, getattr(args, "identity", None))
 
 
 def locate_backup(args: argparse.Namespace, cfg: Config) -> tuple[Repository, str]:
@@ -185,9 +173,7 @@ def pg_servers(cfg: Config, extra: Sequence[str] = ()) -> list[str]:
 
 
 def drill_log_path(cfg: Config) -> str:
-    from dbkeeper import drill_log
-
-    return cfg.drill.log or drill_log.DEFAULT_PATH
+    return configured.drill_log_path(cfg)
 
 
 def print_error(exc: DbkeeperError, context: str = "") -> None:
@@ -244,6 +230,8 @@ def wal_archive(args: argparse.Namespace, *, pushing: bool, fetching: bool | Non
     recipients: list[Any] = []
     if pushing:
         wanted = getattr(args, "encrypt_to", None) or cfg.encryption_recipients
+        from dbkeeper import crypto
+
         recipients = crypto.parse_recipients(wanted) if wanted else []
     arch = WalArchive(
         store,

@@ -45,6 +45,11 @@ def register(sub: Any) -> None:
     i.add_argument("--dbkeeper", metavar="PATH", help="the dbkeeper the jobs run (default: this one)")
     i.add_argument("--dest", metavar="DIR", type=Path, help="write the files into DIR instead of /etc/…")
     i.add_argument("--log", metavar="FILE", help="cron: append the output to FILE instead of syslog (logger)")
+    i.add_argument(
+        "--serve",
+        action="store_true",
+        help="systemd: also dbkeeper-serve.service, the dashboard (dbkeeper serve), running all the time",
+    )
     _add_config(i)
     add_json(i)
     i.set_defaults(run=_install)
@@ -86,7 +91,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 
 def _install(args: argparse.Namespace) -> int:
-    request = installer.Request(args.kind, args.user, args.dbkeeper, args.dest, args.log, args.dry_run)
+    request = installer.Request(args.kind, args.user, args.dbkeeper, args.dest, args.log, args.dry_run, args.serve)
     plan = installer.install(load_config(args), request)
     if args.json:
         files = [{"path": str(path), "text": text} for path, text in plan.files.items()]
@@ -109,7 +114,8 @@ def _install(args: argparse.Namespace) -> int:
             else "updated your crontab: the lines between # BEGIN dbkeeper and # END dbkeeper"
         )
     if plan.enable:
-        print(f"# then turn the timers on: {plan.enable}" if args.dry_run else f"turn the timers on: {plan.enable}")
+        what = "the timers" + (" and the dashboard" if args.serve else "")
+        print(f"# then turn {what} on: {plan.enable}" if args.dry_run else f"turn {what} on: {plan.enable}")
     elif not plan.crontab:
         print("# cron reads /etc/cron.d/dbkeeper by itself: nothing to enable")
     if args.dest:

@@ -23,10 +23,8 @@ from dbkeeper.cli.common import (
     store_url,
 )
 from dbkeeper.errors import NAGIOS, DbkeeperError
-from dbkeeper.status import DEFAULT_MAX_WAL_AGE, UNKNOWN, check
+from dbkeeper.status import DEFAULT_MAX_AGE, DEFAULT_MAX_WAL_AGE, UNKNOWN, check
 from dbkeeper.units import parse_duration
-
-DEFAULT_MAX_AGE = "26h"
 
 
 def register(sub: Any) -> None:

@@ -26,6 +26,7 @@ from dbkeeper.schedule.render import (
     cron_file,
     crontab_block,
     merge_crontab,
+    serve_unit,
     systemctl_enable,
     systemd_units,
     wal_daemon_unit,
@@ -43,6 +44,7 @@ class Request:
     dest: Path | None = None  # write here instead of the system's place
     log: str | None = None  # cron: append output to this file instead of syslog
     dry_run: bool = False
+    serve: bool = False  # systemd: also the dashboard's service (dbkeeper-serve.service)
 
 
 @dataclass
@@ -64,6 +66,11 @@ def install(cfg: Config, req: Request) -> Plan:
         raise UsageError(f"{cfg.path} has no [[sources]]: a scheduled backup would have nothing to back up")
     if req.kind == "cron" and req.user and req.dest:
         raise UsageError("--dest does not apply to a user's crontab", "use --dry-run to see the lines")
+    if req.serve and req.kind != "systemd":
+        raise UsageError(
+            "--serve needs --systemd: cron starts jobs, not a server that keeps running",
+            "use --systemd --serve, or run `dbkeeper serve` under your own supervisor",
+        )
     if req.log and req.kind != "cron":
         raise UsageError("--log applies to --cron only", "systemd keeps the output in the journal")
     found = jobs(cfg)
@@ -77,11 +84,12 @@ def install(cfg: Config, req: Request) -> Plan:
         plan.files[(req.dest or SYSTEM_CRON_DIR) / "dbkeeper"] = cron_file(found, setup)
     else:
         directory = req.dest or (_user_unit_dir() if req.user else SYSTEM_UNIT_DIR)
-        plan.files = {directory / name: text for name, text in systemd_units(found, setup).items()}
+        units = systemd_units(found, setup) | (serve_unit(setup) if req.serve else {})
+        plan.files = {directory / name: text for name, text in units.items()}
         daemon = cfg.pitr.data_dir
         if daemon:
             plan.files[directory / WAL_DAEMON_UNIT] = wal_daemon_unit(setup, daemon, _owner(daemon))
-        plan.enable = systemctl_enable(found, req.user, wal_daemon=bool(daemon))
+        plan.enable = systemctl_enable(found, req.user, serve=req.serve, wal_daemon=bool(daemon))
         plan.notes += _stale_units(directory, set(plan.files), req.user)
         if req.user:
             plan.notes.append(f"user timers run only while {_login()} is logged in, unless: loginctl enable-linger")

@@ -151,10 +151,36 @@ def wal_daemon_unit(setup: Setup, data_dir: str, run_as: str | None) -> str:
     )
 
 
-def systemctl_enable(jobs: list[Job], user: bool, *, wal_daemon: bool = False) -> str:
+def serve_unit(setup: Setup) -> dict[str, str]:
+    """``dbkeeper-serve.service``: the dashboard (``dbkeeper serve``, read-only on 127.0.0.1:8090), a service that
+    runs all the time rather than a timer. Its options go into a drop-in (``systemctl edit dbkeeper-serve``);
+    credentials for another address come from a file or ``Environment=DBKEEPER_WEB_AUTH``, never ExecStart."""
+    network = [] if setup.user else ["Wants=network-online.target", "After=network-online.target"]
+    return {
+        "dbkeeper-serve.service": _unit(
+            f"# dbkeeper-serve.service: {setup.origin('systemd')} --serve",
+            ("Unit", ["Description=dbkeeper dashboard (dbkeeper serve)", *network]),
+            (
+                "Service",
+                [
+                    "Type=simple",
+                    f"WorkingDirectory={str(setup.config.parent).replace('%', '%%')}",
+                    f"ExecStart={' '.join(_systemd_word(a) for a in setup.argv(('serve',)))}",
+                    "Restart=on-failure",
+                    "RestartSec=5",
+                    "SyslogIdentifier=dbkeeper-serve",
+                ],
+            ),
+            ("Install", ["WantedBy=default.target" if setup.user else "WantedBy=multi-user.target"]),
+        )
+    }
+
+
+def systemctl_enable(jobs: list[Job], user: bool, *, serve: bool = False, wal_daemon: bool = False) -> str:
     systemctl = "systemctl --user" if user else "systemctl"
-    units = " ".join([*(f"dbkeeper-{job.name}.timer" for job in jobs), *([WAL_DAEMON_UNIT] if wal_daemon else [])])
-    return f"{systemctl} daemon-reload && {systemctl} enable --now {units}"
+    units = [f"dbkeeper-{job.name}.timer" for job in jobs]
+    units += (["dbkeeper-serve.service"] if serve else []) + ([WAL_DAEMON_UNIT] if wal_daemon else [])
+    return f"{systemctl} daemon-reload && {systemctl} enable --now {' '.join(units)}"
 
 
 def _unit(comment: str, *sections: tuple[str, list[str]]) -> str:

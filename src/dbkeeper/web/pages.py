@@ -1,0 +1,257 @@
+"""What each page shows, as plain values for its template: computed by the core modules over one snapshot.
+
+A source's state is ``status.check``'s (the same words as ``dbkeeper status``), its retention plan is
+``prune.plan``'s, the drill history is the drill log's rows; nothing is judged here a second time.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from dbkeeper import drill_log, status
+from dbkeeper.config import Config
+from dbkeeper.errors import DbkeeperError, NotFound
+from dbkeeper.prune import PruneDecision, plan, policy_from
+from dbkeeper.repo import Entry, catalog, names
+from dbkeeper.units import format_duration, format_seconds, human_size
+from dbkeeper.web import plots
+from dbkeeper.web.snapshot import Snapshot, SnapshotRepository
+
+PAGE_SIZE = 100  # backups per page of a series' table
+PLOT_LIMIT = 2000  # the newest backups a plot draws (each is one mark)
+TOP_TABLES = 5  # tables whose growth a source's page plots
+
+
+@dataclass(frozen=True)
+class View:
+    """What every page needs besides its own values."""
+
+    cfg: Config
+    max_age: timedelta
+    drill_log: str
+    now: datetime
+
+
+def ago(now: datetime, moment: datetime) -> str:
+    return f"{format_duration(now - moment)} ago" if moment <= now else f"in {format_duration(moment - now)}"
+
+
+def overview(repo: SnapshotRepository, view: View) -> dict[str, Any]:
+    report = status.check(repo, max_age=view.max_age, drill_log_path=view.drill_log, now=view.now)
+    counts = {entries[0].series_name: len(entries) for entries in repo.snapshot.catalog.series().values()}
+    rows = []
+    for db in report.databases:
+        rows.append(
+            {
+                "status": db,
+                "source_id": db.source_id,
+                "count": counts.get(db.database, 0),
+                "newest_ago": ago(view.now, db.newest.fresh_at) if db.newest else None,
+                "newest_size": human_size(db.newest.size) if db.newest else None,
+                "drill_ago": ago(view.now, db.last_drill.date) if db.last_drill else None,
+            }
+        )
+    return {"report": report, "rows": rows, "leftovers": report.leftover_line() if report.leftovers else None}
+
+
+@dataclass
+class SeriesView:
+    name: str  # as status and the drill log name it
+    label: str
+    status: status.DatabaseStatus | None
+    entries: list[Entry]  # newest first, this page's only
+    total: int
+    good: int
+    page: int
+    pages: int
+    size_svg: str
+    duration_svg: str
+    tables_svg: str
+    plotted: int
+    drills: list[drill_log.Row]
+    plan: list[PruneDecision]
+    plan_error: str | None = None
+    kept: int = 0
+    removed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def source_page(repo: SnapshotRepository, view: View, sid: str, page: int = 1) -> dict[str, Any]:
+    snap = repo.snapshot
+    mine = {k: v for k, v in snap.catalog.series().items() if k[0] == sid}
+    if not mine:
+        raise NotFound(f"the store holds no backups of source {sid}", "the overview lists the sources it holds")
+    report = status.check(repo, max_age=view.max_age, drill_log_path=view.drill_log, now=view.now, source=sid)
+    states = {(d.source_id, d.database): d for d in report.databases}
+    drills = drill_log.read(view.drill_log)
+    policy = policy_from({}, view.cfg.retention)
+    out = []
+    for (_sid, label), entries in mine.items():
+        name = entries[0].series_name
+        out.append(_series(snap, view, sid, label, name, entries, states.get((sid, name)), drills, policy, page))
+    return {"sid": sid, "series": out, "report": report, "policy": policy}
+
+
+def _series(
+    snap: Snapshot,
+    view: View,
+    sid: str,
+    label: str,
+    name: str,
+    entries: list[Entry],
+    state: status.DatabaseStatus | None,
+    drills: list[drill_log.Row],
+    policy: Any,
+    page: int,
+) -> SeriesView:
+    good = [e for e in entries if e.good and e.manifest is not None]
+    plotted = good[-PLOT_LIMIT:]
+    pages = max(1, -(-len(entries) // PAGE_SIZE))
+    page = min(max(page, 1), pages)
+    newest_first = entries[::-1]
+    decisions, (size_svg, duration_svg, tables_svg) = _drawn(snap, policy, sid, label, entries)
+    plan_error = None
+    if isinstance(decisions, str):
+        plan_error, decisions = decisions, []
+    return SeriesView(
+        name=name,
+        label=label,
+        status=state,
+        entries=newest_first[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+        total=len(entries),
+        good=len(good),
+        page=page,
+        pages=pages,
+        size_svg=size_svg,
+        duration_svg=duration_svg,
+        tables_svg=tables_svg,
+        plotted=len(plotted),
+        drills=[r for r in drills if r.database == name][::-1],
+        plan=decisions,
+        plan_error=plan_error,
+        kept=sum(d.keep for d in decisions),
+        removed=sum(not d.keep for d in decisions),
+    )
+
+
+def warm(snap: Snapshot, cfg: Config) -> None:
+    """Decide every series' retention plan and draw its plots for ``snap`` (on the thread that read it, before
+    pages see it), so that no page request pays for them."""
+    policy = policy_from({}, cfg.retention)
+    for (sid, label), entries in snap.catalog.series().items():
+        _drawn(snap, policy, sid, label, entries)
+
+
+def _drawn(
+    snap: Snapshot, policy: Any, sid: str, label: str, entries: list[Entry]
+) -> tuple[list[PruneDecision] | str, tuple[str, str, str]]:
+    """One series' retention plan (or why there is none) and plots: they change only with the snapshot, so they
+    are made once per snapshot, not once per request."""
+    key = ("drawn", sid, label)
+    if key not in snap.memo:
+        decisions: list[PruneDecision] | str
+        try:
+            decisions = plan(entries, policy, snap.taken)
+        except DbkeeperError as exc:  # a policy the config cannot apply is shown on the page, not a 500
+            decisions = exc.message
+        good = [e for e in entries if e.good and e.manifest is not None]
+        snap.memo[key] = (decisions, _plots(entries[0].series_name, good[-PLOT_LIMIT:]))
+    drawn: tuple[list[PruneDecision] | str, tuple[str, str, str]] = snap.memo[key]
+    return drawn
+
+
+def _plots(name: str, plotted: list[Entry]) -> tuple[str, str, str]:
+    """The source page's three SVG plots of one series: stored size, duration, rows of the biggest tables."""
+    return (
+        plots.scatter(
+            [plots.Point(e.created, e.size, names.basename(e.name)) for e in plotted],
+            lambda v: human_size(v),
+            f"stored size of each good backup of {name}",
+        ),
+        plots.bars(
+            [plots.Point(e.created, e.manifest.duration_s, names.basename(e.name)) for e in plotted if e.manifest],
+            lambda v: format_seconds(v),
+            f"how long each good backup of {name} took",
+        ),
+        plots.lines(_table_growth(plotted), lambda v: f"{v:,.0f}", f"rows of the biggest tables of {name}"),
+    )
+
+
+def _table_growth(good: list[Entry]) -> dict[str, list[plots.Point]]:
+    """The row counts of the tables biggest in the newest backup, over every plotted backup that has them."""
+    if not good or good[-1].manifest is None:
+        return {}
+    newest = good[-1].manifest.row_counts
+    top = sorted(newest, key=lambda t: (-newest[t], t))[:TOP_TABLES]
+    return {
+        table: [
+            plots.Point(e.created, e.manifest.row_counts[table], names.basename(e.name))
+            for e in good
+            if e.manifest is not None and table in e.manifest.row_counts
+        ]
+        for table in top
+    }
+
+
+def backup_page(repo: SnapshotRepository, view: View, name: str) -> dict[str, Any]:
+    parsed = names.parse(name)
+    entry = None
+    if parsed is not None:
+        sid = parsed.source_id or parsed.label
+        entry = next((e for e in repo.snapshot.catalog.select(source=sid) if e.name == name), None)
+    if entry is None:
+        raise NotFound(f"the store holds no backup {name}", "its source's page lists the backups it holds")
+    doc = entry.manifest
+    rows = sorted((doc.row_counts if doc else {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    checks = _catalog_checks(entry, repo)
+    store = repo.url
+    where = f" --store {shlex.quote(store)}"
+    commands = {
+        "verify": f"dbkeeper verify {shlex.quote(name)}{where}",
+        "restore": f"dbkeeper restore {shlex.quote(name)} {shlex.quote(_restore_target(entry))}{where}",
+    }
+    return {
+        "entry": entry,
+        "doc": doc,
+        "manifest_json": doc.to_json().decode() if doc else None,
+        "rows": rows,
+        "total_rows": sum(n for _t, n in rows),
+        "checks": checks,
+        "commands": commands,
+        "sid": entry.source_id,
+        "size": human_size(entry.size),
+        "created_ago": ago(view.now, entry.created),
+    }
+
+
+def _restore_target(entry: Entry) -> str:
+    db = entry.database
+    if entry.manifest is not None and entry.manifest.engine == "sqlite":
+        return f"sqlite:///{db}_restored.db"
+    return f"postgresql://USER@HOST:5432/{db}_restored"
+
+
+def _catalog_checks(entry: Entry, repo: SnapshotRepository) -> list[tuple[str, bool | None, str]]:
+    """What the catalog checked when it read the store (name, passed or None for not checked, detail)."""
+    if entry.status == catalog.INCOMPLETE:
+        return [("complete", False, entry.problem or "no manifest")]
+    readable = entry.manifest is not None
+    out: list[tuple[str, bool | None, str]] = [
+        ("manifest", readable, "fits the schema and names this file" if readable else entry.problem or "unreadable"),
+    ]
+    if entry.status == catalog.BROKEN and readable:
+        out.append(("set", False, entry.problem or "broken"))
+    elif readable:
+        out.append(("size", True, f"{entry.size} bytes, as the manifest says"))
+        out.append(("sidecar", True, ".sha256 present"))
+    if repo.verify_key is None:
+        out.append(("signature", None, "not checked: no verify key" + (" (signed)" if entry.signed else "")))
+    elif entry.status != catalog.BROKEN or entry.problem not in (catalog.UNSIGNED, catalog.BAD_SIGNATURE):
+        out.append(("signature", True if readable else None, "verifies with the verify key"))
+    if entry.status == catalog.FUTURE:
+        out.append(("date", False, entry.problem or "dated in the future"))
+    out.append(("content", None, "checksum, decompression and row counts: `dbkeeper verify`, or Verify now"))
+    return out
