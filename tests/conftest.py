@@ -78,6 +78,15 @@ def _isolated_environment() -> Iterator[None]:
         shutil.rmtree(locks, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own state directory (drill log, metrics): as root the default is /var/lib/dbkeeper, and one
+    test's drill history must not be another's."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("DBKEEPER_STATE_DIR", str(state))
+    return state
+
+
 @pytest.fixture(scope="session")
 def pg15() -> Iterator[Cluster]:
     """PostgreSQL 15 (Debian's), running for the whole session. Create your own databases on it."""

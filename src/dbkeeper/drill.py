@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import secrets
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +35,7 @@ from dbkeeper.engines import Engine, RestoreOptions, sandbox_for, scratch_for
 from dbkeeper.errors import DbkeeperError, NotFound
 from dbkeeper.repo import Entry, Repository
 from dbkeeper.repo.manifest import Manifest, iso
-from dbkeeper.repo.names import stamp
+from dbkeeper.repo.names import SOURCE_ID_RE, stamp
 from dbkeeper.restore import default_jobs, restore_into
 from dbkeeper.units import compact_duration, format_duration, format_seconds, human_size
 
@@ -132,6 +133,7 @@ class DrillRun:
     max_age: timedelta
     log: str
     drills: list[DrillResult]
+    warnings: list[str] = field(default_factory=list)  # the run's own troubles, which fail no drill
 
     @property
     def ok(self) -> bool:
@@ -145,6 +147,7 @@ class DrillRun:
             "max_age": compact_duration(self.max_age),
             "log": self.log,
             "drills": [d.to_json() for d in self.drills],
+            "warnings": self.warnings,
         }
 
 
@@ -178,18 +181,38 @@ def run_drills(
     named = source or database
     if not series and not named:
         raise NotFound(f"no backups in {repo.url}", "check --store, or run `dbkeeper backup` first")
-    history = drill_log.read(log)
+    history = drill_log.history(log, repo, source)
     seed = secrets.randbelow(2**32) if seed is None else seed
     rng = random.Random(seed)  # noqa: S311 - a repeatable choice, not a secret
     results = []
+    problems: list[str] = []
     # A series asked for by name that has no backup at all is a failed drill, logged like any other.
     for entries in series or [[]]:
         name = entries[0].series_name if entries else str(named)
         previous = drill_log.last(history, name, passed=True)
         result = drill_one(repo, name, entries, options, rng, previous, clock)
-        drill_log.append(log, result.log_row())
+        row = result.log_row()
+        drill_log.append(log, row)
         results.append(result)
-    return DrillRun(repo.url, seed, options.max_age, str(log), results)
+        problem = _record(repo, row, entries[0].source_id if entries else source or str(named))
+        if problem:
+            problems.append(problem)
+    return DrillRun(repo.url, seed, options.max_age, str(log), results, problems)
+
+
+def _record(repo: Repository, row: drill_log.Row, source_id: str) -> str | None:
+    """Keep the drill in the store for every host's ``status``; what went wrong, if anything (a drill host with
+    read-only access to the store still drills: the record is then only in its own log)."""
+    if not SOURCE_ID_RE.match(source_id):
+        return None  # a name that is no source id (a database asked for by name) has no directory to go in
+    try:
+        repo.record_drill(drill_log.to_record(row, source_id, socket.gethostname()))
+    except DbkeeperError as exc:
+        return (
+            f"could not keep the drill of {row.database} in the store ({exc.message});"
+            " it is in this host's drill log only"
+        )
+    return None
 
 
 def drill_one(

@@ -40,7 +40,7 @@ class Family:
 def collect(repo: Repository, drill_log_path: str | Path, now: datetime | None = None) -> list[Family]:
     now = now or datetime.now(UTC)
     found = repo.scan(now)
-    drills = drill_log.read(drill_log_path)
+    drills = drill_log.history(drill_log_path, repo)
     fam = {
         f.name: f
         for f in [

@@ -153,17 +153,22 @@ class ProgressLine:
 
 
 def add_metrics_file(parser: argparse.ArgumentParser) -> None:
+    from dbkeeper import state
+
     parser.add_argument(
         "--metrics-file",
         metavar="PATH",
-        help="after the run, write Prometheus metrics here (node_exporter textfile collector; config metrics_file)",
+        nargs="?",
+        const=str(state.metrics_path()),
+        help="after the run, write Prometheus metrics here (node_exporter textfile collector; config metrics_file;"
+        " with no PATH: metrics/dbkeeper.prom in the state directory)",
     )
 
 
 def drill_log_path(cfg: Config) -> str:
     from dbkeeper import drill_log
 
-    return cfg.drill.log or drill_log.DEFAULT_PATH
+    return cfg.drill.log or str(drill_log.default_path())
 
 
 def print_error(exc: DbkeeperError, context: str = "") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from dbkeeper import drill_log, smoke
@@ -53,7 +54,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--log",
         metavar="FILE",
-        help=f"the Markdown drill log to append to (config [drill] log; default {drill_log.DEFAULT_PATH})",
+        help="the Markdown drill log to append to (config [drill] log; default DR_DRILL_LOG.md in the state"
+        " directory: $DBKEEPER_STATE_DIR, /var/lib/dbkeeper as root, ~/.local/state/dbkeeper). Each drill is also"
+        " kept in the store under drills/, so `status` on any host sees it",
     )
     p.add_argument(
         "--target",
@@ -87,8 +90,10 @@ def run(args: argparse.Namespace) -> int:
         identities=tuple(identities(args, cfg) or ()),
     )
     repo = open_repo_for(store_url(args, cfg), cfg, args)
-    log = args.log or conf.log or drill_log.DEFAULT_PATH
+    log = args.log or conf.log or str(drill_log.default_path())
     result = run_drills(repo, options, log=log, source=args.source, database=args.database, seed=args.seed)
+    for warning in result.warnings:
+        sys.stderr.write(f"dbkeeper: warning: {warning}\n")
     metrics_ok = update_metrics(args, cfg, repo, log)
     if args.json:
         emit_json(result.to_json())
