@@ -65,7 +65,8 @@ def _start(bindir: Path | None, major: int) -> Iterator[Cluster]:
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_environment() -> Iterator[None]:
     """Locks in a private directory, and no notifications to whatever URLs the developer's shell names."""
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(("DBKEEPER_WEBHOOK", "DBKEEPER_PING"))}
+    notifying = ("DBKEEPER_WEBHOOK", "DBKEEPER_PING", "DBKEEPER_NOTIFY", "DBKEEPER_SCHEDULED")
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(notifying)}
     saved["DBKEEPER_LOCK_DIR"] = os.environ.get("DBKEEPER_LOCK_DIR", "")
     locks = tempfile.mkdtemp(prefix="dbkeeper-locks-")
     os.environ["DBKEEPER_LOCK_DIR"] = locks

@@ -110,3 +110,31 @@ def test_a_store_that_takes_no_drill_record_still_drills(tmp_path: Path, capsys:
     code, doc = cli_json(capsys, "drill")
     assert code == 0 and doc["drills"][0]["result"] == "PASS"
     assert "could not keep the drill of app in the store" in doc["warnings"][0]
+
+
+def test_a_failing_drill_notifies_json_and_ntfy(tmp_path: Path) -> None:
+    """Exit 3 with no exception raised is a failure too: the drill's failed check reaches every Apprise URL."""
+    from httpd import Recorder
+
+    (tmp_path / "smoke.sql").write_text("-- expect: rows >= 1000\nSELECT count(*) FROM users;\n")
+    with Recorder() as server:
+        where = server.url.removeprefix("http://")
+        (tmp_path / "dbkeeper.toml").write_text(
+            f'[notify]\nurls = ["json://{where}/hook", "ntfy://{where}/drills"]\n[notify.drill]\non = "failure"\n'
+        )
+        result = run_dbkeeper("drill", "--smoke", "smoke.sql")
+        assert result.returncode == 3, result.stderr
+        by_path = {r.path: r for r in server.requests}
+        assert set(by_path) == {"/hook", "/"}
+        doc, ntfy = by_path["/hook"].json(), by_path["/"].json()
+        assert doc["type"] == "failure" and doc["title"].startswith("dbkeeper drill FAILED on ")
+        assert doc["message"].startswith(
+            "app: drill failed at smoke 1: SELECT count(*) FROM users -> 50, expected rows >= 1000"
+        )
+        assert doc["message"].endswith("store: backups")
+        assert ntfy["topic"] == "drills" and ntfy["message"] == doc["message"]
+
+        # A passing drill tells nobody under on = "failure".
+        server.requests.clear()
+        assert run_dbkeeper("drill").returncode == 0
+        assert server.requests == []

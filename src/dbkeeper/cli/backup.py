@@ -117,7 +117,7 @@ def _seconds(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    with Notifier.from_config(cfg).run("backup") as report:
+    with Notifier.for_job(cfg, "backup").run() as report:
         sources = sources_from(args.sources, cfg, pg=(args.host, args.port, args.username, args.dbname), name=args.name)
         repo = open_repo_for(store_url(args, cfg), cfg, args)
         report.details.update(databases=[s.label for s in sources], store=repo.url)

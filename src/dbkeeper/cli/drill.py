@@ -23,6 +23,7 @@ from dbkeeper.cli.common import (
 )
 from dbkeeper.drill import DrillOptions, DrillResult, DrillRun, run_drills
 from dbkeeper.errors import EXIT_CHECK, EXIT_FAILED
+from dbkeeper.notify import Notifier
 from dbkeeper.units import compact_duration, format_seconds, parse_duration
 
 DEFAULT_MAX_AGE = "7d"
@@ -89,9 +90,19 @@ def run(args: argparse.Namespace) -> int:
         pg_bin=args.pg_bin or cfg.pg_bin,
         identities=tuple(identities(args, cfg) or ()),
     )
-    repo = open_repo_for(store_url(args, cfg), cfg, args)
-    log = args.log or conf.log or str(drill_log.default_path())
-    result = run_drills(repo, options, log=log, source=args.source, database=args.database, seed=args.seed)
+    with Notifier.for_job(cfg, "drill").run() as report:
+        repo = open_repo_for(store_url(args, cfg), cfg, args)
+        report.details["store"] = repo.url
+        log = args.log or conf.log or str(drill_log.default_path())
+        result = run_drills(repo, options, log=log, source=args.source, database=args.database, seed=args.seed)
+        passed = [d.database for d in result.drills if d.ok]
+        report.summary = f"{len(passed)} of {len(result.drills)} drill(s) passed" + (
+            f" ({', '.join(passed)})" if passed else ""
+        )
+        for d in result.drills:
+            failed = next((c for c in d.checks if not c.ok), None)
+            if failed is not None:
+                report.fail(f"drill failed at {failed.name}: {failed.detail}", failed.hint, source=d.database)
     for warning in result.warnings:
         sys.stderr.write(f"dbkeeper: warning: {warning}\n")
     metrics_ok = update_metrics(args, cfg, repo, log)

@@ -10,6 +10,7 @@ from typing import Any
 from dbkeeper import schedule
 from dbkeeper.cli.common import add_json, emit_json, load_config
 from dbkeeper.errors import UsageError
+from dbkeeper.notify import Notifier
 from dbkeeper.schedule import install as installer
 from dbkeeper.schedule.runner import Runner, iso, utcnow
 
@@ -129,6 +130,7 @@ def _run(args: argparse.Namespace) -> int:
         cwd=str(Path(config).parent) if config else None,
         log=lambda line: print(line, flush=True),
         grace=args.grace,
+        notifier_for=lambda job: Notifier.for_job(cfg, job),
     )
     previous = {sig: signal.signal(sig, lambda *_: runner.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -17,6 +17,7 @@ from dbkeeper.cli.common import (
     locate_backup,
 )
 from dbkeeper.errors import EXIT_CHECK
+from dbkeeper.notify import Notifier
 from dbkeeper.verify import verify
 
 
@@ -39,8 +40,14 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    repo, name = locate_backup(args, cfg)
-    report = verify(repo, name, identities(args, cfg))
+    with Notifier.for_job(cfg, "verify").run() as job:
+        repo, name = locate_backup(args, cfg)
+        job.details["store"] = repo.url
+        report = verify(repo, name, identities(args, cfg))
+        if report.ok:
+            job.summary = f"{name} verified"
+        else:
+            job.fail(f"{name} failed verification: {report.first_problem()}", "restore an older backup", source=name)
     if args.json:
         emit_json(report.to_json())
     else:

@@ -26,6 +26,7 @@ from dbkeeper.engines.interface import (
     SourceInfo,
     SourceKey,
     redact,
+    redact_text,
 )
 from dbkeeper.errors import UsageError
 
@@ -45,6 +46,7 @@ __all__ = [
     "engine_for",
     "is_sqlite",
     "redact",
+    "redact_text",
     "scratch_for",
     "source_key",
     "sqlite_path",

@@ -12,7 +12,10 @@ dbkeeper stop cleanly and keep nothing partial, and is killed if it is still run
 Steps run in their own session, so a Ctrl-C on the terminal reaches them only through us, once.
 
 The children get our whole environment (proc.child_env would strip the AWS_, age and notification variables
-that dbkeeper itself needs). The clock and the sleep are injectable, for tests.
+that dbkeeper itself needs), plus ``DBKEEPER_SCHEDULED_JOB``: a job's dead-man's switch is pinged here, ``/start``
+before its first step and success or ``/fail`` after its last, so that the backup job's ping says the prune after
+it ran too; the steps themselves do not ping (each still sends its own notifications). The clock and the sleep
+are injectable, for tests.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +32,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from dbkeeper import proc
+from dbkeeper.notify import SCHEDULED_JOB_ENV, Notifier
 from dbkeeper.schedule import JOB_NAMES, Job, Step, due, next_runs
 
 Clock = Callable[[], datetime]
@@ -54,6 +59,7 @@ class Runner:
         sleep: Callable[[float], object] | None = None,
         grace: float = 30.0,
         dbkeeper: Sequence[str] = (sys.executable, "-m", "dbkeeper"),
+        notifier_for: Callable[[str], Notifier] | None = None,
     ) -> None:
         self.jobs = jobs
         self.config = config
@@ -62,6 +68,7 @@ class Runner:
         self.grace = grace
         self.dbkeeper = tuple(dbkeeper)
         self._log = log
+        self.notifier_for = notifier_for
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
 
@@ -107,21 +114,30 @@ class Runner:
     def run(self, job: Job) -> int:
         """Run one job's steps now; return the exit code of the last step that ran."""
         self.log(f"start {job.name}: {job.describe()}")
+        notifier = self.notifier_for(job.name) if self.notifier_for else None
+        if notifier is not None:
+            notifier.ping("/start")
         t0 = time.monotonic()
         code, error, step = 0, "", job.steps[0]
         for step in job.steps:
-            code, error = self._step(step)
+            code, error = self._step(step, job.name)
             if code or self.stopping:
                 break
         how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
         why = f" ({step[0]}: {error})" if code and error else ""
         stopped = ", interrupted by stop" if self.stopping else ""
-        self.log(f"finish {job.name}: {how} in {time.monotonic() - t0:.1f}s{stopped}{why}")
+        finish = f"finish {job.name}: {how} in {time.monotonic() - t0:.1f}s{stopped}{why}"
+        self.log(finish)
+        if notifier is not None:
+            ok = code == 0 and not self.stopping
+            host = socket.gethostname()
+            notifier.ping("" if ok else "/fail", f"dbkeeper {job.name} {'OK' if ok else 'FAILED'} on {host}: {finish}")
         return 1 if code < 0 else code
 
-    def _step(self, step: Step) -> tuple[int, str]:
+    def _step(self, step: Step, job: str) -> tuple[int, str]:
         argv = [*self.dbkeeper, *(["--config", self.config] if self.config else []), *step]
-        with proc.Process(argv, env=dict(os.environ), stdout=None, cwd=self.cwd, new_session=True) as child:
+        env = {**os.environ, SCHEDULED_JOB_ENV: job}
+        with proc.Process(argv, env=env, stdout=None, cwd=self.cwd, new_session=True) as child:
             code = self._wait(child)
             stderr = child.stderr_text()
         if stderr:
