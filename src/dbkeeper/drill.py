@@ -33,6 +33,7 @@ from typing import Any
 from dbkeeper import drill_log, smoke
 from dbkeeper.engines import Engine, RestoreOptions, sandbox_for, scratch_for
 from dbkeeper.errors import DbkeeperError, NotFound
+from dbkeeper.progress import Progress
 from dbkeeper.repo import Entry, Repository
 from dbkeeper.repo.manifest import Manifest, iso
 from dbkeeper.repo.names import SOURCE_ID_RE, stamp
@@ -164,6 +165,7 @@ def run_drills(
     database: str | None = None,
     seed: int | None = None,
     clock: Callable[[], datetime] = utcnow,
+    progress_for: Callable[[str], Progress] | None = None,
 ) -> DrillRun:
     """Drill every series in the store (each database of each source; or those of ``source``/``database``),
     logging each drill as it finishes.
@@ -190,7 +192,8 @@ def run_drills(
     for entries in series or [[]]:
         name = entries[0].series_name if entries else str(named)
         previous = drill_log.last(history, name, passed=True)
-        result = drill_one(repo, name, entries, options, rng, previous, clock)
+        progress = progress_for(name) if progress_for else None
+        result = drill_one(repo, name, entries, options, rng, previous, clock, progress)
         row = result.log_row()
         drill_log.append(log, row)
         results.append(result)
@@ -223,13 +226,14 @@ def drill_one(
     rng: random.Random,
     previous: drill_log.Row | None,
     clock: Callable[[], datetime] = utcnow,
+    progress: Progress | None = None,
 ) -> DrillResult:
     t0 = time.monotonic()
     result = DrillResult(database, clock())
     try:
         chosen = _choose(result, entries, options.max_age, rng)
         if chosen is not None:
-            _restore_and_check(result, repo, chosen, options, previous)
+            _restore_and_check(result, repo, chosen, options, previous, progress)
     finally:
         result.total_seconds = time.monotonic() - t0
     return result
@@ -278,12 +282,15 @@ def _restore_and_check(
     chosen: Entry,
     options: DrillOptions,
     previous: drill_log.Row | None,
+    progress: Progress | None = None,
 ) -> None:
     doc = chosen.manifest
     assert doc is not None
     scratch = _Scratch(doc, chosen.label, result.started, options.target)
     created = False
     try:
+        if progress is not None:
+            progress.phase("preparing the scratch database")
         engine = scratch.engine(options.pg_bin)
         result.target = scratch.where or engine.display()
         restored = restore_into(
@@ -292,6 +299,7 @@ def _restore_and_check(
             engine,
             RestoreOptions(jobs=default_jobs()),  # the restore a real one would be, timed as such
             identities=list(options.identities) or None,
+            progress=progress,
         )
         created = True
         result.restore_seconds = restored.seconds
@@ -303,6 +311,8 @@ def _restore_and_check(
             f" {len(restored.row_counts)} tables, {result.rows} rows match the manifest",
         )
         _slow_warning(result, previous)
+        if progress is not None and options.smoke:
+            progress.phase("running the smoke queries")
         for number, statement in enumerate(options.smoke, 1):
             _smoke(result, engine, number, statement)
     except DbkeeperError as exc:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from types import ModuleType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from dbkeeper import __version__
+from dbkeeper import __version__, log
 from dbkeeper.config import Config
 from dbkeeper.engines import redact_text
 from dbkeeper.errors import DbkeeperError
@@ -44,7 +43,7 @@ _BODY_LIMIT = 10_000  # healthchecks.io keeps the first 10 kB of a ping body
 
 
 def _warn(line: str) -> None:
-    sys.stderr.write(f"dbkeeper: warning: {line}\n")
+    log.warning(line)
 
 
 def load_apprise() -> ModuleType:

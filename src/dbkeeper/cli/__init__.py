@@ -15,7 +15,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from dbkeeper import __version__
+from dbkeeper import __version__, log
+from dbkeeper.cli.common import add_global_options
 from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, DbkeeperError
 
 # Command name -> its module. Only the command being run is imported (with what it needs), so a cron job or a
@@ -50,11 +51,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dbkeeper {__version__}")
     parser.add_argument("--config", metavar="FILE", help="config file (default: $DBKEEPER_CONFIG or ./dbkeeper.toml)")
+    add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, module in COMMANDS.items():
         if only is None or name == only:
             importlib.import_module(f"dbkeeper.cli.{module}").register(sub)
+    for command in sub.choices.values():
+        add_global_options(command, argparse.SUPPRESS)  # after the command too: dbkeeper backup -q
     return parser
 
 
@@ -64,7 +68,7 @@ def _command(words: list[str]) -> str | None:
     for word in words:
         if skip:
             skip = False
-        elif word == "--config":
+        elif word in ("--config", "--log-format"):
             skip = True
         elif not word.startswith("-"):
             return word if word in COMMANDS else None
@@ -86,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command(words))
     args = parser.parse_args(words)
+    log.configure(quiet=bool(args.quiet), verbose=args.verbose or 0, fmt=args.log_format or "text")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:

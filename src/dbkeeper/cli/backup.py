@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from typing import Any
 
+from dbkeeper import log
 from dbkeeper.cli.common import (
     ProgressLine,
     add_json,
@@ -30,7 +30,8 @@ from dbkeeper.cli.common import (
 from dbkeeper.codec import COMPRESSIONS
 from dbkeeper.errors import EXIT_FAILED, DbkeeperError
 from dbkeeper.notify import Notifier
-from dbkeeper.pipeline import BackupOptions, Progress
+from dbkeeper.pipeline import BackupOptions
+from dbkeeper.progress import Progress
 from dbkeeper.runs.backup import BackupPlan, SourceResult, back_up, sources_from
 
 
@@ -149,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json or args.jobs > 1:
                 return None
             bars[label] = ProgressLine(f"backup {label}", enabled=True)
-            return bars[label].update
+            return bars[label]
 
         def show(result: SourceResult) -> None:
             if result.label in bars:
@@ -159,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             results = back_up(plan, repo, report, progress_for=progress_for, on_result=show)
         except DbkeeperError:
+            for bar in bars.values():
+                bar.done()
             update_metrics(args, cfg, repo)  # after a failed run too: the last success stays visible
             raise
         metrics_ok = update_metrics(args, cfg, repo)
@@ -192,7 +195,7 @@ def _show(result: SourceResult, args: argparse.Namespace) -> None:
                 print("\n".join(f"  {line}" for line in copy_lines(result.copies)))
             copy_failures(result.copies)
     if result.prune_skipped:
-        sys.stderr.write(f"dbkeeper: prune skipped: {result.prune_skipped}\n")
+        log.warning(f"prune skipped: {result.prune_skipped}")
     elif isinstance(result.prune, DbkeeperError):
         print_error(result.prune)
     elif result.prune is not None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbkeeper.cli.common import (
+    ProgressLine,
     add_json,
     add_selection,
     add_sse,
@@ -68,7 +69,13 @@ def run(args: argparse.Namespace) -> int:
             source, name = locate_backup(args, cfg)
             names = [name]
         report.details["store"] = source.url
-        results = [copy_backup(source, name, destinations) for name in names]
+        results = []
+        for name in names:
+            bar = ProgressLine(f"copy {name}", enabled=not args.json)
+            try:
+                results.append(copy_backup(source, name, destinations, progress=bar))
+            finally:
+                bar.done()
         report.summary = f"copied {len(names)} backup(s) to {len(destinations)} store(s)"
         for r in results:
             for o in r.failures:

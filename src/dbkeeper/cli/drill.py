@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from dbkeeper import drill_log, smoke
+from dbkeeper import drill_log, log, smoke
 from dbkeeper.cli.common import (
+    ProgressLine,
     add_identity,
     add_json,
     add_metrics_file,
@@ -93,8 +93,28 @@ def run(args: argparse.Namespace) -> int:
     with Notifier.for_job(cfg, "drill").run() as report:
         repo = open_repo_for(store_url(args, cfg), cfg, args)
         report.details["store"] = repo.url
-        log = args.log or conf.log or str(drill_log.default_path())
-        result = run_drills(repo, options, log=log, source=args.source, database=args.database, seed=args.seed)
+        log_path = args.log or conf.log or str(drill_log.default_path())
+        bars: list[ProgressLine] = []
+
+        def progress_for(database: str) -> ProgressLine:
+            for bar in bars:
+                bar.done()
+            bars.append(ProgressLine(f"drill {database}", enabled=not args.json))
+            return bars[-1]
+
+        try:
+            result = run_drills(
+                repo,
+                options,
+                log=log_path,
+                source=args.source,
+                database=args.database,
+                seed=args.seed,
+                progress_for=progress_for,
+            )
+        finally:
+            for bar in bars:
+                bar.done()
         passed = [d.database for d in result.drills if d.ok]
         report.summary = f"{len(passed)} of {len(result.drills)} drill(s) passed" + (
             f" ({', '.join(passed)})" if passed else ""
@@ -104,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
             if failed is not None:
                 report.fail(f"drill failed at {failed.name}: {failed.detail}", failed.hint, source=d.database)
     for warning in result.warnings:
-        sys.stderr.write(f"dbkeeper: warning: {warning}\n")
-    metrics_ok = update_metrics(args, cfg, repo, log)
+        log.warning(warning)
+    metrics_ok = update_metrics(args, cfg, repo, log_path)
     if args.json:
         emit_json(result.to_json())
     else:

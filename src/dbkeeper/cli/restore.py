@@ -69,16 +69,18 @@ def run(args: argparse.Namespace) -> int:
     repo, name = locate_backup(args, cfg)
     options = RestoreOptions(args.drop_existing, args.no_owner, args.disable_triggers, jobs=args.jobs)
     bar = ProgressLine(f"restore {name}", enabled=not args.json)
-    result = run_restore(
-        repo,
-        name,
-        args.target,
-        options,
-        pg_bin=args.pg_bin or cfg.pg_bin,
-        identities=identities(args, cfg),
-        progress=bar.update,
-    )
-    bar.done()
+    try:
+        result = run_restore(
+            repo,
+            name,
+            args.target,
+            options,
+            pg_bin=args.pg_bin or cfg.pg_bin,
+            identities=identities(args, cfg),
+            progress=bar,
+        )
+    finally:
+        bar.done()
     if args.json:
         emit_json({"ok": True, **result.to_json()})
     else:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from dbkeeper.cli.common import (
+    ProgressLine,
     add_identity,
     add_json,
     add_selection,
@@ -43,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
     with Notifier.for_job(cfg, "verify").run() as job:
         repo, name = locate_backup(args, cfg)
         job.details["store"] = repo.url
-        report = verify(repo, name, identities(args, cfg))
+        bar = ProgressLine(f"verify {name}", enabled=not args.json)
+        try:
+            report = verify(repo, name, identities(args, cfg), progress=bar)
+        finally:
+            bar.done()
         if report.ok:
             job.summary = f"{name} verified"
         else:

@@ -26,6 +26,9 @@ class SourceInfo:
     server_encoding: str | None = None
     source: dict[str, Any] = field(default_factory=dict)  # never a password
     extra: dict[str, Any] = field(default_factory=dict)
+    # About how many bytes the dump will be, for a progress line (pg_database_size, the SQLite file's size): an
+    # estimate, never written into a manifest.
+    size_estimate: int | None = None
 
 
 @dataclass(frozen=True)

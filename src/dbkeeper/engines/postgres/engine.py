@@ -32,6 +32,7 @@ class ServerInfo:
     encoding: str
     collate: str
     ctype: str
+    size: int | None = None  # pg_database_size when asked: what a backup's progress measures against
 
     @property
     def major(self) -> int:
@@ -70,11 +71,12 @@ class PostgresEngine:
         if self._server is None:
             row = self.query(
                 "SELECT current_setting('server_version_num'), current_setting('server_version'),"
-                " pg_encoding_to_char(encoding), datcollate, datctype"
+                " pg_encoding_to_char(encoding), datcollate, datctype, pg_database_size(current_database())"
                 " FROM pg_database WHERE datname = current_database()",
                 doing=f"connecting to {self.conn.display()}",
             )[0]
-            self._server = ServerInfo(int(row[0]), row[1].split()[0], row[2], row[3], row[4])
+            size = int(row[5]) if row[5] and row[5].isdigit() else None
+            self._server = ServerInfo(int(row[0]), row[1].split()[0], row[2], row[3], row[4], size)
         return self._server
 
     # -- backup ---------------------------------------------------------------------------------------
@@ -90,6 +92,7 @@ class PostgresEngine:
             dump_tool_version=dump_tool.version,
             server_encoding=server.encoding,
             source={"host": self.conn.host, "port": self.conn.port, "user": self.conn.user},
+            size_estimate=server.size,
             extra={
                 "lc_collate": server.collate,
                 "lc_ctype": server.ctype,
@@ -174,6 +177,7 @@ class PostgresGlobals(PostgresEngine):
             dump_format="globals",
             dump_tool_version=self.client("pg_dumpall").version,
             extra={},
+            size_estimate=None,
         )
 
     @contextmanager
