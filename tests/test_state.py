@@ -54,3 +54,17 @@ def test_root_uses_var_lib_and_other_users_their_xdg_state_dir(monkeypatch: pyte
     # A relative XDG_STATE_HOME is invalid (the XDG spec): ignored, not resolved against the working directory.
     assert as_user(NOBODY, {"HOME": "/home/nobody", "XDG_STATE_HOME": "st"}) == "/home/nobody/.local/state/dbkeeper"
     assert as_user(NOBODY, {"HOME": "/h", "DBKEEPER_STATE_DIR": "/x"}) == "/x"
+
+
+def test_metrics_file_without_a_path_goes_into_the_state_directory(tmp_path: Path) -> None:
+    from helpers import make_sqlite_app, run_dbkeeper
+
+    make_sqlite_app(tmp_path / "app.db", users=5, sessions=5)
+    env = {"DBKEEPER_STATE_DIR": str(tmp_path / "st")}
+    result = run_dbkeeper("backup", "app.db", "--name", "app", "--metrics-file", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "st" / "metrics" / "dbkeeper.prom").read_text()
+    assert 'dbkeeper_backup_size_bytes{source="app",database="app"}' in text
+    # With a path, that path (as before); its directory is not made up.
+    result = run_dbkeeper("backup", "app.db", "--name", "app", "--metrics-file", "m.prom", env=env, cwd=tmp_path)
+    assert result.returncode == 0 and (tmp_path / "m.prom").exists()

@@ -287,8 +287,10 @@ def update_metrics(args: argparse.Namespace, cfg: Config, repo: Repository, log:
     if not path:
         return True
     try:
-        from dbkeeper import metrics
+        from dbkeeper import metrics, state
 
+        if path == str(state.metrics_path()):  # the state directory's own: made here (a named one must exist)
+            state.metrics_path().parent.mkdir(parents=True, exist_ok=True)
         metrics.update(path, repo, log or drill_log_path(cfg))
     except DbkeeperError as exc:
         print_error(exc)
