@@ -22,6 +22,7 @@ from dbkeeper.repo import Repository
 from dbkeeper.storage.local import LocalStore
 from dbkeeper.verify import verify
 from helpers import make_sqlite_app, run_dbkeeper
+from pg import PgDb
 
 LONG = "a_source_with_a_rather_long_name_to_fill_the_line"
 
@@ -51,6 +52,12 @@ def on_pty(argv: list[str], cwd: Path, columns: int = 160) -> tuple[int, str, st
     os.close(master)
     out = proc.stdout.read().decode() if proc.stdout else ""
     return proc.wait(), out, seen.decode()
+
+
+def phases_of(lines: list[str]) -> list[str]:
+    """The phases a progress line went through, each once (the line ticks while a phase lasts)."""
+    found = [ln.split(": ", 1)[1].rsplit(", ", 1)[0] for ln in lines if "%" not in ln]
+    return [p for i, p in enumerate(found) if i == 0 or found[i - 1] != p]
 
 
 def drawn(terminal: str) -> list[str]:
@@ -95,9 +102,9 @@ def test_restore_verify_and_copy_show_progress_then_the_phases(app: Path) -> Non
     assert code == 0, terminal
     lines = drawn(terminal)
     assert any(re.search(r"^restore app/\S+: +\d+% .* of [\d.]+ [kMG]?B, .*ETA", ln) for ln in lines), lines
-    phases = [ln.split(": ", 1)[1].rsplit(", ", 1)[0] for ln in lines if "%" not in ln]
-    assert phases[:1] == ["checking the checksum"]
-    assert [p for p in phases if p != "checking the checksum"][:3] == [
+    phases = phases_of(lines)
+    assert phases == [
+        "checking the checksum",
         "checking integrity",
         "checking row counts",
         "putting it in place",
@@ -182,3 +189,35 @@ def test_verify_reports_running_totals_up_to_the_manifest_size(app: Path) -> Non
     size = (app / "backups" / name).stat().st_size
     assert seen.total == size and len(seen.done) > 2
     assert seen.done == sorted(seen.done) and seen.done[-1] == size and seen.done[0] < size
+
+
+def test_postgresql_backup_estimate_and_restore_phases_on_a_pty(
+    pgdb: PgDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL: the backup's total is pg_database_size, and a restore's line, once the last byte went past,
+    says the indexes are being built, then that the row counts are checked."""
+    cluster, name = pgdb
+    monkeypatch.setenv("PGPASSWORD", cluster.env()["PGPASSWORD"])
+    cluster.psql(
+        "CREATE TABLE t (id int PRIMARY KEY, body text);"
+        "INSERT INTO t SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 50000) g;"
+        "CREATE INDEX t_body ON t (body);",
+        db=name,
+    )
+    size = int(cluster.psql(f"SELECT pg_database_size('{name}')"))
+    code, _, terminal = on_pty(["backup", pgdb.url, "--name", "pg", "--store", "backups"], tmp_path)
+    assert code == 0, terminal
+    [total] = {m[1] for m in re.finditer(r" of ~([\d.]+ [kMG]?B)", terminal)}
+    from dbkeeper.units import human_size
+
+    assert total == human_size(size)
+    code, _, terminal = on_pty(["restore", "latest", cluster.url(f"{name}_r"), "--store", "backups"], tmp_path)
+    assert code == 0, terminal
+    phases = phases_of(drawn(terminal))
+    assert phases == [
+        "checking the checksum",
+        "building indexes and constraints",
+        "checking row counts",
+        "putting it in place",
+    ], phases
+    cluster.drop_db(f"{name}_r")
