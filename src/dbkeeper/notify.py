@@ -15,8 +15,9 @@ Config ``[notify]`` (see config.NotifyConfig):
 A notifier never fails the job it reports on: each request has a short timeout (the ping and webhook also a
 couple of retries), and what still fails becomes one warning line on stderr. A retry follows a refused
 connection or a 5xx/429 answer, not a timeout (the server may have the message already, and the job should not
-wait on it again). URLs hold tokens, so messages name only their scheme and host (Apprise's own privacy form),
-and every text sent is passed through engines.redact_text: no database password reaches a chat room.
+wait on it again). URLs hold tokens, so messages name only their scheme and host (an Apprise URL: its scheme
+and its place in the list), and every text sent is passed through engines.redact_text: no database password
+reaches a chat room.
 """
 
 from __future__ import annotations
@@ -89,17 +90,20 @@ class Notifier:
         apprise = load_apprise()
         kind = apprise.NotifyType.SUCCESS if ok else apprise.NotifyType.FAILURE
         asset = apprise.AppriseAsset(storage_mode=apprise.PersistentStoreMode.MEMORY, service_timeout=self.timeout)
-        for url in self.urls:
+        for i, url in enumerate(self.urls):
+            named = apprise_name(url, i)
             service = apprise.Apprise.instantiate(url, asset=asset, suppress_exceptions=True)
             if service is None:  # config.load checked it; a Notifier built in code may not be
-                self.warn(f"could not notify {safe_url(url)}: not an Apprise URL; the job itself is not affected")
+                self.warn(f"could not notify {named}: not an Apprise URL; the job itself is not affected")
                 continue
-            with apprise.LogCapture(level=apprise.logging.WARNING) as log:
+            with apprise.LogCapture(level=apprise.logging.WARNING) as captured:
                 sent = service.notify(body=redact_text(body), title=redact_text(title), notify_type=kind)
-            if not sent:
-                lines = [line.strip() for line in log.getvalue().splitlines() if line.strip()]
+            if sent:
+                log.debug(f"notified {named}", job=self.job)
+            else:
+                lines = [line.strip() for line in captured.getvalue().splitlines() if line.strip()]
                 why = redact_text(lines[-1].split(" - ", 2)[-1])[:200] if lines else "it was not accepted"
-                self.warn(f"could not notify {service.url(privacy=True)}: {why}; the job itself is not affected")
+                self.warn(f"could not notify {named}: {why}; the job itself is not affected")
 
     def ping(self, suffix: str, text: str = "") -> None:
         if self.ping_url:
@@ -125,6 +129,7 @@ class Notifier:
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                     response.read(64 * 1024)
+                log.debug(f"notified {safe_url(url)}", job=self.job)
                 return
             except urllib.error.HTTPError as exc:
                 problem, again = f"HTTP {exc.code}", exc.code >= 500 or exc.code == 429
@@ -232,6 +237,13 @@ class Run:
         if notifier.on == "always" or (notifier.on == "failure" and not self.ok):
             notifier.webhook(self.webhook_doc())
             notifier.tell(self.title(), self.body(), self.ok)
+
+
+def apprise_name(url: str, index: int) -> str:
+    """An Apprise URL as messages name it: its scheme and its place in the list. Not its host: some services
+    keep the token there (``tgram://BOTTOKEN/CHAT``), others in the path or the topic (``ntfy://host/TOPIC``)."""
+    scheme = url.partition("://")[0][:20] if "://" in url else "?"
+    return f"{scheme}:// (notify.urls[{index}])"
 
 
 def safe_url(url: str) -> str:
