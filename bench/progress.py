@@ -96,8 +96,11 @@ def main() -> None:
             commands["backup, before: its progress line on the pty"] = (dict(env, PYTHONPATH=args.before), True)
         walls: dict[str, list[float]] = {name: [] for name in commands}
         drawn: dict[str, int] = {}
+        names = list(commands)
         for i in range(args.rounds):
-            for name, (cmd_env, tty) in commands.items():
+            order = names[i % len(names) :] + names[: i % len(names)]  # each command in each position in turn
+            for name in order:
+                cmd_env, tty = commands[name]
                 store = work / f"store-{i}-{len(walls[name])}-{abs(hash(name))}"
                 wall, n = backup([*dbk, "--store", str(store)], cmd_env, tty)
                 shutil.rmtree(store, ignore_errors=True)
@@ -108,6 +111,7 @@ def main() -> None:
         for name, times in walls.items():
             med = statistics.median(times)
             print(f"{name:<48} median {med:7.2f}s  ratio {med / base:5.3f}  drew {drawn[name]} bytes")
+            print("    " + " ".join(f"{t:.2f}" for t in times))
     finally:
         for f in reversed(cleanup):
             f()

@@ -154,6 +154,7 @@ class ProgressLine:
 
     def update(self, done: int, stored: int | None = None) -> None:
         self._done, self._stored = done, stored
+        self._phase = None  # bytes move again: the ticker stops redrawing the phase
         if not self.enabled:
             return
         now = time.monotonic()
@@ -184,7 +185,8 @@ class ProgressLine:
 
     def _tick(self) -> None:
         while not self._stop.wait(0.5):
-            self._draw(self._phase_line())
+            if self._phase is not None:
+                self._draw(self._phase_line())
 
     def _bytes_line(self, now: float) -> list[str]:
         """The line's parts, most important first: the narrower the terminal, the fewer of them are drawn."""
@@ -205,7 +207,8 @@ class ProgressLine:
         return [human_size(done), format_seconds(elapsed), f"{human_size(rate)}/s", stored]
 
     def _phase_line(self) -> list[str]:
-        return [f"{self._phase}, {format_seconds(time.monotonic() - self._phase_t0)}"]
+        phase = self._phase or ""
+        return [f"{phase}, {format_seconds(time.monotonic() - self._phase_t0)}"]
 
     def _draw(self, parts: list[str]) -> None:
         width = _terminal_width() - 1  # the last column would wrap on some terminals
