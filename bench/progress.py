@@ -1,5 +1,6 @@
 """What the progress line costs a backup: the same ``dbkeeper backup`` with stderr on a terminal (a pty of 160
-columns, the line redrawn as it goes) and off one (nothing drawn), interleaved, reported as medians and a ratio.
+columns, the line redrawn as it goes) and off one (nothing drawn), interleaved, reported as medians and ratios of
+wall time and of CPU time (dbkeeper and pg_dump under it: on a shared machine the steadier of the two).
 
     python bench/progress.py                      # a throwaway PostgreSQL 15, a ~300 MB database, 5 rounds
     python bench/progress.py --mb 500 --rounds 7 --url postgresql://postgres@127.0.0.1:5432/bench --reuse
@@ -14,6 +15,7 @@ import argparse
 import fcntl
 import os
 import pty
+import resource
 import shutil
 import statistics
 import struct
@@ -33,13 +35,20 @@ import dataset  # noqa: E402
 from run import compile_bytecode  # noqa: E402
 
 
-def backup(argv: list[str], env: dict[str, str], on_tty: bool) -> tuple[float, int]:
-    """Wall seconds of one run, and how many bytes it drew on the terminal."""
+def cpu() -> float:
+    """CPU seconds (user + system) of every waited-for child so far: dbkeeper, and pg_dump under it."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def backup(argv: list[str], env: dict[str, str], on_tty: bool) -> tuple[float, float, int]:
+    """Wall seconds and CPU seconds of one run, and how many bytes it drew on the terminal."""
     drawn = 0
+    c0 = cpu()
     if not on_tty:
         t0 = time.perf_counter()
         subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return time.perf_counter() - t0, 0
+        return time.perf_counter() - t0, cpu() - c0, 0
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     t0 = time.perf_counter()
@@ -58,7 +67,7 @@ def backup(argv: list[str], env: dict[str, str], on_tty: bool) -> tuple[float, i
     os.close(master)
     if code:
         raise SystemExit(f"{argv} exited {code}")
-    return wall, drawn
+    return wall, cpu() - c0, drawn
 
 
 def main() -> None:
@@ -95,6 +104,7 @@ def main() -> None:
         if args.before:
             commands["backup, before: its progress line on the pty"] = (dict(env, PYTHONPATH=args.before), True)
         walls: dict[str, list[float]] = {name: [] for name in commands}
+        cpus: dict[str, list[float]] = {name: [] for name in commands}
         drawn: dict[str, int] = {}
         names = list(commands)
         for i in range(args.rounds):
@@ -102,16 +112,22 @@ def main() -> None:
             for name in order:
                 cmd_env, tty = commands[name]
                 store = work / f"store-{i}-{len(walls[name])}-{abs(hash(name))}"
-                wall, n = backup([*dbk, "--store", str(store)], cmd_env, tty)
+                wall, used, n = backup([*dbk, "--store", str(store)], cmd_env, tty)
                 shutil.rmtree(store, ignore_errors=True)
                 walls[name].append(wall)
+                cpus[name].append(used)
                 drawn[name] = n
             print(f"round {i + 1}/{args.rounds} done", flush=True)
         base = statistics.median(walls["backup, no terminal"])
+        cpu_base = statistics.median(cpus["backup, no terminal"])
         for name, times in walls.items():
-            med = statistics.median(times)
-            print(f"{name:<48} median {med:7.2f}s  ratio {med / base:5.3f}  drew {drawn[name]} bytes")
-            print("    " + " ".join(f"{t:.2f}" for t in times))
+            med, used = statistics.median(times), statistics.median(cpus[name])
+            print(
+                f"{name:<48} wall {med:6.2f}s ({med / base:5.3f})  cpu {used:6.2f}s ({used / cpu_base:5.3f})"
+                f"  drew {drawn[name]} bytes"
+            )
+            print("    wall " + " ".join(f"{t:.2f}" for t in times))
+            print("    cpu  " + " ".join(f"{t:.2f}" for t in cpus[name]))
     finally:
         for f in reversed(cleanup):
             f()
