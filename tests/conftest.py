@@ -69,7 +69,8 @@ def _start(bindir: Path | None, major: int) -> Iterator[Cluster]:
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_environment() -> Iterator[None]:
     """Locks in a private directory, and no notifications to whatever URLs the developer's shell names."""
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(("DBKEEPER_WEBHOOK", "DBKEEPER_PING"))}
+    notifying = ("DBKEEPER_WEBHOOK", "DBKEEPER_PING", "DBKEEPER_NOTIFY", "DBKEEPER_SCHEDULED")
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(notifying)}
     saved["DBKEEPER_LOCK_DIR"] = os.environ.get("DBKEEPER_LOCK_DIR", "")
     locks = tempfile.mkdtemp(prefix="dbkeeper-locks-")
     os.environ["DBKEEPER_LOCK_DIR"] = locks
@@ -80,6 +81,15 @@ def _isolated_environment() -> Iterator[None]:
         if not saved["DBKEEPER_LOCK_DIR"]:
             os.environ.pop("DBKEEPER_LOCK_DIR", None)
         shutil.rmtree(locks, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own state directory (drill log, metrics): as root the default is /var/lib/dbkeeper, and one
+    test's drill history must not be another's."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("DBKEEPER_STATE_DIR", str(state))
+    return state
 
 
 @pytest.fixture(scope="session")

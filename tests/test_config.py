@@ -36,7 +36,7 @@ def test_valid_schedule_and_notify(tmp_path: Path) -> None:
     )
     assert cfg.schedule == config.ScheduleConfig(backup="30 1 * * *", prune="off", drill="@weekly")
     assert cfg.notify == config.NotifyConfig(
-        webhook_url="https://hooks.slack.com/services/T/B/X", ping_url="https://hc-ping.com/u", on_success=True
+        webhook_url="https://hooks.slack.com/services/T/B/X", ping_url="https://hc-ping.com/u", on="always"
     )
 
 
@@ -52,6 +52,14 @@ def test_valid_schedule_and_notify(tmp_path: Path) -> None:
         ('[notify]\nwebhook_url = "hooks.slack.com/x"', "notify.webhook_url: must be an http:// or https:// URL"),
         ('[notify]\nping_url = "file:///etc/passwd"', "notify.ping_url: must be an http:// or https:// URL"),
         ('[notify]\non_success = "yes"', "notify.on_success: must be true or false"),
+        ('[notify]\non = "sometimes"', "notify.on: must be one of failure, always, never"),
+        ('[notify]\nurls = "nosuch://tok-SECRET@x"', "notify.urls[0]: not an Apprise URL that this Apprise can use"),
+        ("[notify]\nurls = [1]", "notify.urls: must be a list of Apprise URLs"),
+        ('[notify.drill]\non = "weekly"', "notify.drill.on: must be one of failure, always, never"),
+        ('[notify.drill]\nping_url = "ftp://x/y"', "notify.drill.ping_url: must be an http:// or https:// URL"),
+        ('[notify.drill]\nurls = ["json://x"]', "unknown key notify.drill.urls"),
+        ('[notify]\nrestore = "x"', "unknown key notify.restore"),
+        ('[notify]\ndrill = "x"', "notify.drill: must be a table [notify.drill]"),
         ('[schedule]\nbackup = "\u00b2 2 * * *"', "schedule.backup: minute: '\u00b2' is not supported"),
         ('[schedule]\nbackup = "*/\u00b2 2 * * *"', "schedule.backup: minute: step '\u00b2' in '*/\u00b2' must be"),
         pytest.param(
@@ -73,6 +81,30 @@ def test_invalid_values_name_file_and_key(tmp_path: Path, text: str, message: st
         load(tmp_path, text)
     assert info.value.message.startswith(f"{tmp_path / 'dbkeeper.toml'}: ")
     assert message in info.value.message
+    assert "SECRET" not in info.value.message  # a notification URL holds a token: never quoted
+
+
+def test_notify_policy_per_job_and_pings(tmp_path: Path) -> None:
+    cfg = load(
+        tmp_path,
+        '[notify]\nurls = ["ntfy://ntfy.sh/topic", "json://127.0.0.1:9/x"]\nping_url = "https://hc-ping.com/b"\n'
+        '[notify.drill]\non = "always"\nping_url = "https://hc-ping.com/d"\n[notify.prune]\non = "never"\n',
+    )
+    n = cfg.notify
+    assert n.urls == ("ntfy://ntfy.sh/topic", "json://127.0.0.1:9/x")
+    assert [n.on_for(j) for j in ("backup", "drill", "prune", "copy", "verify", "wal")] == [
+        "failure",
+        "always",
+        "never",
+        "failure",
+        "failure",
+        "failure",
+    ]
+    assert [n.ping_for(j) for j in ("backup", "drill", "prune")] == [
+        "https://hc-ping.com/b",
+        "https://hc-ping.com/d",
+        None,
+    ]
 
 
 def test_valid_signing(tmp_path: Path) -> None:
@@ -186,7 +218,17 @@ def document(strays: bool) -> st.SearchStrategy[dict[str, Any]]:
             "s3": table({k: strings for k in ["endpoint_url", "sse", "sse_kms_key_id", "region"]}, strays),
             "drill": table({"max_age": durations, "smoke": strings, "log": strings, "target": strings}, strays),
             "schedule": table({k: crons for k in ["backup", "prune", "copy", "drill"]}, strays),
-            "notify": table({"webhook_url": urls, "ping_url": urls, "on_success": st.booleans()}, strays),
+            "notify": table(
+                {
+                    "webhook_url": urls,
+                    "ping_url": urls,
+                    "on_success": st.booleans(),
+                    "on": st.sampled_from(["failure", "always", "never", "sometimes", ""]),
+                    "urls": st.lists(st.sampled_from(["json://127.0.0.1:1/x", "ntfy://h/t", "nope://x", "x"])),
+                    "drill": table({"on": st.sampled_from(["always", "never", "often"]), "ping_url": urls}, strays),
+                },
+                strays,
+            ),
             "signing": table({"key": strings, "verify_key": verify_keys}, strays),
         },
         strays,
@@ -221,7 +263,13 @@ def toml_document(doc: dict[str, Any]) -> str:
 @contextmanager
 def no_config_environment() -> Iterator[None]:
     with mock.patch.dict(os.environ):
-        for var in ("DBKEEPER_CONFIG", "DBKEEPER_STORE", "DBKEEPER_WEBHOOK_URL", "DBKEEPER_PING_URL"):
+        for var in (
+            "DBKEEPER_CONFIG",
+            "DBKEEPER_STORE",
+            "DBKEEPER_WEBHOOK_URL",
+            "DBKEEPER_PING_URL",
+            "DBKEEPER_NOTIFY_URLS",
+        ):
             os.environ.pop(var, None)
         yield
 
@@ -239,7 +287,8 @@ def check_loaded(cfg: config.Config) -> None:
     assert all(
         v is None or isinstance(v, str) for v in (schedule.backup, schedule.prune, schedule.copy, schedule.drill)
     )
-    assert type(cfg.notify.on_success) is bool
+    assert all(cfg.notify.on_for(j) in config.NOTIFY_ON for j in config.NOTIFY_JOBS)
+    assert all(isinstance(u, str) and "://" in u for u in cfg.notify.urls)
     assert cfg.signing.key is None or (isinstance(cfg.signing.key, str) and cfg.signing.key)
     if cfg.signing.verify_key is not None:
         from dbkeeper.signing import parse_verify_key

@@ -113,7 +113,7 @@ def test_drill_passes_and_never_touches_the_source(pg: Cluster, pgdb: PgDb, caps
     assert databases(cluster) == databases_before
     assert comparable_dump(cluster, name) == source_before
 
-    [row] = drill_log.read(Path("docs/DR_DRILL_LOG.md"))
+    [row] = drill_log.read(drill_log.default_path())
     assert row.database == name and row.passed and row.backup == result["backup"]
     assert row.checks == "5/5 OK" and row.restore_seconds is not None and row.restore_seconds > 0
 
@@ -170,7 +170,7 @@ def test_damaged_backup_fails_the_drill_and_nothing_is_created(
     assert "nothing was restored" in restore["detail"]
     assert ("checksum" if damage == "flip" else "row counts") in restore["detail"]
     assert databases(cluster) == before and _leftovers(cluster) == []
-    [row] = drill_log.read(Path("docs/DR_DRILL_LOG.md"))
+    [row] = drill_log.read(drill_log.default_path())
     assert row.result == "FAIL" and row.backup == data and "failed verification" in row.anomalies
 
 
@@ -199,7 +199,7 @@ def test_unreachable_target_fails_the_drill_with_the_runbook_message(
     code, out, _ = cli(capsys, "drill", "--target", "postgresql://postgres@127.0.0.1:1/x")
     assert code == 3
     assert "FAILED  restore" in out and "cannot reach PostgreSQL at 127.0.0.1:1" in out and "Try: " in out
-    [row] = drill_log.read(Path("docs/DR_DRILL_LOG.md"))
+    [row] = drill_log.read(drill_log.default_path())
     assert row.result == "FAIL"
 
 
@@ -261,7 +261,7 @@ def test_no_backup_younger_than_max_age_fails(tmp_path: Path, capsys: pytest.Cap
     code, out, _ = cli(capsys, "drill")
     assert code == 3
     assert f"FAILED  backup  no backup younger than 7d (the newest good one, {name}, is 9d old)" in out
-    [row] = drill_log.read(Path("docs/DR_DRILL_LOG.md"))
+    [row] = drill_log.read(drill_log.default_path())
     assert row.result == "FAIL" and row.backup == "" and row.anomalies.startswith("backup: no backup younger than 7d")
     assert cli(capsys, "drill", "--max-age", "10d")[0] == 0
 
@@ -276,7 +276,7 @@ def test_two_drills_append_two_rows_and_warnings_do_not_fail(
     ]
     # The previous drill, as logged, restored in almost no time: this one is "slow".
     monkeypatch.setattr(drill, "SLOW_MARGIN_S", 0.0)
-    log = Path("docs/DR_DRILL_LOG.md")
+    log = drill_log.default_path()
     [row] = drill_log.read(log)
     log.write_text(log.read_text().replace(f"| {row.restore_seconds:.3f} |", "| 0.000 |"))
     code, doc = cli_json(capsys, "drill", "--max-age", "30d")
@@ -297,7 +297,7 @@ def test_every_database_in_the_store_is_drilled_and_target_dir_with_keep(
     assert [d["database"] for d in doc["drills"]] == ["app", "shop"]
     kept = sorted(p.name for p in (tmp_path / "drills").iterdir())
     assert [re.sub(r"\d{8}_\d{6}", "STAMP", k) for k in kept] == ["app_drill_STAMP.db", "shop_drill_STAMP.db"]
-    assert [r.database for r in drill_log.read(Path("docs/DR_DRILL_LOG.md"))] == ["app", "shop"]
+    assert [r.database for r in drill_log.read(drill_log.default_path())] == ["app", "shop"]
     for kept_file in (tmp_path / "drills").iterdir():
         kept_file.unlink()
     code, doc = cli_json(capsys, "drill", "--database", "shop", "--target", "sqlite:///drills/anything.db")

@@ -81,9 +81,9 @@ def test_lock_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         assert oct(lock.path.parent.stat().st_mode & 0o777) == "0o700"
         assert oct(lock.path.stat().st_mode & 0o777) == "0o600"
     monkeypatch.delenv("DBKEEPER_LOCK_DIR")
-    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DBKEEPER_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))  # not used: cron has no XDG_RUNTIME_DIR
-    assert lock_dir() == tmp_path / ".cache" / "dbkeeper" / "locks"
+    assert lock_dir() == tmp_path / "state" / "locks"  # the state directory's (tests/test_state.py)
 
 
 def test_an_unwritable_lock_directory_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,7 @@ def notifier(server: Recorder, warnings: list[str], on_success: bool = False, ti
     return Notifier(
         webhook_url=f"{server.url}/hook/T000/B000/SECRET",
         ping_url=f"{server.url}/ping/uuid-SECRET",
-        on_success=on_success,
+        on="always" if on_success else "failure",
         timeout=timeout,
         warn=warnings.append,
     )
@@ -159,3 +159,109 @@ def test_safe_url_shows_scheme_and_host_only(url: str, shown: str) -> None:
 )
 def test_ping_suffix(url: str, suffix: str, result: str) -> None:
     assert with_path_suffix(url, suffix) == result
+
+
+# -- Apprise URLs: a real HTTP server on loopback as the JSON webhook and the ntfy server ----------------------
+
+
+def host(server: Recorder) -> str:
+    return server.url.removeprefix("http://")
+
+
+def apprise_notifier(server: Recorder, warnings: list[str], on: str = "failure") -> Notifier:
+    urls = (f"json://{host(server)}/json/SECRET", f"ntfy://{host(server)}/backups-SECRET")
+    return Notifier(urls=urls, on=on, warn=warnings.append, timeout=2)
+
+
+def test_a_failure_reaches_json_and_ntfy_with_title_error_hint_and_store(server: Recorder) -> None:
+    warnings: list[str] = []
+    with pytest.raises(SourceError), apprise_notifier(server, warnings).run("drill") as run:
+        run.details["store"] = "s3://acme/backups"
+        raise SourceError("authentication failed for app at db1:5432", "check the password in ~/.pgpass")
+    assert warnings == []
+    by_path = {r.path: r for r in server.requests}
+    assert set(by_path) == {"/json/SECRET", "/"}  # ntfy posts to the server's root, the topic in the body
+    doc = by_path["/json/SECRET"].json()
+    assert doc["type"] == "failure" and doc["title"].startswith("dbkeeper drill FAILED on ")
+    assert doc["message"] == (
+        "authentication failed for app at db1:5432\n  Try: check the password in ~/.pgpass\nstore: s3://acme/backups"
+    )
+    ntfy = by_path["/"].json()
+    assert ntfy["topic"] == "backups-SECRET" and ntfy["title"] == doc["title"] and ntfy["message"] == doc["message"]
+
+
+@pytest.mark.parametrize(
+    ("on", "ok", "told"),
+    [
+        ("failure", True, False),
+        ("failure", False, True),
+        ("always", True, True),
+        ("always", False, True),
+        ("never", False, False),
+    ],
+)
+def test_the_policy_says_when_urls_are_told(server: Recorder, on: str, ok: bool, told: bool) -> None:
+    with apprise_notifier(server, [], on=on).run("prune") as run:
+        run.summary = "kept 3, removed 1"
+        if not ok:
+            run.fail("could not delete x", None, source="app")
+    assert len(server.requests) == (2 if told else 0)
+    if told and ok:
+        doc = next(r for r in server.requests if r.path.startswith("/json")).json()
+        assert doc["type"] == "success" and doc["title"].startswith("dbkeeper prune OK on ")
+        assert doc["message"] == "kept 3, removed 1"
+
+
+def test_passwords_never_leave_in_a_notification_ping_or_webhook(server: Recorder) -> None:
+    notifier = Notifier(
+        urls=(f"json://{host(server)}/json",),
+        webhook_url=f"{server.url}/hook",
+        ping_url=f"{server.url}/ping",
+        warn=[].append,
+        timeout=2,
+    )
+    with notifier.run("backup") as run:
+        run.fail(
+            "could not connect to postgresql://app:hunter2@db1:5432/casino (host=db1 password=swordfish)",
+            "check https://admin:letmein@example.com/docs",
+            source="postgresql://app:hunter2@db1/casino",
+        )
+    assert len(server.requests) == 4  # start, fail, the webhook, the json URL
+    for request in server.requests:
+        for secret in ("hunter2", "swordfish", "letmein"):
+            assert secret not in request.text, (request.path, request.text)
+    assert "postgresql://app:***@db1:5432/casino" in server.requests[-1].json()["message"]
+    assert server.requests[2].json()["errors"][0]["source"] == "postgresql://app:***@db1/casino"  # still JSON
+
+
+def test_a_url_that_fails_is_one_warning_naming_it_privately_and_the_others_are_told(server: Recorder) -> None:
+    server.answers["/json/broken"] = 500
+    warnings: list[str] = []
+    urls = (f"json://{host(server)}/json/broken", f"json://{host(server)}/json/fine")
+    with Notifier(urls=urls, warn=warnings.append, timeout=2).run("copy") as run:
+        run.fail("no space left on device")
+    assert [r.path for r in server.requests] == ["/json/broken", "/json/fine"]
+    assert len(warnings) == 1 and warnings[0].startswith("could not notify json:// (notify.urls[0]): ")
+    assert "broken" not in warnings[0]  # the path may be the secret: scheme and host only
+    assert "the job itself is not affected" in warnings[0]
+
+
+def test_a_server_that_is_down_does_not_fail_the_job() -> None:
+    port = closed_port_url().rpartition(":")[2]
+    warnings: list[str] = []
+    with Notifier(urls=(f"ntfy://127.0.0.1:{port}/topic",), warn=warnings.append, timeout=1).run("verify") as run:
+        run.fail("checksum differs")
+    assert len(warnings) == 1 and warnings[0].startswith("could not notify ntfy:// (notify.urls[0]): ")
+
+
+def test_verbose_says_whom_it_told_without_the_secret(server: Recorder, capsys: pytest.CaptureFixture[str]) -> None:
+    from dbkeeper import log
+
+    log.configure(verbose=1)
+    try:
+        with apprise_notifier(server, [], on="always").run("copy"):
+            pass
+    finally:
+        log.configure()
+    err = capsys.readouterr().err
+    assert err.count("dbkeeper: debug: notified ") == 2 and "SECRET" not in err

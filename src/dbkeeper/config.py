@@ -7,7 +7,7 @@ An error names the file, the key and what is allowed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -102,13 +102,41 @@ class ScheduleConfig:
     drill: str | None = None
 
 
+NOTIFY_JOBS = ("backup", "prune", "copy", "verify", "drill", "wal")  # wal: the WAL archive's work
+NOTIFY_ON = ("failure", "always", "never")
+
+
+@dataclass(frozen=True)
+class JobNotify:
+    """``[notify.<job>]``: that job's own policy and dead-man's switch; None: the ``[notify]`` defaults."""
+
+    on: str | None = None
+    ping_url: str | None = None
+
+
 @dataclass(frozen=True)
 class NotifyConfig:
-    """``[notify]``, with ``$DBKEEPER_WEBHOOK_URL`` and ``$DBKEEPER_PING_URL`` over it: http(s) URLs."""
+    """``[notify]``: Apprise ``urls`` (``$DBKEEPER_NOTIFY_URLS`` over them) told of each job as ``on`` says
+    (``failure``, ``always``, ``never``; ``[notify.<job>] on`` for one job); ``ping_url`` the backup job's
+    dead-man's switch (``[notify.<job>] ping_url`` another job's); ``webhook_url`` a Slack-shaped JSON POST (kept
+    from before Apprise; ``on_success = true`` means ``on = "always"``). ``$DBKEEPER_WEBHOOK_URL`` and
+    ``$DBKEEPER_PING_URL`` override the two http(s) URLs."""
 
     webhook_url: str | None = None
     ping_url: str | None = None
-    on_success: bool = False
+    urls: tuple[str, ...] = ()
+    on: str = "failure"
+    jobs: dict[str, JobNotify] = field(default_factory=dict)
+
+    def on_for(self, job: str) -> str:
+        own = self.jobs.get(job)
+        return own.on if own is not None and own.on else self.on
+
+    def ping_for(self, job: str) -> str | None:
+        own = self.jobs.get(job)
+        if own is not None and own.ping_url:
+            return own.ping_url
+        return self.ping_url if job == "backup" else None
 
 
 @dataclass(frozen=True)
@@ -182,7 +210,8 @@ _ENCRYPTION = {"recipients", "identity"}
 _S3 = {"endpoint_url", "sse", "sse_kms_key_id", "region"}
 _DRILL = {"max_age", "smoke", "log", "target"}
 _SCHEDULE = {"backup", "prune", "copy", "drill"}
-_NOTIFY = {"webhook_url", "ping_url", "on_success"}
+_NOTIFY = {"webhook_url", "ping_url", "on_success", "urls", "on", *NOTIFY_JOBS}
+_JOB_NOTIFY = {"on", "ping_url"}
 _SIGNING = {"key", "verify_key"}
 _PITR = {"source", "max_wal_age", "data_dir"}
 
@@ -214,6 +243,9 @@ def _with_env(cfg: Config) -> Config:
         notify = replace(notify, webhook_url=_http_url(os.environ["DBKEEPER_WEBHOOK_URL"], "DBKEEPER_WEBHOOK_URL"))
     if os.environ.get("DBKEEPER_PING_URL"):
         notify = replace(notify, ping_url=_http_url(os.environ["DBKEEPER_PING_URL"], "DBKEEPER_PING_URL"))
+    if os.environ.get("DBKEEPER_NOTIFY_URLS"):
+        urls = os.environ["DBKEEPER_NOTIFY_URLS"].split()
+        notify = replace(notify, urls=_apprise_urls(urls, "DBKEEPER_NOTIFY_URLS"))
     return replace(cfg, notify=notify) if notify != cfg.notify else cfg
 
 
@@ -404,7 +436,52 @@ def _notify(doc: dict[str, Any], where: str) -> NotifyConfig:
     on_success = table.get("on_success", False)
     if not isinstance(on_success, bool):
         raise ConfigError(f"{where}: notify.on_success: must be true or false")
-    return NotifyConfig(urls.get("webhook_url"), urls.get("ping_url"), on_success)
+    on = _policy(table.get("on", "always" if on_success else "failure"), f"{where}: notify.on")
+    raw = table.get("urls", [])
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(u, str) for u in raw):
+        raise ConfigError(
+            f"{where}: notify.urls: must be a list of Apprise URLs", 'e.g. urls = ["ntfy://ntfy.sh/topic"]'
+        )
+    jobs = {}
+    for job in NOTIFY_JOBS:
+        if job in table:
+            own = table[job]
+            if not isinstance(own, dict):
+                raise ConfigError(f"{where}: notify.{job}: must be a table [notify.{job}]")
+            _only(own, _JOB_NOTIFY, where, f"notify.{job}.")
+            jobs[job] = JobNotify(
+                _policy(own["on"], f"{where}: notify.{job}.on") if "on" in own else None,
+                _http_url(own["ping_url"], f"{where}: notify.{job}.ping_url") if "ping_url" in own else None,
+            )
+    return NotifyConfig(
+        urls.get("webhook_url"), urls.get("ping_url"), _apprise_urls(raw, f"{where}: notify.urls"), on, jobs
+    )
+
+
+def _policy(value: Any, where: str) -> str:
+    if value not in NOTIFY_ON:
+        raise ConfigError(f"{where}: must be one of {', '.join(NOTIFY_ON)}")
+    return str(value)
+
+
+def _apprise_urls(urls: list[str], where: str) -> tuple[str, ...]:
+    """Apprise URLs, each checked by Apprise itself (imported only when some are configured); an error names the
+    URL's position and scheme, never the URL (it holds a token)."""
+    if not urls:
+        return ()
+    from dbkeeper.notify import load_apprise
+
+    apprise = load_apprise()
+    for i, url in enumerate(urls):
+        if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+            scheme = url.partition("://")[0] if "://" in url else "(no scheme)"
+            raise ConfigError(
+                f"{where}[{i}]: not an Apprise URL that this Apprise can use (scheme {scheme[:20]})",
+                "see https://github.com/caronc/apprise/wiki for the URL of each service (ntfy://, mailto://, …)",
+            )
+    return tuple(urls)
 
 
 def _table(doc: dict[str, Any], key: str, allowed: set[str], where: str) -> dict[str, Any]:

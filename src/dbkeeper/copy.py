@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dbkeeper import codec
 from dbkeeper.errors import CheckFailed, DbkeeperError, NoSuchBackup, NotFound
+from dbkeeper.progress import SILENT, Progress
 from dbkeeper.repo import Repository, names
 from dbkeeper.repo.catalog import signature_problem
 from dbkeeper.repo.manifest import Manifest, ManifestError
+from dbkeeper.streams import Tap
 
 
 @dataclass(frozen=True)
@@ -84,15 +86,25 @@ class CopyResult:
         }
 
 
-def copy_backup(source: Repository, name: str, destinations: Sequence[Repository]) -> CopyResult:
-    """Copy ``name`` to every destination; a failing destination is recorded and the others go on."""
+def copy_backup(
+    source: Repository, name: str, destinations: Sequence[Repository], *, progress: Progress | None = None
+) -> CopyResult:
+    """Copy ``name`` to every destination; a failing destination is recorded and the others go on. ``progress``
+    expects the backup's size once per destination and hears the bytes sent to all of them so far."""
     backup = read_source(source, name)
     result = CopyResult(name, source.describe(name), backup.manifest.size_bytes, backup.manifest.sha256)
-    for dest in destinations:
+    progress = progress or SILENT
+    progress.expect(backup.manifest.size_bytes * len(destinations))
+    for i, dest in enumerate(destinations):
         t0 = time.monotonic()
         outcome = CopyOutcome(dest.url, dest.describe(name))
+        base = i * backup.manifest.size_bytes
+
+        def sent(n: int, base: int = base) -> None:
+            progress.update(base + n)
+
         try:
-            outcome.copied = copy_one(source, backup, dest)
+            outcome.copied = copy_one(source, backup, dest, sent)
         except DbkeeperError as exc:
             outcome.error = exc
         outcome.seconds = time.monotonic() - t0
@@ -126,8 +138,11 @@ def read_source(repo: Repository, name: str) -> Source:
     return Source(name, doc, raw, side_raw, signature)
 
 
-def copy_one(source: Repository, backup: Source, dest: Repository) -> bool:
-    """Copy one backup to one store: True if copied, False if it was already there complete."""
+def copy_one(
+    source: Repository, backup: Source, dest: Repository, on_progress: Callable[[int], None] | None = None
+) -> bool:
+    """Copy one backup to one store: True if copied, False if it was already there complete. ``on_progress``
+    hears the running total of bytes sent."""
     name, doc = backup.name, backup.manifest
     where = dest.describe(name)
     try:
@@ -153,7 +168,7 @@ def copy_one(source: Repository, backup: Source, dest: Repository) -> bool:
     with source.open(name) as f:
         dest.put_copy(
             name,
-            _checked(codec.read_chunks(f), backup, where),
+            Tap(on_progress, digest=False).tap(_checked(codec.read_chunks(f), backup, where)),
             backup.sha256_bytes,
             backup.manifest_bytes,
             replace=existing is None and dest.exists(name),

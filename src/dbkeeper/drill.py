@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import secrets
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -32,9 +33,10 @@ from typing import Any
 from dbkeeper import drill_log, smoke
 from dbkeeper.engines import Engine, RestoreOptions, sandbox_for, scratch_for
 from dbkeeper.errors import DbkeeperError, NoSuchBackup
+from dbkeeper.progress import Progress
 from dbkeeper.repo import Entry, Repository
 from dbkeeper.repo.manifest import Manifest, iso
-from dbkeeper.repo.names import stamp
+from dbkeeper.repo.names import SOURCE_ID_RE, stamp
 from dbkeeper.restore import default_jobs, restore_into
 from dbkeeper.units import compact_duration, format_duration, format_seconds, human_size
 
@@ -134,6 +136,7 @@ class DrillRun:
     max_age: timedelta
     log: str
     drills: list[DrillResult]
+    warnings: list[str] = field(default_factory=list)  # the run's own troubles, which fail no drill
 
     @property
     def ok(self) -> bool:
@@ -147,6 +150,7 @@ class DrillRun:
             "max_age": compact_duration(self.max_age),
             "log": self.log,
             "drills": [d.to_json() for d in self.drills],
+            "warnings": self.warnings,
         }
 
 
@@ -163,6 +167,7 @@ def run_drills(
     database: str | None = None,
     seed: int | None = None,
     clock: Callable[[], datetime] = utcnow,
+    progress_for: Callable[[str], Progress] | None = None,
 ) -> DrillRun:
     """Drill every series in the store (each database of each source; or those of ``source``/``database``),
     logging each drill as it finishes.
@@ -181,18 +186,39 @@ def run_drills(
     if not series and not named:
         repo.require_store()
         raise NoSuchBackup(f"no backups in {repo.url}", "check --store, or run `dbkeeper backup` first")
-    history = drill_log.read(log)
+    history = drill_log.history(log, repo, source)
     seed = secrets.randbelow(2**32) if seed is None else seed
     rng = random.Random(seed)  # noqa: S311 - a repeatable choice, not a secret
     results = []
+    problems: list[str] = []
     # A series asked for by name that has no backup at all is a failed drill, logged like any other.
     for entries in series or [[]]:
         name = entries[0].series_name if entries else str(named)
         previous = drill_log.last(history, name, passed=True)
-        result = drill_one(repo, name, entries, options, rng, previous, clock)
-        drill_log.append(log, result.log_row())
+        progress = progress_for(name) if progress_for else None
+        result = drill_one(repo, name, entries, options, rng, previous, clock, progress)
+        row = result.log_row()
+        drill_log.append(log, row)
         results.append(result)
-    return DrillRun(repo.url, seed, options.max_age, str(log), results)
+        problem = _record(repo, row, entries[0].source_id if entries else source or str(named))
+        if problem:
+            problems.append(problem)
+    return DrillRun(repo.url, seed, options.max_age, str(log), results, problems)
+
+
+def _record(repo: Repository, row: drill_log.Row, source_id: str) -> str | None:
+    """Keep the drill in the store for every host's ``status``; what went wrong, if anything (a drill host with
+    read-only access to the store still drills: the record is then only in its own log)."""
+    if not SOURCE_ID_RE.match(source_id):
+        return None  # a name that is no source id (a database asked for by name) has no directory to go in
+    try:
+        repo.record_drill(drill_log.to_record(row, source_id, socket.gethostname()))
+    except DbkeeperError as exc:
+        return (
+            f"could not keep the drill of {row.database} in the store ({exc.message});"
+            " it is in this host's drill log only"
+        )
+    return None
 
 
 def drill_one(
@@ -203,13 +229,14 @@ def drill_one(
     rng: random.Random,
     previous: drill_log.Row | None,
     clock: Callable[[], datetime] = utcnow,
+    progress: Progress | None = None,
 ) -> DrillResult:
     t0 = time.monotonic()
     result = DrillResult(database, clock())
     try:
         chosen = _choose(result, entries, options.max_age, rng)
         if chosen is not None:
-            _restore_and_check(result, repo, chosen, options, previous)
+            _restore_and_check(result, repo, chosen, options, previous, progress)
     finally:
         result.total_seconds = time.monotonic() - t0
     return result
@@ -258,12 +285,15 @@ def _restore_and_check(
     chosen: Entry,
     options: DrillOptions,
     previous: drill_log.Row | None,
+    progress: Progress | None = None,
 ) -> None:
     doc = chosen.manifest
     assert doc is not None
     scratch = _Scratch(doc, chosen.label, result.started, options.target)
     created = False
     try:
+        if progress is not None:
+            progress.phase("preparing the scratch database")
         engine = scratch.engine(options.pg_bin)
         result.target = scratch.where or engine.display()
         restored = restore_into(
@@ -272,6 +302,7 @@ def _restore_and_check(
             engine,
             RestoreOptions(jobs=default_jobs()),  # the restore a real one would be, timed as such
             identities=list(options.identities) or None,
+            progress=progress,
         )
         created = True
         result.restore_seconds = restored.seconds
@@ -283,6 +314,8 @@ def _restore_and_check(
             f" {len(restored.row_counts)} tables, {result.rows} rows match the manifest",
         )
         _slow_warning(result, previous)
+        if progress is not None and options.smoke:
+            progress.phase("running the smoke queries")
         for number, statement in enumerate(options.smoke, 1):
             _smoke(result, engine, number, statement)
     except DbkeeperError as exc:

@@ -7,6 +7,10 @@ added still reads (the missing cell is empty), and notes above the table are ign
 
 Appending: one ``write`` of a whole line on a file opened ``O_APPEND``, so two drills finishing at once both
 land; a missing file (and its directory) is created with the header first.
+
+The log lives in the state directory (state.py) unless ``[drill] log`` names a file, and every row is also kept
+in the store as a drill record (repo.drills): ``history`` merges the two, so a host that never drilled (a
+monitoring host, a fresh container) sees the drills of every other host.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dbkeeper import state
 from dbkeeper.errors import DbkeeperError
+from dbkeeper.repo import DrillRecord, Repository
+from dbkeeper.repo.manifest import iso
 
-DEFAULT_PATH = "docs/DR_DRILL_LOG.md"
 PASS, FAIL = "PASS", "FAIL"
 NONE = "—"
 
@@ -64,6 +70,53 @@ class Row:
     @property
     def passed(self) -> bool:
         return self.result == PASS
+
+
+def default_path() -> Path:
+    """The log this host keeps when the config names none: in the state directory, not the working one."""
+    return state.drill_log_path()
+
+
+def to_record(row: Row, source_id: str, host: str) -> DrillRecord:
+    return DrillRecord(
+        source_id=source_id,
+        series=row.database,
+        date=iso(row.date),
+        result=row.result,
+        backup=row.backup,
+        backup_age=row.backup_age,
+        size=row.size,
+        restore_seconds=row.restore_seconds,
+        total_seconds=row.total_seconds,
+        checks=row.checks,
+        anomalies=row.anomalies,
+        host=host,
+    )
+
+
+def from_record(record: DrillRecord) -> Row:
+    return Row(
+        date=record.started,
+        database=record.series,
+        result=record.result,
+        backup=record.backup,
+        backup_age=record.backup_age,
+        size=record.size,
+        restore_seconds=record.restore_seconds,
+        total_seconds=record.total_seconds,
+        checks=record.checks,
+        anomalies=record.anomalies,
+    )
+
+
+def history(path: str | Path, repo: Repository | None = None, source: str | None = None) -> list[Row]:
+    """This host's log and the store's drill records together, oldest first, each drill once (a row this host
+    wrote is in both)."""
+    rows = read(path)
+    if repo is not None:
+        seen = {(r.date, r.database) for r in rows}
+        rows += [row for row in map(from_record, repo.drill_records(source)) if (row.date, row.database) not in seen]
+    return sorted(rows, key=lambda r: r.date)
 
 
 def table_head() -> str:

@@ -5,9 +5,10 @@ non-blocking, so a second run fails at once with LockHeld instead of queueing be
 drops it when its holder exits in any way, SIGKILL included, so a crash never leaves a stale lock; the file
 itself stays (removing it would let a third run lock a fresh file while a second still holds the old one).
 
-Directory: ``$DBKEEPER_LOCK_DIR``, else ``~/.cache/dbkeeper/locks``. Not ``$XDG_RUNTIME_DIR``: cron jobs and
-system services run without it while login shells have it, so a manual run and the scheduled one would lock
-in two different places and never see each other. Runs as different users share a lock only through a
+Directory: ``$DBKEEPER_LOCK_DIR``, else ``locks`` in the state directory (state.py: ``/var/lib/dbkeeper`` as
+root, ``~/.local/state/dbkeeper`` otherwise). Not ``$XDG_RUNTIME_DIR``: cron jobs and system services run
+without it while login shells have it, so a manual run and the scheduled one would lock in two different places
+and never see each other. Runs as different users share a lock only through a
 ``DBKEEPER_LOCK_DIR`` they can all write.
 
 File name: a readable name (the database) and a hash of what identifies the source (engines.SourceKey): host, port and
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
+from dbkeeper import state
 from dbkeeper.engines import SourceKey, source_key
 from dbkeeper.errors import DbkeeperError, LockHeld
 
@@ -36,8 +38,7 @@ _WINDOWS_LOCK_OFFSET = 1 << 30  # msvcrt locks are mandatory: lock a byte far pa
 
 
 def lock_dir() -> Path:
-    explicit = os.environ.get("DBKEEPER_LOCK_DIR")
-    return Path(explicit) if explicit else Path.home() / ".cache" / "dbkeeper" / "locks"
+    return state.lock_dir()
 
 
 def identity(url: str) -> tuple[str, str]:

@@ -50,7 +50,7 @@ def collect(
     """The families of the store's series, and of what killed restores left on the PostgreSQL ``servers``."""
     now = now or datetime.now(UTC)
     found = repo.scan(now)
-    drills = drill_log.read(drill_log_path)
+    drills = drill_log.history(drill_log_path, repo)
     fam = {
         f.name: f
         for f in [

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from dbkeeper import codec, crypto
 from dbkeeper.engines import Engine
 from dbkeeper.errors import ToolError
+from dbkeeper.progress import SILENT, Progress
 from dbkeeper.repo import Repository, names
 from dbkeeper.repo.manifest import Manifest, iso
 from dbkeeper.streams import Stalled, Tap, then, threaded
@@ -39,9 +40,6 @@ class BackupOptions:
     signer: Signer | None = None  # signs the manifest (a .json.sig beside it)
 
 
-Progress = Callable[[int, int], None]  # (raw bytes dumped so far, bytes stored so far)
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -55,8 +53,12 @@ def run_backup(
     progress: Progress | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> Manifest:
-    """Back up ``engine``'s database as a new set of ``source_id``; its manifest once committed."""
+    """Back up ``engine``'s database as a new set of ``source_id``; its manifest once committed. ``progress`` hears
+    the database's size as the expected total (an estimate: a dump is rarely the size of the database), then the
+    raw bytes dumped and the bytes stored so far."""
+    progress = progress or SILENT
     info = engine.inspect()
+    progress.expect(info.size_estimate)
     recipients = crypto.parse_recipients(options.recipients) if options.recipients else []
     ext = names.data_extension(info.kind, options.compression, bool(recipients))
     started = clock()
@@ -67,11 +69,10 @@ def run_backup(
     stored = Tap()
     counts: dict[str, int] = {}
 
-    def on_raw(n: int) -> None:
+    def on_raw(total: int) -> None:
         nonlocal raw_size
-        raw_size += n
-        if progress:
-            progress(raw_size, stored.size)
+        raw_size = total
+        progress.update(total, stored.size)
 
     def manifest(size: int) -> Manifest:
         return Manifest(

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from dbkeeper import codec, crypto
 from dbkeeper.engines import Engine, RestoreOptions, RestoreSpec, check_for, engine_for
 from dbkeeper.errors import CheckFailed, DbkeeperError, EncryptionError, RestoreError, UsageError
+from dbkeeper.progress import SILENT, Progress
 from dbkeeper.repo import Repository
 from dbkeeper.repo.manifest import Manifest
 from dbkeeper.streams import threaded
@@ -84,6 +85,14 @@ def restore_spec(doc: Manifest) -> RestoreSpec:
     )
 
 
+# What a restore does once the last byte of the backup went past, without moving any byte it can count.
+_AFTER_LOAD = {
+    "plain": "building indexes and constraints",  # post-data: psql runs the dump's last statements
+    "custom": "loading with pg_restore",  # the archive was spooled; pg_restore now does the whole load
+    "sqlite": "checking integrity",
+}
+
+
 def _read(repo: Repository, name: str, doc: Manifest, identities: list[Any] | None) -> Iterator[bytes]:
     """A second reader of the backup's dump, for a loader that reads it twice. The main stream's checks (checksum,
     row counts) are not repeated, but what would run as more than data is refused here too, before the second
@@ -118,11 +127,11 @@ def run_restore(
     *,
     pg_bin: str | None = None,
     identities: list[Any] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> RestoreResult:
     """Restore backup ``name`` into the database at ``target_url`` (see the module docstring)."""
     t0 = time.monotonic()
-    report, doc = _checked(repo, name, identities)
+    report, doc = _checked(repo, name, identities, progress)
     _not_globals(name, doc)
     return _restore(repo, name, report, doc, engine_for(target_url, pg_bin=pg_bin), options, identities, progress, t0)
 
@@ -134,16 +143,18 @@ def restore_into(
     options: RestoreOptions,
     *,
     identities: list[Any] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> RestoreResult:
     """``run_restore`` into a database its caller already has the engine of (a drill's scratch database)."""
     t0 = time.monotonic()
-    report, doc = _checked(repo, name, identities)
+    report, doc = _checked(repo, name, identities, progress)
     _not_globals(name, doc)
     return _restore(repo, name, report, doc, engine, options, identities, progress, t0)
 
 
-def _checked(repo: Repository, name: str, identities: list[Any] | None) -> tuple[Report, Manifest]:
+def _checked(
+    repo: Repository, name: str, identities: list[Any] | None, progress: Progress | None = None
+) -> tuple[Report, Manifest]:
     """The checks made before anything is created on the target; the backup's report and manifest."""
     report = check_stored(repo, name)
     doc = report.manifest
@@ -152,6 +163,7 @@ def _checked(repo: Repository, name: str, identities: list[Any] | None) -> tuple
     if doc is not None and report.ok and repo.is_local:
         # A local file is hashed first (it is cheap next to a restore): damage is refused before anything is
         # created. Everything else is checked in the same pass as the load.
+        (progress or SILENT).phase("checking the checksum")
         add_stored_checks(report, doc, hash_object(repo, name))
     if doc is None or not report.ok:
         raise _refused(name, report)
@@ -298,7 +310,7 @@ def _restore(
     engine: Engine,
     options: RestoreOptions,
     identities: list[Any] | None,
-    progress: Callable[[int], None] | None,
+    progress: Progress | None,
     t0: float,
 ) -> RestoreResult:
     if engine.name != doc.engine:
@@ -306,11 +318,13 @@ def _restore(
     expected = dict(doc.row_counts)
     if options.partial:
         options, expected = resolve_selection(name, doc, options)
+    progress = progress or SILENT
+    progress.expect(doc.size_bytes)
     target = engine.restore_target(restore_spec(doc), options)
     existed = target.existed
     content: ContentCheck | None = None
     try:
-        content = ContentCheck(doc, identities, progress)
+        content = ContentCheck(doc, identities, progress, after=_AFTER_LOAD.get(doc.dump_format))
         cheap = [Check(c.name, c.ok, c.detail) for c in report.checks if c.name in ("manifest", "signature", "sidecar")]
         report = Report(name, report.location, cheap, doc)
         try:
@@ -331,6 +345,7 @@ def _restore(
         content.finish(report)
         if not report.ok:
             raise _refused(name, report)
+        progress.phase("checking row counts")
         counts = target.row_counts(expected)
         bad = {t: (n, counts.get(t)) for t, n in expected.items() if counts.get(t) != n}
         if bad:
@@ -340,6 +355,7 @@ def _restore(
                 f" {want} backed up; the target was left as it was",
                 "run `dbkeeper verify` on the backup and check the server log of the target",
             )
+        progress.phase("putting it in place")
         target.commit()
     except BaseException as failure:
         # The cause comes first: a temporary that cannot be dropped (the server went away) is a note on it.

@@ -1,6 +1,7 @@
 """Status: is every series in the store (a database of a source) backed up recently, and did its last drill pass?
 
-Derived from the store's catalog and the drill log only (no state of its own), so it can run anywhere that can
+Derived from the store's catalog and the drill history only (this host's drill log and the drill records in
+the store) (no state of its own), so it can run anywhere that can
 read the store: on the database host from cron, on a monitoring host as a Nagios check. A database is CRITICAL
 when its newest good backup is older than ``max_age`` (or it has none), when the store holds broken or
 incomplete backups newer than its newest good one (a nightly that fails after writing something), or when its
@@ -311,7 +312,7 @@ def check(
     OK either."""
     repo.require_store()
     found = repo.scan(now, source=source, database=database)
-    drills = drill_log.read(drill_log_path)
+    drills = drill_log.history(drill_log_path, repo, source)
     report = StatusReport(repo.url, max_age, str(drill_log_path), [])
     for entries in found.series().values():
         report.databases.append(_judge(entries, drills, max_age, now))

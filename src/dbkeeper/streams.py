@@ -75,13 +75,13 @@ def threaded(source: Iterable[bytes], depth: int = 8, stall_timeout: float | Non
 
 
 class Tap:
-    """Counts (and unless ``digest=False``, hashes) the bytes flowing through ``tap(chunks)``; calls ``on_chunk``
-    for progress."""
+    """Counts (and unless ``digest=False``, hashes) the bytes flowing through ``tap(chunks)``; calls
+    ``on_progress`` after each chunk with the running total of bytes so far (not the chunk's own size)."""
 
-    def __init__(self, on_chunk: Callable[[int], None] | None = None, *, digest: bool = True) -> None:
+    def __init__(self, on_progress: Callable[[int], None] | None = None, *, digest: bool = True) -> None:
         self.sha256 = hashlib.sha256() if digest else None
         self.size = 0
-        self._on_chunk = on_chunk
+        self._on_progress = on_progress
 
     def tap(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         update = self.sha256.update if self.sha256 else None
@@ -89,8 +89,8 @@ class Tap:
             if update:
                 update(chunk)
             self.size += len(chunk)
-            if self._on_chunk:
-                self._on_chunk(len(chunk))
+            if self._on_progress:
+                self._on_progress(self.size)
             yield chunk
 
     def hexdigest(self) -> str:

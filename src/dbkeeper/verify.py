@@ -7,13 +7,14 @@ FAILED with what was found, like a drill's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from dbkeeper import codec, crypto
 from dbkeeper.engines import check_for
 from dbkeeper.errors import CheckFailed, ContentRefused, DbkeeperError, EncryptionError, UsageError
+from dbkeeper.progress import SILENT, Progress
 from dbkeeper.repo import Repository
 from dbkeeper.repo.manifest import Manifest, ManifestError
 from dbkeeper.streams import Tap
@@ -107,10 +108,19 @@ class ContentCheck:
     then adds the named checks.
     """
 
-    def __init__(self, doc: Manifest, identities: list[Any] | None, progress: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        doc: Manifest,
+        identities: list[Any] | None,
+        progress: Progress | None = None,
+        *,
+        after: str | None = None,
+    ) -> None:
         self.doc = doc
         self.identities = identities
-        self.stored = Tap(progress)
+        self.progress = progress or SILENT
+        self.after = after  # the phase to announce once the last byte went past (a restore's indexes)
+        self.stored = Tap(self.progress.update)
         self.checker = check_for(doc.engine, doc.dump_format)
         self.complete = False  # the whole stream went past
 
@@ -121,6 +131,8 @@ class ContentCheck:
             yield chunk
         self.checker.end()  # before the consumer sees the stream end (and a spooled archive goes to pg_restore)
         self.complete = True
+        if self.after:
+            self.progress.phase(self.after)
 
     def finish(self, report: Report) -> Report:
         try:
@@ -149,7 +161,14 @@ class ContentCheck:
         return report
 
 
-def verify(repo: Repository, name: str, identities: list[Any] | None = None, *, without_key: bool = False) -> Report:
+def verify(
+    repo: Repository,
+    name: str,
+    identities: list[Any] | None = None,
+    *,
+    without_key: bool = False,
+    progress: Progress | None = None,
+) -> Report:
     """Check one backup completely. Never raises for a damaged backup: the report says what is wrong.
 
     An encrypted backup needs an identity (UsageError without one), unless ``without_key``: then only what the
@@ -166,7 +185,9 @@ def verify(repo: Repository, name: str, identities: list[Any] | None = None, *, 
         add_stored_checks(report, doc, hash_object(repo, name))
         report.partial = "encrypted and no identity given: checked the stored bytes only, not their content"
         return report
-    content = ContentCheck(doc, identities)
+    if progress is not None:
+        progress.expect(doc.size_bytes)
+    content = ContentCheck(doc, identities, progress)
     try:
         try:
             with repo.open(name) as f:

@@ -150,3 +150,43 @@ def test_stop_interrupts_a_running_job_and_kills_it_after_the_grace_period(app: 
     assert "stopping: interrupting pid " in lines[1]
     assert lines[2].endswith(", interrupted by stop") and "killed by signal 9" in lines[2]
     assert [f for f in backup_files(app / "backups") if not f.startswith(".")] == []
+
+
+def test_the_backup_jobs_ping_comes_after_its_prune_and_the_steps_do_not_ping(app: Path) -> None:
+    """schedule run --now backup runs backup, then prune; the dead-man's switch hears success only once both
+    ran (each step's own notification, on = "always", arrives first), and the steps never ping themselves."""
+    from helpers import run_dbkeeper
+    from httpd import Recorder
+
+    with Recorder() as server:
+        where = server.url.removeprefix("http://")
+        (app / "dbkeeper.toml").write_text(
+            '[[sources]]\nname = "app"\nurl = "sqlite:///app.db"\n[retention]\nkeep_last = 1\n'
+            f'[notify]\nping_url = "{server.url}/ping/TOKEN"\nurls = ["json://{where}/said"]\non = "always"\n'
+        )
+        assert run_dbkeeper("backup", cwd=app).returncode == 0  # one to prune (without the scheduler: it pings)
+        assert server.paths() == ["/ping/TOKEN/start", "/ping/TOKEN", "/said"]
+        server.requests.clear()
+        result = run_dbkeeper("schedule", "run", "--now", "backup", cwd=app)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "start backup: dbkeeper backup && dbkeeper prune" in result.stdout
+        assert server.paths() == ["/ping/TOKEN/start", "/said", "/said", "/ping/TOKEN"]
+        titles = [r.json()["title"] for r in server.requests[1:3]]
+        assert [t.split(" on ")[0] for t in titles] == ["dbkeeper backup OK", "dbkeeper prune OK"]
+        assert "removed 1" in server.requests[2].json()["message"]
+        assert server.requests[3].text.startswith("dbkeeper backup OK on ")
+        assert len([f for f in backup_files(app / "backups") if f.endswith(".gz")]) == 1  # one set left
+
+        # A failing prune (a policy that cannot decide) fails the whole job's ping, after the backup's success.
+        (app / "dbkeeper.toml").write_text(
+            (app / "dbkeeper.toml").read_text().replace("keep_last = 1", "keep_last = 0")
+        )
+        server.requests.clear()
+        result = run_dbkeeper("schedule", "run", "--now", "backup", cwd=app)
+        assert result.returncode != 0
+        assert server.paths()[0] == "/ping/TOKEN/start" and server.paths()[-1] == "/ping/TOKEN/fail"
+        assert [r.json()["title"].split(" on ")[0] for r in server.requests[1:-1]] == [
+            "dbkeeper backup OK",
+            "dbkeeper prune FAILED",
+        ]
+        assert "finish backup: exit" in server.requests[-1].text and "prune" in server.requests[-1].text

@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dbkeeper import __version__
+from dbkeeper import __version__, log
+from dbkeeper.cli.common import add_global_options
 from dbkeeper.errors import EXIT_FAILED, EXIT_USAGE, NAGIOS, DbkeeperError, UsageError
 
 # Command name -> its module. Only the command being run is imported (with what it needs), so a cron job or a
@@ -77,6 +78,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dbkeeper {__version__}")
     parser.add_argument("--config", metavar="FILE", help="config file (default: $DBKEEPER_CONFIG or ./dbkeeper.toml)")
+    add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, module in COMMANDS.items():
@@ -85,6 +87,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             sub.choices[name].usage_exit = USAGE_EXIT.get(name, EXIT_USAGE)
     if only in USAGE_EXIT:
         parser.usage_exit = USAGE_EXIT[only]
+    for command in sub.choices.values():
+        add_global_options(command, argparse.SUPPRESS)  # after the command too: dbkeeper backup -q
     return parser
 
 
@@ -94,7 +98,7 @@ def _command(words: list[str]) -> str | None:
     for word in words:
         if skip:
             skip = False
-        elif word == "--config":
+        elif word in ("--config", "--log-format"):
             skip = True
         elif not word.startswith("-"):
             return word if word in COMMANDS else None
@@ -158,6 +162,7 @@ def _main(words: list[str], command: str | None) -> int:
         args.target = extra[0]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    log.configure(quiet=bool(args.quiet), verbose=args.verbose or 0, fmt=args.log_format or "text")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:

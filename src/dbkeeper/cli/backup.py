@@ -10,6 +10,7 @@ import math
 import sys
 from typing import Any
 
+from dbkeeper import log
 from dbkeeper.cli.common import (
     ProgressLine,
     add_json,
@@ -32,7 +33,8 @@ from dbkeeper.engines import DumpSelection
 from dbkeeper.engines.postgres.dumpopts import check_options
 from dbkeeper.errors import EXIT_FAILED, DbkeeperError, UsageError
 from dbkeeper.notify import Notifier
-from dbkeeper.pipeline import BackupOptions, Progress
+from dbkeeper.pipeline import BackupOptions
+from dbkeeper.progress import Progress
 from dbkeeper.runs.backup import BackupPlan, SourceResult, Whole, back_up, sources_from
 from dbkeeper.units import format_seconds
 
@@ -194,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     )
     whole = Whole(tuple(args.exclude_db), not args.no_globals) if args.all else None
     cfg = load_config(args)
-    with Notifier.from_config(cfg).run("backup") as report:
+    with Notifier.for_job(cfg, "backup").run() as report:
         sources = sources_from(
             args.sources,
             cfg,
@@ -233,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json or parallel > 1:
                 return None
             bars[label] = ProgressLine(f"backup {label}", enabled=True)
-            return bars[label].update
+            return bars[label]
 
         def show(result: SourceResult) -> None:
             if result.label in bars:
@@ -243,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             results = back_up(plan, repo, report, progress_for=progress_for, on_result=show)
         except DbkeeperError:
+            for bar in bars.values():
+                bar.done()
             update_metrics(args, cfg, repo)  # after a failed run too: the last success stays visible
             raise
         metrics_ok = update_metrics(args, cfg, repo)
@@ -276,7 +280,7 @@ def _show(result: SourceResult, args: argparse.Namespace) -> None:
                 print("\n".join(f"  {line}" for line in copy_lines(result.copies)))
             copy_failures(result.copies)
     if result.prune_skipped:
-        sys.stderr.write(f"dbkeeper: prune skipped: {result.prune_skipped}\n")
+        log.warning(f"prune skipped: {result.prune_skipped}")
     elif isinstance(result.prune, DbkeeperError):
         print_error(result.prune)
     elif result.prune is not None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from dbkeeper import config, signing
+from dbkeeper import config, log, signing
 from dbkeeper.config import Config
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.repo import Repository
@@ -127,38 +130,149 @@ def table(rows: list[tuple[str, ...]]) -> list[str]:
 
 
 class ProgressLine:
-    """A one-line progress display on a terminal (bytes, rate, elapsed); silent under cron and with --json."""
+    """progress.Progress on a terminal: one line on stderr, redrawn in place at most ten times a second, fit to
+    the terminal's real width (the label is shortened, never the numbers): ``restore app/…: 45% 62.1 MB of
+    138.0 MB, 12.3 MB/s, ETA 7s``; without a total, bytes, rate and time so far; in a phase that moves no bytes
+    (``building indexes``), the phase and how long it has taken, ticking. Silent off a terminal (cron, a pipe),
+    with ``--json``, ``-q`` or ``--log-format json``; phases then go to the log at the debug level (``-v``).
+    """
 
-    def __init__(self, label: str, enabled: bool) -> None:
+    def __init__(self, label: str, enabled: bool = True, total: int | None = None) -> None:
         self.label = label
-        self.enabled = enabled and sys.stderr.isatty()
+        self.enabled = enabled and log.settings.progress and sys.stderr.isatty()
+        self.total = total
         self.t0 = time.monotonic()
         self._last = 0.0
+        self._drawn = 0  # the width of what is on the line now
+        self._done = 0
+        self._stored: int | None = None
+        self._phase: str | None = None
+        self._phase_t0 = 0.0
+        self._lock = threading.Lock()
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def expect(self, total: int | None) -> None:
+        self.total = total if total and total > 0 else None
 
     def update(self, done: int, stored: int | None = None) -> None:
+        self._done, self._stored = done, stored
+        self._phase = None  # bytes move again: the ticker stops redrawing the phase
         if not self.enabled:
             return
         now = time.monotonic()
-        if now - self._last < 0.2:
+        if now - self._last < 0.1 and not (self.total and done >= self.total):  # the end is always drawn
             return
         self._last = now
-        elapsed = max(now - self.t0, 1e-6)
-        extra = f", {human_size(stored)} stored" if stored is not None else ""
-        line = f"{self.label}: {human_size(done)}{extra}, {human_size(done / elapsed)}/s, {elapsed:5.1f}s"
-        sys.stderr.write("\r" + line.ljust(78)[:78])
-        sys.stderr.flush()
+        self._draw(self._bytes_line(now))
+
+    def phase(self, text: str) -> None:
+        log.debug(f"{self.label}: {text}", phase=text)
+        if not self.enabled:
+            return
+        self._phase, self._phase_t0 = text, time.monotonic()
+        self._draw(self._phase_line())
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="dbkeeper-progress", daemon=True)
+            self._ticker.start()
 
     def done(self) -> None:
-        if self.enabled and self._last:
-            sys.stderr.write("\r" + " " * 78 + "\r")
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2)
+        if self.enabled and self._drawn:
+            with self._lock:
+                sys.stderr.write("\r" + " " * self._drawn + "\r")
+                sys.stderr.flush()
+                self._drawn = 0
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.5):
+            if self._phase is not None:
+                self._draw(self._phase_line())
+
+    def _bytes_line(self, now: float) -> list[str]:
+        """The line's parts, most important first: the narrower the terminal, the fewer of them are drawn."""
+        elapsed = max(now - self.t0, 1e-6)
+        done, total = self._done, self.total
+        rate = done / elapsed
+        stored = f"{human_size(self._stored)} stored" if self._stored is not None else ""
+        if total:
+            share = min(done / total, 0.999) if done < total else 1.0  # an estimate: never "100%" before the end
+            eta = format_seconds(max(total - done, 0) / rate) if rate > 0 else "-"
+            about = "~" if self._stored is not None else ""  # a backup's total is the database's size
+            return [
+                f"{share:4.0%} {human_size(done)} of {about}{human_size(total)}",
+                f"ETA {eta}",
+                f"{human_size(rate)}/s",
+                stored,
+            ]
+        return [human_size(done), format_seconds(elapsed), f"{human_size(rate)}/s", stored]
+
+    def _phase_line(self) -> list[str]:
+        phase = self._phase or ""
+        return [f"{phase}, {format_seconds(time.monotonic() - self._phase_t0)}"]
+
+    def _draw(self, parts: list[str]) -> None:
+        width = _terminal_width() - 1  # the last column would wrap on some terminals
+        parts = [p for p in parts if p]
+        order = parts[:1] + parts[3:] + parts[2:3] + parts[1:2]  # shown as: main, stored, rate, ETA
+        while True:
+            shown = [p for p in order if p in parts]
+            stats = ", ".join(shown)
+            room = width - len(stats) - 2
+            if room >= min(len(self.label), 16) or len(parts) == 1:
+                break
+            parts = parts[:-1]  # the least important part goes first
+        label = self.label if len(self.label) <= room else self.label[: max(room - 1, 0)] + "…"
+        line = (f"{label}: {stats}" if room > 1 else stats)[:width]
+        with self._lock:
+            sys.stderr.write("\r" + line + " " * max(self._drawn - len(line), 0))
             sys.stderr.flush()
+            self._drawn = len(line)
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns or 80
+    except (OSError, ValueError):
+        return shutil.get_terminal_size().columns
+
+
+def format_seconds(seconds: float) -> str:
+    """``7s``, ``3m05s``, ``1h02m``: short enough for a progress line."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def add_global_options(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    """-q, -v and --log-format: before the command (``dbkeeper -q backup``) or after it (``default`` SUPPRESS)."""
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress lines, no notes")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=default, help="more detail on stderr (each phase, each notice)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=log.FORMATS,
+        default=default,
+        help="stderr as text lines (default) or one JSON object per line",
+    )
 
 
 def add_metrics_file(parser: argparse.ArgumentParser) -> None:
+    from dbkeeper import state
+
     parser.add_argument(
         "--metrics-file",
         metavar="PATH",
-        help="after the run, write Prometheus metrics here (node_exporter textfile collector; config metrics_file)",
+        nargs="?",
+        const=str(state.metrics_path()),
+        help="after the run, write Prometheus metrics here (node_exporter textfile collector; config metrics_file;"
+        " with no PATH: metrics/dbkeeper.prom in the state directory)",
     )
 
 
@@ -178,9 +292,7 @@ def drill_log_path(cfg: Config) -> str:
 
 def print_error(exc: DbkeeperError, context: str = "") -> None:
     """The two lines every error gets on stderr: what failed (after ``context``, if any) and what to do."""
-    sys.stderr.write(f"dbkeeper: error: {context + ': ' if context else ''}{exc.message}\n")
-    if exc.hint:
-        sys.stderr.write(f"  Try: {exc.hint}\n")
+    log.error(f"{context + ': ' if context else ''}{exc.message}", exc.hint, exit_code=exc.exit_code)
 
 
 def update_metrics(args: argparse.Namespace, cfg: Config, repo: Repository, log: str | None = None) -> bool:
@@ -189,8 +301,10 @@ def update_metrics(args: argparse.Namespace, cfg: Config, repo: Repository, log:
     if not path:
         return True
     try:
-        from dbkeeper import metrics
+        from dbkeeper import metrics, state
 
+        if path == str(state.metrics_path()):  # the state directory's own: made here (a named one must exist)
+            state.metrics_path().parent.mkdir(parents=True, exist_ok=True)
         metrics.update(path, repo, log or drill_log_path(cfg), servers=pg_servers(cfg), pg_bin=cfg.pg_bin)
     except DbkeeperError as exc:
         print_error(exc)

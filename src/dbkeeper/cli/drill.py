@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dbkeeper import drill_log, smoke
+from dbkeeper import drill_log, log, smoke
 from dbkeeper.cli.common import (
+    ProgressLine,
     add_identity,
     add_json,
     add_metrics_file,
@@ -14,6 +15,7 @@ from dbkeeper.cli.common import (
     add_store,
     add_verify_key,
     add_wal_fetch_command,
+    drill_log_path,
     emit_json,
     identities,
     load_config,
@@ -26,6 +28,7 @@ from dbkeeper.cli.common import (
 from dbkeeper.drill import DrillOptions, DrillResult, DrillRun, run_drills
 from dbkeeper.engines import check_place
 from dbkeeper.errors import EXIT_CHECK, EXIT_FAILED, UsageError
+from dbkeeper.notify import Notifier
 from dbkeeper.units import compact_duration, format_seconds, parse_duration
 
 DEFAULT_MAX_AGE = "7d"
@@ -57,7 +60,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--log",
         metavar="FILE",
-        help=f"the Markdown drill log to append to (config [drill] log; default {drill_log.DEFAULT_PATH})",
+        help="the Markdown drill log to append to (config [drill] log; default DR_DRILL_LOG.md in the state"
+        " directory: $DBKEEPER_STATE_DIR, /var/lib/dbkeeper as root, ~/.local/state/dbkeeper). Each drill is also"
+        " kept in the store under drills/, so `status` on any host sees it",
     )
     p.add_argument(
         "--target",
@@ -109,10 +114,42 @@ def run(args: argparse.Namespace) -> int:
         pg_bin=args.pg_bin or cfg.pg_bin,
         identities=tuple(identities(args, cfg) or ()),
     )
-    repo = open_repo_for(store_url(args, cfg), cfg, args)
-    log = args.log or conf.log or drill_log.DEFAULT_PATH
-    result = run_drills(repo, options, log=log, source=args.source, database=args.database, seed=args.seed)
-    metrics_ok = update_metrics(args, cfg, repo, log)
+    with Notifier.for_job(cfg, "drill").run() as report:
+        repo = open_repo_for(store_url(args, cfg), cfg, args)
+        report.details["store"] = repo.url
+        log_path = args.log or conf.log or str(drill_log.default_path())
+        bars: list[ProgressLine] = []
+
+        def progress_for(database: str) -> ProgressLine:
+            for bar in bars:
+                bar.done()
+            bars.append(ProgressLine(f"drill {database}", enabled=not args.json))
+            return bars[-1]
+
+        try:
+            result = run_drills(
+                repo,
+                options,
+                log=log_path,
+                source=args.source,
+                database=args.database,
+                seed=args.seed,
+                progress_for=progress_for,
+            )
+        finally:
+            for bar in bars:
+                bar.done()
+        passed = [d.database for d in result.drills if d.ok]
+        report.summary = f"{len(passed)} of {len(result.drills)} drill(s) passed" + (
+            f" ({', '.join(passed)})" if passed else ""
+        )
+        for d in result.drills:
+            failed = next((c for c in d.checks if not c.ok), None)
+            if failed is not None:
+                report.fail(f"drill failed at {failed.name}: {failed.detail}", failed.hint, source=d.database)
+    for warning in result.warnings:
+        log.warning(warning)
+    metrics_ok = update_metrics(args, cfg, repo, log_path)
     if args.json:
         emit_json(result.to_json())
     else:
@@ -142,7 +179,7 @@ def _run_pitr(args: argparse.Namespace) -> int:
         margin=parse_duration(args.margin, "--margin", allow_zero=True),
     )
     archive = pitr_archive(args, cfg, source_id, writing=False)
-    log = args.log or cfg.drill.log or drill_log.DEFAULT_PATH
+    log = args.log or drill_log_path(cfg)
     result = run_pitr_drill(archive, options, log=log, seed=args.seed)
     if args.json:
         emit_json(result.to_json())

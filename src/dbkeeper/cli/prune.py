@@ -20,6 +20,7 @@ from dbkeeper.cli.common import (
 )
 from dbkeeper.cli.render import prune_summary
 from dbkeeper.errors import EXIT_FAILED
+from dbkeeper.notify import Notifier
 from dbkeeper.prune import RULE_FLAGS, PruneDecision, PruneResult, policy_from, run_prune
 from dbkeeper.repo.manifest import iso
 
@@ -57,16 +58,22 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    policy = policy_from({k: getattr(args, k) for k in (*RULE_FLAGS, "keep_min")}, cfg.retention)
-    repo = open_repo_for(store_url(args, cfg), cfg, args)
-    result = run_prune(
-        repo,
-        policy,
-        source=args.source,
-        database=args.database,
-        dry_run=args.dry_run,
-        identities=identities(args, cfg),
-    )
+    with Notifier.for_job(cfg, "prune").run() as report:
+        policy = policy_from({k: getattr(args, k) for k in (*RULE_FLAGS, "keep_min")}, cfg.retention)
+        repo = open_repo_for(store_url(args, cfg), cfg, args)
+        report.details["store"] = repo.url
+        result = run_prune(
+            repo,
+            policy,
+            source=args.source,
+            database=args.database,
+            dry_run=args.dry_run,
+            identities=identities(args, cfg),
+        )
+        report.summary = prune_summary(result)
+        for failed in result.failures:
+            assert failed.error is not None
+            report.fail(failed.error.message, failed.error.hint, source=failed.name)
     if args.json:
         emit_json(result.to_json())
     else:

@@ -211,16 +211,18 @@ def run(args: argparse.Namespace) -> int:
         into_existing=args.into_existing,
     )
     bar = ProgressLine(f"restore {name}", enabled=not args.json)
-    result = run_restore(
-        repo,
-        name,
-        target,
-        options,
-        pg_bin=args.pg_bin or cfg.pg_bin,
-        identities=identities(args, cfg),
-        progress=bar.update,
-    )
-    bar.done()
+    try:
+        result = run_restore(
+            repo,
+            name,
+            target,
+            options,
+            pg_bin=args.pg_bin or cfg.pg_bin,
+            identities=identities(args, cfg),
+            progress=bar,
+        )
+    finally:
+        bar.done()
     if args.json:
         emit_json({"ok": True, **result.to_json()})
     else:

@@ -10,6 +10,7 @@ from typing import Any
 from dbkeeper import schedule
 from dbkeeper.cli.common import add_json, emit_json, load_config
 from dbkeeper.errors import UsageError
+from dbkeeper.notify import Notifier
 from dbkeeper.schedule import install as installer
 from dbkeeper.schedule.runner import Runner, iso, utcnow
 
@@ -138,6 +139,7 @@ def _run(args: argparse.Namespace) -> int:
         log=lambda line: print(line, flush=True),
         grace=args.grace,
         events=(lambda event: emit_json(event, lines=True)) if args.json else None,
+        notifier_for=lambda job: Notifier.for_job(cfg, job),
     )
     previous = {sig: signal.signal(sig, lambda *_: runner.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

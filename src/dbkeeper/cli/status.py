@@ -50,7 +50,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--drill-log",
         metavar="FILE",
-        help="the drill log to read (default: config [drill] log, else docs/DR_DRILL_LOG.md)",
+        help="this host's drill log to read besides the drill records in the store (default: config [drill] log,"
+        " else DR_DRILL_LOG.md in the state directory)",
     )
     p.add_argument(
         "--max-wal-age",

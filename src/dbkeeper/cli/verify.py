@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from dbkeeper.cli.common import (
+    ProgressLine,
     add_identity,
     add_json,
     add_selection,
@@ -17,6 +18,7 @@ from dbkeeper.cli.common import (
     locate_backup,
 )
 from dbkeeper.errors import EXIT_CHECK
+from dbkeeper.notify import Notifier
 from dbkeeper.verify import verify
 
 
@@ -39,9 +41,19 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    repo, name = locate_backup(args, cfg)
-    report = verify(repo, name, identities(args, cfg))
-    doc = report.manifest
+    with Notifier.for_job(cfg, "verify").run() as job:
+        repo, name = locate_backup(args, cfg)
+        job.details["store"] = repo.url
+        bar = ProgressLine(f"verify {name}", enabled=not args.json)
+        try:
+            report = verify(repo, name, identities(args, cfg), progress=bar)
+        finally:
+            bar.done()
+        if report.ok:
+            job.summary = f"{name} verified"
+        else:
+            job.fail(f"{name} failed verification: {report.first_problem()}", "restore an older backup", source=name)
+        doc = report.manifest
     if args.json:
         emit_json({**report.to_json(), "selection": doc.selection if doc and doc.partial else None})
     else:

@@ -28,6 +28,7 @@ from dbkeeper.engines.interface import (
     SourceInfo,
     SourceKey,
     redact,
+    redact_text,
 )
 from dbkeeper.errors import UsageError
 
@@ -52,6 +53,7 @@ __all__ = [
     "pg_url",
     "qualified_name",
     "redact",
+    "redact_text",
     "scratch_for",
     "server_connection",
     "server_url",

@@ -67,6 +67,9 @@ class SourceInfo:
     source: dict[str, Any] = field(default_factory=dict)  # never a password
     extra: dict[str, Any] = field(default_factory=dict)
     selection: DumpSelection | None = None  # a partial backup's selection (None: the whole database)
+    # About how many bytes the dump will be, for a progress line (pg_database_size, the SQLite file's size): an
+    # estimate, never written into a manifest.
+    size_estimate: int | None = None
 
 
 @dataclass(frozen=True)
@@ -206,3 +209,14 @@ def redact(url: str) -> str:
     """
     url = re.sub(r"(://[^:/@]*):.*@", r"\1:***@", url, flags=re.DOTALL)
     return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
+
+
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_SECRET_WORD = re.compile(r"(?i)\b(password|passwd|pgpassword|secret|token)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)")
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error message, a notification) with every URL in it passed through ``redact`` and any
+    ``password=…`` / ``token: …`` value replaced: what goes to a chat room or a mailbox holds no secret."""
+    text = _URL_IN_TEXT.sub(lambda m: redact(m.group(0)), text)
+    return _SECRET_WORD.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)

@@ -116,6 +116,7 @@ class SqliteEngine:
             server_encoding=encoding,
             source={"path": str(self.path.resolve())},
             extra={"journal_mode": journal},
+            size_estimate=self.path.stat().st_size,
         )
 
     @contextmanager

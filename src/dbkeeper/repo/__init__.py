@@ -21,8 +21,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, BinaryIO
 
 from dbkeeper.errors import AlreadyExists, DbkeeperError, NoSuchBackup, NotFound, StoreMissing
-from dbkeeper.repo import catalog, names
+from dbkeeper.repo import catalog, drills, names
 from dbkeeper.repo.catalog import Catalog, Entry, latest, scan
+from dbkeeper.repo.drills import DrillRecord
 from dbkeeper.repo.manifest import MAX_BYTES, Manifest
 from dbkeeper.storage import Leftover, Store
 
@@ -247,6 +248,15 @@ class Repository:
             with contextlib.suppress(DbkeeperError):
                 self.store.delete(part)
 
+    # -- drill records -------------------------------------------------------------------------------------
+    def record_drill(self, record: DrillRecord) -> str:
+        """Keep a drill's record in the store (repo.drills), for every host's ``status``; its object name."""
+        return drills.put(self.store, record)
+
+    def drill_records(self, source: str | None = None) -> list[DrillRecord]:
+        """The drill records in the store (of ``source``), oldest first; unreadable ones are skipped."""
+        return drills.read(self.store, source)
+
     # -- leftovers -----------------------------------------------------------------------------------------
     def leftovers(self, now: datetime, older_than: timedelta | None = None) -> list[LeftoverState]:
         """What interrupted writes left; stale once older than ``older_than`` (default: an hour for a temporary
@@ -265,7 +275,7 @@ class Repository:
         self.store.remove_leftover(state.leftover)
 
 
-__all__ = ["Catalog", "Entry", "LeftoverState", "Manifest", "Repository", "catalog", "locate", "names"]
+__all__ = ["Catalog", "DrillRecord", "Entry", "LeftoverState", "Manifest", "Repository", "catalog", "locate", "names"]
 
 
 def locate(

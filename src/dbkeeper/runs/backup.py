@@ -38,7 +38,8 @@ from dbkeeper.engines import (
 from dbkeeper.errors import DbkeeperError, UsageError
 from dbkeeper.lock import SourceLock
 from dbkeeper.notify import Run
-from dbkeeper.pipeline import BackupOptions, Progress, run_backup
+from dbkeeper.pipeline import BackupOptions, run_backup
+from dbkeeper.progress import Progress
 from dbkeeper.repo import Repository
 from dbkeeper.repo.manifest import Manifest
 from dbkeeper.repo.sources import source_id

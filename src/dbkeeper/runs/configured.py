@@ -56,4 +56,4 @@ def identities(cfg: Config, flag: str | None = None) -> list[Any] | None:
 def drill_log_path(cfg: Config) -> str:
     from dbkeeper import drill_log  # only the commands that read the log pay for importing it
 
-    return cfg.drill.log or drill_log.DEFAULT_PATH
+    return cfg.drill.log or str(drill_log.default_path())

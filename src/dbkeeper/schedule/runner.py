@@ -16,7 +16,10 @@ event (``planned``, ``start``, ``finish``, ``next``, ``nothing-due``, ``stopping
 for a finish its exit code and seconds, beside the same message.
 
 The children get our whole environment (proc.child_env would strip the AWS_, age and notification variables
-that dbkeeper itself needs). The clock and the sleep are injectable, for tests.
+that dbkeeper itself needs), plus ``DBKEEPER_SCHEDULED_JOB``: a job's dead-man's switch is pinged here, ``/start``
+before its first step and success or ``/fail`` after its last, so that the backup job's ping says the prune after
+it ran too; the steps themselves do not ping (each still sends its own notifications). The clock and the sleep
+are injectable, for tests.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbkeeper import proc
+from dbkeeper.notify import SCHEDULED_JOB_ENV, Notifier
 from dbkeeper.schedule import JOB_NAMES, Job, Step, due, next_runs
 from dbkeeper.units import format_seconds
 
@@ -62,6 +67,7 @@ class Runner:
         grace: float = 30.0,
         dbkeeper: Sequence[str] = (sys.executable, "-m", "dbkeeper"),
         events: Callable[[Event], None] | None = None,
+        notifier_for: Callable[[str], Notifier] | None = None,
     ) -> None:
         self.jobs = jobs
         self.config = config
@@ -71,6 +77,7 @@ class Runner:
         self.dbkeeper = tuple(dbkeeper)
         self._log = log
         self._events = events
+        self.notifier_for = notifier_for
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
 
@@ -125,10 +132,13 @@ class Runner:
     def run(self, job: Job) -> int:
         """Run one job's steps now; return the exit code of the last step that ran."""
         self.log(f"start {job.name}: {job.describe()}", "start", job.name)
+        notifier = self.notifier_for(job.name) if self.notifier_for else None
+        if notifier is not None:
+            notifier.ping("/start")
         t0 = time.monotonic()
         code, error, step = 0, "", job.steps[0]
         for step in job.steps:
-            code, error = self._step(step)
+            code, error = self._step(step, job.name)
             if code or self.stopping:
                 break
         how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
@@ -143,13 +153,19 @@ class Runner:
             seconds=round(seconds, 3),
             error=error or None,
         )
+        if notifier is not None:
+            ok = code == 0 and not self.stopping
+            host = socket.gethostname()
+            summary = f"finish {job.name}: {how} in {format_seconds(seconds)}{stopped}{why}"
+            notifier.ping("" if ok else "/fail", f"dbkeeper {job.name} {'OK' if ok else 'FAILED'} on {host}: {summary}")
         return 1 if code < 0 else code
 
-    def _step(self, step: Step) -> tuple[int, str]:
+    def _step(self, step: Step, job: str) -> tuple[int, str]:
         argv = [*self.dbkeeper, *(["--config", self.config] if self.config else []), *step]
         # With events (--json) our stdout carries only them: a step's own output goes to stderr instead.
         stdout = sys.stderr.fileno() if self._events is not None else None
-        with proc.Process(argv, env=dict(os.environ), stdout=stdout, cwd=self.cwd, new_session=True) as child:
+        env = {**os.environ, SCHEDULED_JOB_ENV: job}
+        with proc.Process(argv, env=env, stdout=stdout, cwd=self.cwd, new_session=True) as child:
             code = self._wait(child)
             stderr = child.stderr_text()
         if stderr:

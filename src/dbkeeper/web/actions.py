@@ -129,7 +129,7 @@ class Actions:
             pg_bin=cfg.pg_bin,
             copy_to=tuple(configured.repository(url, cfg) for url in cfg.copy_to),
         )
-        with Notifier.from_config(cfg).run("backup") as report:
+        with Notifier.for_job(cfg, "backup").run() as report:
             report.details.update(databases=[src.label], store=self.repo.url, via="dashboard")
             results = back_up(plan, self.repo, report)
         self._metrics()

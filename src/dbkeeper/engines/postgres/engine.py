@@ -35,6 +35,7 @@ class ServerInfo:
     encoding: str
     collate: str
     ctype: str
+    size: int | None = None  # pg_database_size when asked: what a backup's progress measures against
 
     @property
     def major(self) -> int:
@@ -81,11 +82,12 @@ class PostgresEngine:
         if self._server is None:
             row = self.query(
                 "SELECT current_setting('server_version_num'), current_setting('server_version'),"
-                " pg_encoding_to_char(encoding), datcollate, datctype"
+                " pg_encoding_to_char(encoding), datcollate, datctype, pg_database_size(current_database())"
                 " FROM pg_database WHERE datname = current_database()",
                 doing=f"connecting to {self.conn.display()}",
             )[0]
-            self._server = ServerInfo(int(row[0]), row[1].split()[0], row[2], row[3], row[4])
+            size = int(row[5]) if row[5] and row[5].isdigit() else None
+            self._server = ServerInfo(int(row[0]), row[1].split()[0], row[2], row[3], row[4], size)
         return self._server
 
     # -- backup ---------------------------------------------------------------------------------------
@@ -101,6 +103,7 @@ class PostgresEngine:
             dump_tool_version=dump_tool.version,
             server_encoding=server.encoding,
             source={"host": self.conn.host, "port": self.conn.port, "user": self.conn.user},
+            size_estimate=server.size,
             extra={
                 "lc_collate": server.collate,
                 "lc_ctype": server.ctype,
@@ -203,6 +206,7 @@ class PostgresGlobals(PostgresEngine):
             dump_tool_version=self.client("pg_dumpall").version,
             extra={},
             selection=None,
+            size_estimate=None,
         )
 
     @contextmanager

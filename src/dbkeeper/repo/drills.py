@@ -1,0 +1,141 @@
+"""Drill records in the store: one small JSON object per drill, so that every host sees the drill history.
+
+A drill host appends a row to its own Markdown log (drill_log) and writes the same facts here, under
+``drills/<source id>/<YYYYMMDD_HHMMSS>-<8 hex>.json`` with ``if_absent`` (a record is never replaced; the random
+part keeps two hosts drilling in the same second apart). ``status`` and the metrics read them back, so a
+monitoring host or a fresh container knows the last drill without the drill host's disk. The ``drills/``
+directory is not a source's (a source id holds no ``/``), so the catalog never takes a record for a backup set.
+
+Whoever can write the store can write a record: ``DrillRecord.from_json`` checks every field's type and size and
+raises ValueError for anything else; the reader skips such a record (it is history, not a backup to refuse).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+
+from dbkeeper.repo.names import SOURCE_ID_RE, stamp
+from dbkeeper.storage import Store
+
+PREFIX = "drills/"
+FORMAT_VERSION = 1
+MAX_BYTES = 64 * 1024
+READ_LAST = 50  # records read per source: the newest ones are what status and the slow-restore check need
+RESULTS = ("PASS", "FAIL")
+_NAME_RE = re.compile(r"^\d{8}_\d{6}-[0-9a-f]{8}\.json\Z")
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
+_TEXT_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class DrillRecord:
+    source_id: str
+    series: str  # what the drill log calls the database: the source id, or a legacy set's database
+    date: str  # YYYY-MM-DDTHH:MM:SSZ, when the drill started
+    result: str  # PASS | FAIL
+    backup: str = ""
+    backup_age: str = ""
+    size: str = ""
+    restore_seconds: float | None = None
+    total_seconds: float | None = None
+    checks: str = ""
+    anomalies: str = ""
+    host: str = ""
+    recorded_at: str = ""  # when the record was written, to the microsecond: orders two drills of one second
+
+    @property
+    def started(self) -> datetime:
+        return datetime.strptime(self.date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> DrillRecord:
+        if len(raw) > MAX_BYTES:
+            raise ValueError("a drill record larger than 64 kB")
+        try:
+            doc = json.loads(raw)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
+        if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
+            raise ValueError("not a drill record of format_version 1")
+        text: dict[str, str] = {}
+        for key in (
+            "source_id",
+            "series",
+            "date",
+            "result",
+            "backup",
+            "backup_age",
+            "size",
+            "checks",
+            "anomalies",
+            "recorded_at",
+        ):
+            value = doc.get(key, "")
+            if not isinstance(value, str) or len(value) > _TEXT_LIMIT:
+                raise ValueError(f"{key}: not a string of at most {_TEXT_LIMIT} characters")
+            text[key] = value
+        host = doc.get("host", "")
+        if not isinstance(host, str) or len(host) > 255:
+            raise ValueError("host: not a host name")
+        if not SOURCE_ID_RE.match(text["source_id"]) or not text["series"]:
+            raise ValueError("source_id or series missing")
+        if not _TIME_RE.match(text["date"]) or text["result"] not in RESULTS:
+            raise ValueError("date or result malformed")
+        numbers: dict[str, float | None] = {}
+        for key in ("restore_seconds", "total_seconds"):
+            value = doc.get(key)
+            ok = value is None or (
+                isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+            )
+            if not ok:
+                raise ValueError(f"{key}: not a number of seconds")
+            numbers[key] = None if value is None else float(value)
+        record = cls(
+            **text, host=host, restore_seconds=numbers["restore_seconds"], total_seconds=numbers["total_seconds"]
+        )
+        record.started  # noqa: B018 - a date that matches the pattern but is no date (month 13) raises here
+        return record
+
+
+def record_name(record: DrillRecord) -> str:
+    return f"{PREFIX}{record.source_id}/{stamp(record.started)}-{secrets.token_hex(4)}.json"
+
+
+def put(store: Store, record: DrillRecord) -> str:
+    """Write ``record`` as a new object (never over another); its name."""
+    record = replace(record, recorded_at=datetime.now(UTC).isoformat())
+    name = record_name(record)
+    store.put(name, [record.to_json()], if_absent=True)
+    return name
+
+
+def read(store: Store, source: str | None = None) -> list[DrillRecord]:
+    """The newest ``READ_LAST`` records of every source (or of ``source``), oldest first; a record that does not
+    read is skipped."""
+    from dbkeeper.errors import DbkeeperError
+
+    listed = store.list(f"{PREFIX}{source}/" if source else PREFIX)
+    by_source: dict[str, list[str]] = {}
+    for obj in listed:
+        parts = obj.name[len(PREFIX) :].split("/")
+        if len(parts) == 2 and SOURCE_ID_RE.match(parts[0]) and _NAME_RE.match(parts[1]) and obj.size <= MAX_BYTES:
+            by_source.setdefault(parts[0], []).append(obj.name)
+    records = []
+    for source_id, found in by_source.items():
+        for name in sorted(found)[-READ_LAST:]:
+            try:
+                with store.open(name) as f:
+                    record = DrillRecord.from_json(f.read(MAX_BYTES + 1))
+            except (DbkeeperError, ValueError):
+                continue
+            if record.source_id == source_id:  # a record filed under another source's name is not believed
+                records.append(record)
+    return sorted(records, key=lambda r: (r.date, r.recorded_at))

@@ -1,0 +1,85 @@
+"""Drill records in the store: written if absent, read back oldest first, and whatever else is there (a forged,
+oversized or misfiled record) skipped rather than believed or fatal."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dbkeeper.repo import DrillRecord, Repository
+from dbkeeper.repo.drills import MAX_BYTES
+from dbkeeper.storage.local import LocalStore
+
+GOOD = DrillRecord("app", "app", "2026-11-20T04:00:00Z", "PASS", backup="app/app_20261119_020000.db.gz", host="ops1")
+
+
+def test_round_trip_and_order(tmp_path: Path) -> None:
+    repo = Repository(LocalStore(tmp_path))
+    later = DrillRecord("app", "app", "2026-11-27T04:00:00Z", "FAIL", anomalies="smoke 1: 0 rows", restore_seconds=1.5)
+    other = DrillRecord("shop", "shop", "2026-11-21T04:00:00Z", "PASS")
+    for record in (later, GOOD, other):
+        name = repo.record_drill(record)
+        assert name.startswith(f"drills/{record.source_id}/{record.started:%Y%m%d_%H%M%S}-")
+    found = repo.drill_records()
+    assert [(r.source_id, r.date, r.result) for r in found] == [
+        ("app", GOOD.date, "PASS"),
+        ("shop", other.date, "PASS"),
+        ("app", later.date, "FAIL"),
+    ]
+    assert found[2].restore_seconds == 1.5 and found[2].anomalies == "smoke 1: 0 rows"
+    assert [r.source_id for r in repo.drill_records("shop")] == ["shop"]
+    # Not a backup set: the catalog of the same store holds nothing.
+    assert repo.scan(datetime.now(UTC)).entries == []
+
+
+def test_two_drills_in_one_second_read_in_the_order_written(tmp_path: Path) -> None:
+    repo = Repository(LocalStore(tmp_path))
+    for result in ("PASS", "FAIL", "PASS", "FAIL"):
+        repo.record_drill(DrillRecord("app", "app", GOOD.date, result))
+    assert [r.result for r in repo.drill_records()] == ["PASS", "FAIL", "PASS", "FAIL"]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        {**json.loads(GOOD.to_json()), "format_version": 2},
+        {**json.loads(GOOD.to_json()), "result": "MAYBE"},
+        {**json.loads(GOOD.to_json()), "date": "2026-13-40T04:00:00Z"},
+        {**json.loads(GOOD.to_json()), "date": "yesterday"},
+        {**json.loads(GOOD.to_json()), "restore_seconds": -1},
+        {**json.loads(GOOD.to_json()), "restore_seconds": True},
+        {**json.loads(GOOD.to_json()), "series": ""},
+        {**json.loads(GOOD.to_json()), "source_id": "../etc"},
+        {**json.loads(GOOD.to_json()), "anomalies": "x" * 5000},
+        {**json.loads(GOOD.to_json()), "host": ["ops1"]},
+    ],
+)
+def test_records_that_do_not_fit_the_schema_are_skipped(tmp_path: Path, doc: dict[str, object]) -> None:
+    store = LocalStore(tmp_path)
+    store.put("drills/app/20261120_040000-0000beef.json", [json.dumps(doc).encode()])
+    Repository(store).record_drill(GOOD)
+    assert [r.date for r in Repository(store).drill_records()] == [GOOD.date]
+
+
+def test_garbage_misfiled_and_oversized_records_are_skipped(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put("drills/app/20261120_040000-00000001.json", [b"\xff not json"])
+    store.put("drills/app/20261120_040000-00000002.json", [b"[" * 100_000])
+    store.put("drills/app/20261120_040000-00000003.json", [b" " * (MAX_BYTES + 1)])
+    store.put("drills/app/notes.txt", [GOOD.to_json()])
+    store.put("drills/shop/20261120_040000-00000004.json", [GOOD.to_json()])  # says source app, filed under shop
+    store.put("drills/20261120_040000-00000005.json", [GOOD.to_json()])
+    assert Repository(store).drill_records() == []
+
+
+@given(st.binary(max_size=2000) | st.text(max_size=500).map(str.encode))
+def test_from_json_never_raises_anything_but_value_error(raw: bytes) -> None:
+    with contextlib.suppress(ValueError):
+        DrillRecord.from_json(raw)
