@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pitr:
         return _run_pitr(args)
     if not args.backup:
-        raise UsageError("restore needs BACKUP", "dbkeeper restore latest postgresql://…/db, or --pitr DATADIR")
+        args.parser.error("the following arguments are required: BACKUP (or --pitr DATADIR)")
     if args.globals:
         return _globals(args)
     if args.allow_no_password or args.allow_superuser:
