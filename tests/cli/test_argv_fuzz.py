@@ -131,11 +131,11 @@ BAD_INPUT = [
     (["drill", "--target", "ftp://backup.example/x", "--store", "store"], 2, "cannot tell what kind of place"),
     (["backup", "sqlite:///app.db", "--name", ".hidden", "--store", "store"], 2, "cannot name a source in a store"),
     (["backup", "sqlite:///app.db", "--name", "a/b", "--store", "store"], 2, "cannot name a source in a store"),
-    (["verify", "latest", "--database", ".hidden", "--store", "store"], 1, "no complete backup found of database"),
-    (["verify", "latest", "--database", "a/b", "--store", "store"], 1, "no complete backup found of database a/b"),
-    (["verify", "../x", "--store", "store"], 1, "../x does not exist"),
-    (["restore", "../x", "sqlite:///t.db", "--store", "store"], 1, "../x does not exist"),
-    (["verify", "store/../../etc/passwd"], 1, "does not exist"),
+    (["verify", "latest", "--database", ".hidden", "--store", "store"], 2, "no complete backup found of database"),
+    (["verify", "latest", "--database", "a/b", "--store", "store"], 2, "no complete backup found of database a/b"),
+    (["verify", "../x", "--store", "store"], 2, "../x does not exist"),
+    (["restore", "../x", "sqlite:///t.db", "--store", "store"], 2, "../x does not exist"),
+    (["verify", "store/../../etc/passwd"], 2, "does not exist"),
     (["restore", "../../../../etc/passwd", "sqlite:///t.db"], 3, "failed verification (manifest: not found"),
 ]
 
