@@ -9,24 +9,27 @@ import sys
 import time
 from pathlib import Path
 
+from archiving import ArchivingCluster, archiving_cluster
 from conftest import _pg15_bindir
 from dbkeeper import drill_log
-from pg import server_dbkeeper
-from pitr_harness import Archiving, shared_dir
+from pitr_harness import PITR_SETTINGS, basebackup, dbk
 
 
-def _drill(a: Archiving, log: Path, *extra: str) -> tuple[int, dict]:
-    done = a.dbk(
-        "drill", "--pitr", "--source", a.source, "--store", a.store, "--pg-bin", a.pg_bin,
-        "--wal-fetch-command", server_dbkeeper(), "--log", str(log), "--json", *extra,
+def _drill(ac: ArchivingCluster, log: Path, *extra: str) -> tuple[int, dict]:
+    done = dbk(
+        ac, "drill", "--pitr", "--pg-bin", str(ac.cluster.bindir), "--wal-fetch-command", ac.command,
+        "--log", str(log), "--json", *extra,
     )  # fmt: skip
     assert done.stdout.strip(), done.stderr
     return done.returncode, json.loads(done.stdout)
 
 
 def test_a_pitr_drill_restores_to_a_random_time_and_proves_it_by_the_ledger(tmp_path: Path) -> None:
-    store = shared_dir("dbkeeper-pitr-drill-store-")
-    a = Archiving.start(_pg15_bindir(), str(store))
+    with archiving_cluster(_pg15_bindir(), settings=PITR_SETTINGS) as a:
+        _drill_with_ledger(a, tmp_path)
+
+
+def _drill_with_ledger(a: ArchivingCluster, tmp_path: Path) -> None:
     writer = subprocess.Popen(
         [sys.executable, "-m", "dbkeeper", "ledger", a.cluster.url(), "--every", "1s"],
         env=a.cluster.env(),
@@ -35,34 +38,35 @@ def test_a_pitr_drill_restores_to_a_random_time_and_proves_it_by_the_ledger(tmp_
     )
     try:
         time.sleep(1.5)
-        a.basebackup()
+        basebackup(a)
         time.sleep(9)  # ledger rows and archived segments (archive_timeout 1s) after the base backup
         log = tmp_path / "drills.md"
         code, doc = _drill(a, log, "--margin", "3s", "--seed", "7")
         drill = doc["drills"][0]
         assert code == 0, drill
-        assert drill["database"] == "pitrdb (PITR)" and drill["ok"]
+        assert drill["database"] == "main (PITR)" and drill["ok"]
         names = [c["name"] for c in drill["checks"]]
         assert names == ["window", "restore", "ledger", "cleanup"]
         pitr = drill["pitr"]
         assert pitr["reached_lsn"] and pitr["rto_seconds"] > 0 and pitr["ledger_newest"] <= pitr["target_time"]
         assert "throwaway cluster" in drill["target"] and "socket only" in drill["target"]
         rows = drill_log.read(log)
-        assert [(r.database, r.result) for r in rows] == [("pitrdb (PITR)", "PASS")]
-        # The same seed drills the same point again.
-        code, again = _drill(a, log, "--margin", "3s", "--seed", "7")
-        assert code == 0 and again["drills"][0]["pitr"]["target_time"] == pitr["target_time"]
+        assert [(r.database, r.result) for r in rows] == [("main (PITR)", "PASS")]
+        # Once the archive stops growing, the same seed drills the same point again.
+        writer.terminate()
+        writer.wait(timeout=10)
+        time.sleep(3)
+        first = _drill(a, log, "--margin", "3s", "--seed", "7")[1]["drills"][0]["pitr"]["target_time"]
+        again = _drill(a, log, "--margin", "3s", "--seed", "7")[1]["drills"][0]["pitr"]["target_time"]
+        assert first == again
     finally:
         writer.terminate()
         writer.wait(timeout=10)
-        a.stop()
 
 
 def test_without_a_ledger_being_written_the_drill_fails_and_says_why(tmp_path: Path) -> None:
-    store = shared_dir("dbkeeper-pitr-drill-store-")
-    a = Archiving.start(_pg15_bindir(), str(store))
-    try:
-        a.basebackup()
+    with archiving_cluster(_pg15_bindir(), settings=PITR_SETTINGS) as a:
+        basebackup(a)
         for _ in range(6):
             a.cluster.psql("CREATE TABLE IF NOT EXISTS t (n int); INSERT INTO t VALUES (1)")
             time.sleep(1)
@@ -74,17 +78,11 @@ def test_without_a_ledger_being_written_the_drill_fails_and_says_why(tmp_path: P
         assert not ledger["ok"] and "dbkeeper ledger" in ledger["detail"]
         assert next(c for c in drill["checks"] if c["name"] == "cleanup")["ok"]
         assert drill_log.read(log)[0].result == "FAIL"
-    finally:
-        a.stop()
 
 
 def test_a_store_without_base_backups_fails_the_window_check(tmp_path: Path) -> None:
-    store = shared_dir("dbkeeper-pitr-drill-store-")
-    a = Archiving.start(_pg15_bindir(), str(store))
-    try:
+    with archiving_cluster(_pg15_bindir(), settings=PITR_SETTINGS) as a:
         code, doc = _drill(a, tmp_path / "drills.md")
         assert code == 3
         window = doc["drills"][0]["checks"][0]
         assert window["name"] == "window" and not window["ok"] and "dbkeeper basebackup" in window["hint"]
-    finally:
-        a.stop()
