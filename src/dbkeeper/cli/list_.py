@@ -106,7 +106,10 @@ def _base_json(b: Listed) -> dict[str, Any]:
 
 def _row(e: Entry, now: datetime) -> tuple[str, ...]:
     rows = str(sum(e.manifest.row_counts.values())) if e.manifest else "-"
-    return (e.name, e.source_id, iso(e.created), _age(e, now), human_size(e.size), rows, e.state_text)
+    state = e.state_text
+    if e.manifest is not None and e.manifest.partial:
+        state += f" (partial: {e.manifest.describe_selection()})"
+    return (e.name, e.source_id, iso(e.created), _age(e, now), human_size(e.size), rows, state)
 
 
 def _age(e: Entry, now: datetime) -> str:
