@@ -102,7 +102,8 @@ def test_status_on_another_host_sees_the_drill_through_the_store(tmp_path: Path)
     result = run_dbkeeper("drill", "--smoke", "smoke.sql", env=env(third), cwd=third)
     assert result.returncode == 3
     result = run_dbkeeper("status", "--max-age", "4d", env=env(monitor), cwd=monitor)
-    assert result.returncode == 2 and result.stdout.startswith("CRITICAL app: last drill failed (smoke 1:")  # Nagios CRITICAL
+    # CRITICAL, in Nagios's code
+    assert result.returncode == 2 and result.stdout.startswith("CRITICAL app: last drill failed (smoke 1:")
 
 
 def test_a_store_that_takes_no_drill_record_still_drills(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

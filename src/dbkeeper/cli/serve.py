@@ -60,7 +60,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--max-age", metavar="AGE", help=f"as status --max-age (default {DEFAULT_MAX_AGE})")
     p.add_argument(
-        "--drill-log", metavar="FILE", help="the drill log (default: config [drill] log, else docs/DR_DRILL_LOG.md)"
+        "--drill-log",
+        metavar="FILE",
+        help="the drill log (default: config [drill] log, else DR_DRILL_LOG.md in the state directory)",
     )
     p.add_argument(
         "--refresh",
