@@ -465,7 +465,13 @@ def test_serve_json_says_where_it_listens(tmp_path: Path) -> None:
             lines.append(proc.stdout.readline())
             assert lines[-1], proc.stderr.read() if proc.stderr else ""
         doc = json.loads("".join(lines))
-        assert doc == {"ok": True, "url": f"http://127.0.0.1:{port}/x/", "store": "backups", "actions": False}
+        assert doc == {
+            "format_version": 1,
+            "ok": True,
+            "url": f"http://127.0.0.1:{port}/x/",
+            "store": "backups",
+            "actions": False,
+        }
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
