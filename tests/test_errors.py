@@ -15,7 +15,12 @@ REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "src" / "dbkeeper"
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]")
 # Flags of other programs that hints name, with the program: never dbkeeper's.
-FOREIGN = {"--collector": "node_exporter --collector.textfile.directory", "--force": "pipx install --force"}
+FOREIGN = {
+    "--collector": "node_exporter --collector.textfile.directory",
+    "--force": "pipx install --force",
+    "--lock-wait-timeout": "pg_dump's own, passed through --pg-dump-option",
+    "--globals-only": "pg_dumpall --globals-only",
+}
 ERROR_CLASSES = {n for n in dir(errors) if isinstance(getattr(errors, n), type)}
 
 

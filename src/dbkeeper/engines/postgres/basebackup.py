@@ -258,7 +258,7 @@ def verify(datadir: Path, client: Client, *, manifest: Path | None = None) -> st
     except ToolError as exc:
         raise CheckFailed(
             f"pg_verifybackup found the restored files do not match the backup's manifest: {exc.message}",
-            "the base backup in the store is damaged; restore from another (--backup ID)",
+            "the base backup in the store is damaged; restore from another (--base-backup ID)",
         ) from None
 
 
