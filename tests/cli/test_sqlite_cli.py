@@ -360,7 +360,11 @@ def test_what_sigkill_leaves_is_found_and_removed(
     running = _start("verify", str(backup), tmp=tmp)  # a live one: its working copy is never removed
     _when(running, _spooling(tmp), "a working copy")
     seen = run_dbkeeper("cleanup", "--store", str(tmp_path / "empty"), "--older-than", "0s", "--json")
-    assert [lo["action"] for lo in json.loads(seen.stdout)["leftovers"]] == ["keep"]
+    actions_now = [lo["action"] for lo in json.loads(seen.stdout)["leftovers"]]
+    if running.poll() is not None:  # a loaded machine let the verify finish first: nothing left to look at
+        assert actions_now == []
+        return
+    assert actions_now == ["keep"]
     running.send_signal(signal.SIGINT)
     _checked_out(running, signal.SIGINT)
 
