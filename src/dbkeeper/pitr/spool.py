@@ -51,18 +51,14 @@ _ACK_HEAD = "dbkeeper-wal-ack 2"  # then one field a line, in _ACK_FIELDS order 
 
 
 def root(explicit: str | None = None) -> str:
-    """The spool root: ``explicit`` (``--spool``), else ``$DBKEEPER_STATE_DIR/wal``, else ``/var/lib/dbkeeper/wal``
-    for root and ``$XDG_STATE_HOME/dbkeeper/wal`` (``~/.local/state/dbkeeper/wal``) for anyone else, such as the
-    ``postgres`` user archive_command runs as. The one place that decides it."""
+    """The spool root: ``explicit`` (``--spool``), else ``wal`` in the state directory (state.py decides where that
+    is: ``$DBKEEPER_STATE_DIR``, ``/var/lib/dbkeeper`` for root, the XDG state directory for anyone else, such as
+    the ``postgres`` user archive_command runs as)."""
     if explicit:
         return explicit
-    state = os.environ.get("DBKEEPER_STATE_DIR")
-    if state:
-        return os.path.join(state, "wal")
-    if os.geteuid() == 0:
-        return "/var/lib/dbkeeper/wal"
-    xdg = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(xdg, "dbkeeper", "wal")
+    from dbkeeper.state import state_root
+
+    return os.path.join(state_root(), "wal")
 
 
 def store_key(url: str) -> str:
