@@ -3,7 +3,6 @@ duplicates, the history chain, the base backup's start, --deep."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from dbkeeper.pitr import walfile
 from dbkeeper.pitr.archive import Cluster, WalArchive
+from dbkeeper.pitr.basebackup import BaseBackup
 from dbkeeper.pitr.walverify import Server, verify
 from fixtures_s3 import s3_bucket, s3_client, s3_env  # noqa: F401
 from store_cases import StoreCase, make_case
@@ -119,8 +119,15 @@ def test_the_range_starts_at_the_oldest_base_backup(case: StoreCase, tmp_path: P
     arch = WalArchive(case.store, "main")
     push(arch, tmp_path, name(1, 1), *(name(1, i) for i in range(4, 8)))
     assert verify(arch, AID, now=datetime.now(UTC) + LATER).lost == [name(1, 2), name(1, 3)]
-    doc = {"timeline": 1, "start_lsn": walfile.format_lsn(4 * SEG + 40), "stop_time": "2026-01-01T00:00:00Z"}
-    case.store.put(f"{arch.base(AID)}/base/20260101T000000Z-F/backup.json", [json.dumps(doc).encode()])
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    doc = BaseBackup(
+        id="20260101T000000Z-F", kind="full", parent=None, label="t", source_id="main", archive_id=AID,
+        pg_version="15.18", pg_major=15, system_identifier=SYSID, wal_segment_size=SEG, timeline=1,
+        start_lsn=4 * SEG + 40, stop_lsn=4 * SEG + 400, start_time=moment, stop_time=moment, created_at=moment,
+        duration_s=1.0, wal_ranges=((1, 4 * SEG + 40, 4 * SEG + 400),), objects=(), manifest_checksum="0" * 64,
+        compression="zstd", recipients=(), wal_verified=True,
+    )  # fmt: skip
+    case.store.put(f"{arch.base(AID)}/base/20260101T000000Z-F/backup.json", [doc.to_bytes()])
     r = verify(arch, AID, now=datetime.now(UTC) + LATER)
     assert r.ok and r.start == name(1, 4) and r.start_from == "base backup 20260101T000000Z-F"
     assert r.window()[0] == datetime(2026, 1, 1, tzinfo=UTC)

@@ -22,15 +22,15 @@ server's (another cluster promoted and archived here: split brain).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from dbkeeper.errors import DbkeeperError, NotFound
 from dbkeeper.pitr import walfile
 from dbkeeper.pitr.archive import ArchivedWal, ArchiveInfo, WalArchive
+from dbkeeper.pitr.basebackup import list_backups
 
 FOUND, DELAYED, LOST = "FOUND", "DELAYED", "LOST"
 DEFAULT_DELAY = timedelta(minutes=1)
@@ -142,28 +142,13 @@ class ArchiveReport:
 
 
 def base_backups(archive: WalArchive, aid: str, seg_size: int) -> list[BaseStart]:
-    """The committed base backups (``base/<id>/backup.json``) of the archive, oldest start first. A backup.json
-    that does not read is skipped with the others still counted: it is the base backup command's to report."""
-    out = []
-    prefix = f"{archive.base(aid)}/base/"
-    for info in archive.store.list(prefix):
-        parts = info.name[len(prefix) :].split("/")
-        if len(parts) != 2 or parts[1] != "backup.json":
-            continue
-        try:
-            with archive.store.open(info.name) as f:
-                doc = json.loads(f.read(1 << 20))
-            stop = doc.get("stop_time")
-            out.append(
-                BaseStart(
-                    parts[0],
-                    int(doc["timeline"]),
-                    walfile.lsn_segno(walfile.parse_lsn(doc["start_lsn"]), seg_size),
-                    datetime.strptime(stop, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if stop else None,
-                )
-            )
-        except (NotFound, ValueError, KeyError, TypeError):
-            continue
+    """The good base backups of the archive (as pitr.basebackup lists them: backup.json read, checked and, with a
+    verify key, signed), oldest start first: only those a restore can start from say where the WAL must begin."""
+    out = [
+        BaseStart(e.id, e.backup.timeline, walfile.lsn_segno(e.backup.start_lsn, seg_size), e.backup.stop_time)
+        for e in list_backups(archive, aid, archive.verify_key)
+        if e.good and e.backup is not None
+    ]
     return sorted(out, key=lambda b: (b.start_segno, b.id))
 
 
