@@ -6,6 +6,7 @@ the next one; removing "everything before the newest backup" would leave it unre
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import pytest
 from archiving import archiving_cluster
 from conftest import _pg15_bindir
 from dbkeeper.pitr.archive import ArchivedWal
-from dbkeeper.pitr.basebackup import BaseBackup
-from dbkeeper.pitr.retain import ALWAYS_HISTORY, NO_BACKUP, decide_wal
+from dbkeeper.pitr.basebackup import BaseBackup, Listed
+from dbkeeper.pitr.retain import ALWAYS_HISTORY, NO_BACKUP, decide_backups, decide_wal
 from dbkeeper.pitr.walfile import WalName
+from dbkeeper.retention import FUTURE, Policy
 from pitr_harness import PITR_SETTINGS, basebackup, dbk, restore, shared_dir, stop_restored
 
 SEG = 16 << 20
@@ -57,6 +59,19 @@ def test_wal_is_kept_from_the_oldest_kept_backup_on_its_timeline_and_descendants
         assert "needed by base backup 20261130T000000Z-F" in decisions[kept].reason
     # Timeline 3 branched from 1 at segment 3, before the backup's start: no replay from it reaches there.
     assert not decisions["000000030000000000000003"].keep
+
+
+def test_a_backup_written_earlier_in_the_same_second_as_prune_is_counted_not_future() -> None:
+    """prune's clock is to the second; a base backup finished 0.7 s into that second is not in the future."""
+    now = datetime(2026, 11, 30, 2, 24, 17, tzinfo=UTC)
+    older = replace(_backup("20261130T022415Z-F", 1, 2), created_at=now.replace(second=15, microsecond=500000))
+    newest = replace(_backup("20261130T022417Z-F", 1, 4), created_at=now.replace(microsecond=700000))
+    ahead = replace(_backup("20261130T023000Z-F", 1, 6), created_at=now.replace(minute=30))
+    entries = [Listed("1-15", b.id, f"pitr/s/1-15/base/{b.id}", "ok", b) for b in (older, newest, ahead)]
+    decisions = {d.id: d for d in decide_backups(entries, Policy(keep_last=1), now)}
+    assert decisions[newest.id].keep and FUTURE not in decisions[newest.id].reasons, decisions[newest.id]
+    assert not decisions[older.id].keep, decisions[older.id]
+    assert decisions[ahead.id].reasons == (FUTURE,)
 
 
 def test_no_kept_backup_removes_no_wal() -> None:

@@ -118,7 +118,7 @@ def take(conn: PgConn, archive: WalArchive, options: BaseBackupOptions) -> BaseB
                 stop_lsn=ranges[-1][2],
                 start_time=started,
                 stop_time=stopped,
-                created_at=datetime.now(UTC),
+                created_at=datetime.now(UTC).replace(microsecond=0),  # to the second, like a dump's manifest
                 duration_s=round(time.monotonic() - t0, 3),
                 wal_ranges=tuple(ranges),
                 objects=(base, stored_manifest),

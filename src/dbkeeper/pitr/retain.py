@@ -115,7 +115,9 @@ class ArchivePrune:
 
 def decide_backups(entries: list[Listed], policy: Policy, now: datetime) -> list[BaseDecision]:
     """The policy over one archive's base backups, with incrementals keeping their parents."""
-    dated = {e.id: (e.backup.created_at if e.backup else _id_time(e.id)) for e in entries}
+    # To the second, as prune's clock and a dump's manifest are: a backup written earlier in the same second as
+    # this prune is not "dated in the future".
+    dated = {e.id: (e.backup.created_at.replace(microsecond=0) if e.backup else _id_time(e.id)) for e in entries}
     candidates = [Candidate(e.id, dated[e.id], e.good) for e in entries]
     decisions = {d.key: d for d in apply_policy(candidates, policy, now)}
     by_id = {e.id: e for e in entries}
