@@ -182,11 +182,9 @@ def _pitr(repo: Repository, now: datetime, put: Callable[[str, Labels, float | N
         put("dbkeeper_wal_gap_segments", {**labels, "state": "lost"}, len(h.report.lost))
         put("dbkeeper_wal_gap_segments", {**labels, "state": "delayed"}, len(h.report.delayed))
         put("dbkeeper_wal_conflicts", labels, len(h.report.conflicts) + len(h.report.history_problems))
-        start, end = h.report.window()
-        if start is not None:
-            put("dbkeeper_pitr_window_start_seconds", labels, start.timestamp())
-        if end is not None:
-            put("dbkeeper_pitr_window_end_seconds", labels, end.timestamp())
+        if h.report.window is not None:
+            put("dbkeeper_pitr_window_start_seconds", labels, h.report.window.start.timestamp())
+            put("dbkeeper_pitr_window_end_seconds", labels, h.report.window.end.timestamp())
 
 
 def render(families: Iterable[Family]) -> str:

@@ -160,11 +160,13 @@ class PitrStatus:
             b = h.backlog
             oldest = format_duration(timedelta(seconds=b.oldest_seconds))
             facts.append(f"{b.files} waiting ({human_size(b.bytes)}, oldest {oldest})")
-        start, end = h.report.window()
-        if start and end and end > start:
-            facts.append(f"window {format_duration(end - start)}")
-        else:
+        w = h.report.window
+        if w is not None:
+            facts.append(f"window {format_duration(w.end - w.start)}")
+        elif not h.report.base_backups:
             facts.append("no PITR window (no base backup)")
+        else:
+            facts.append("no PITR window (no WAL archived after the base backup yet)")
         if self.last_drill is not None:
             facts.append(
                 f"last PITR drill {self.last_drill.result} {format_duration(self.now - self.last_drill.date)} ago"
@@ -175,7 +177,7 @@ class PitrStatus:
 
     def to_json(self) -> dict[str, Any]:
         h = self.health
-        start, end = h.report.window()
+        w = h.report.window
         age = self.wal_age
         drill = self.last_drill
         return {
@@ -194,7 +196,7 @@ class PitrStatus:
             },
             "backlog": h.backlog.to_json() if h.backlog else None,
             "gaps": {"lost": h.report.lost, "delayed": h.report.delayed},
-            "window": {"start": iso(start) if start else None, "end": iso(end) if end else None},
+            "window": {"start": iso(w.start) if w else None, "end": iso(w.end) if w else None},
             "last_pitr_drill": None
             if drill is None
             else {"date": iso(drill.date), "result": drill.result, "restore_seconds": drill.restore_seconds},

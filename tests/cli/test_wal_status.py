@@ -82,7 +82,9 @@ def test_status_and_metrics_of_a_pitr_source(tmp_path: Path, monkeypatch: pytest
         assert abs(samples[("dbkeeper_wal_last_archived_timestamp_seconds", "")] - time.time()) < 120
         assert samples[("dbkeeper_wal_archive_backlog_files", "")] >= 2
         assert samples[("dbkeeper_wal_gap_segments", "lost")] == 0
-        assert ("dbkeeper_pitr_window_end_seconds", "") in samples
+        # No base backup yet: no window, whatever WAL is archived (status and a drill say the same).
+        assert ("dbkeeper_pitr_window_end_seconds", "") not in samples
+        assert "no PITR window (no base backup)" in doc["pitr"][0]["line"] and doc["pitr"][0]["window"]["end"] is None
         # A segment deleted from the middle: CRITICAL, and the metric counts it.
         cluster = cluster_of(ac.cluster.datadir)
         assert cluster is not None

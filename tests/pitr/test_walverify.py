@@ -49,8 +49,7 @@ def test_a_whole_archive_is_ok(case: StoreCase, tmp_path: Path) -> None:
     assert r.ok, r.problems
     assert [(t.timeline, t.first, t.last, t.found) for t in r.timelines] == [(1, name(1, 1), name(1, 5), 5)]
     assert r.start_from == "first archived segment" and r.newest is not None and r.newest.name.text == name(1, 5)
-    start, end = r.window()
-    assert start is None and end is not None
+    assert r.window is None  # no base backup: no window, however much WAL there is
 
 
 def test_a_hole_before_newer_segments_is_lost_unless_they_just_arrived(case: StoreCase, tmp_path: Path) -> None:
@@ -130,7 +129,8 @@ def test_the_range_starts_at_the_oldest_base_backup(case: StoreCase, tmp_path: P
     case.store.put(f"{arch.base(AID)}/base/20260101T000000Z-F/backup.json", [doc.to_bytes()])
     r = verify(arch, AID, now=datetime.now(UTC) + LATER)
     assert r.ok and r.start == name(1, 4) and r.start_from == "base backup 20260101T000000Z-F"
-    assert r.window()[0] == datetime(2026, 1, 1, tzinfo=UTC)
+    assert r.window is not None and r.window.start == datetime(2026, 1, 1, tzinfo=UTC)
+    assert r.window.end == max(f.stored for f in arch.files(AID) if f.stored is not None)
 
 
 def test_deep_reads_every_object_back(case: StoreCase, tmp_path: Path) -> None:

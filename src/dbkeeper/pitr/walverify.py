@@ -31,6 +31,7 @@ from dbkeeper.errors import DbkeeperError, NotFound
 from dbkeeper.pitr import walfile
 from dbkeeper.pitr.archive import ArchivedWal, ArchiveInfo, WalArchive
 from dbkeeper.pitr.basebackup import list_backups
+from dbkeeper.pitr.window import Window, span
 
 FOUND, DELAYED, LOST = "FOUND", "DELAYED", "LOST"
 DEFAULT_DELAY = timedelta(minutes=1)
@@ -77,6 +78,7 @@ class ArchiveReport:
     damaged: list[str] = field(default_factory=list)  # --deep: objects that do not read back
     newest: ArchivedWal | None = None  # the newest archived segment (or .partial)
     base_backups: list[BaseStart] = field(default_factory=list)
+    window: Window | None = None  # pitr.window's rule over these base backups and files
     deep: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -102,13 +104,8 @@ class ArchiveReport:
     def ok(self) -> bool:
         return not self.problems
 
-    def window(self) -> tuple[datetime | None, datetime | None]:
-        """The PITR window: from the oldest base backup's end to the newest archived segment's arrival."""
-        ends = [b.stop_time for b in self.base_backups if b.stop_time is not None]
-        return (min(ends) if ends else None, self.newest.stored if self.newest else None)
-
     def to_json(self) -> dict[str, Any]:
-        start, end = self.window()
+        start, end = (self.window.start, self.window.end) if self.window else (None, None)
         return {
             "archive_id": self.info.archive_id,
             "ok": self.ok,
@@ -169,7 +166,8 @@ def verify(
     seg = info.seg_size
     files = archive.files(aid)
     bases = base_backups(archive, aid, seg)
-    report = ArchiveReport(info, None, "empty", base_backups=bases, deep=deep)
+    stops = [b.stop_time for b in bases if b.stop_time is not None]
+    report = ArchiveReport(info, None, "empty", base_backups=bases, window=span(aid, stops, files), deep=deep)
     # Duplicates: one name, more than one hash.
     hashes: dict[str, set[str]] = {}
     for entry in files:

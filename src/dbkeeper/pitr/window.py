@@ -1,12 +1,18 @@
 """The PITR window: the times a restore can reach, from the end of the oldest good base backup to the newest WAL
-the store holds (by the store's own clock, so that a forged timestamp cannot stretch it)."""
+segment the store holds (by the store's own clock, so that a forged timestamp cannot stretch it).
+
+One rule for everyone who names a window: drills pick their target inside ``window(archive)``; ``status``, the
+metrics and the dashboard show ``walverify``'s report, which computes its window with ``span`` over the same
+good base backups and the same archived files. A ``.partial`` segment does not extend it: recovery never reads
+one by itself."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from dbkeeper.pitr.archive import WalArchive
+from dbkeeper.pitr.archive import ArchivedWal, WalArchive
 from dbkeeper.pitr.basebackup import BaseBackup, list_backups
 
 
@@ -22,18 +28,26 @@ class Window:
         return max((self.end - self.start).total_seconds(), 0.0)
 
 
+def span(archive_id: str, stops: list[datetime], files: Iterable[ArchivedWal]) -> Window | None:
+    """The window of one archive: ``stops`` are its good base backups' end times; None when there is none, or
+    no segment reached the store after the oldest of them."""
+    if not stops:
+        return None
+    start = min(stops)
+    stored = [f.stored for f in files if f.name.kind == "segment" and f.stored is not None]
+    end = max(stored, default=None)
+    return Window(archive_id, start, end, len(stops)) if end is not None and end > start else None
+
+
 def window(archive: WalArchive) -> Window | None:
-    """The window of the newest archive (cluster) with a good base backup; None when there is none, or no WAL
-    after it."""
+    """The window of the newest archive (cluster) that has one; None when none has."""
     by_archive: dict[str, list[BaseBackup]] = {}
     for e in list_backups(archive, None, archive.verify_key):
         if e.good and e.backup is not None:
             by_archive.setdefault(e.archive_id, []).append(e.backup)
     newest_first = sorted(by_archive, key=lambda a: max(b.stop_time for b in by_archive[a]), reverse=True)
     for aid in newest_first:
-        mine = by_archive[aid]
-        start = min(b.stop_time for b in mine)
-        stored = [o.stored for o in archive.files(aid) if o.name.kind == "segment" and o.stored is not None]
-        if stored and max(stored) > start:
-            return Window(aid, start, max(stored), len(mine))
+        found = span(aid, [b.stop_time for b in by_archive[aid]], archive.files(aid))
+        if found is not None:
+            return found
     return None
