@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dbkeeper import drill_log
 from dbkeeper.engines import server_key, server_leftovers
@@ -27,6 +28,9 @@ from dbkeeper.engines.postgres.leftovers import REPLACED, TEMPORARY
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.fsutil import write_atomic
 from dbkeeper.repo import Repository, catalog
+
+if TYPE_CHECKING:
+    from dbkeeper.pitr.health import Health
 
 Labels = dict[str, str]
 
@@ -46,8 +50,10 @@ def collect(
     *,
     servers: Sequence[str] = (),
     pg_bin: str | None = None,
+    pitr: list[Health] | None = None,
 ) -> list[Family]:
-    """The families of the store's series, and of what killed restores left on the PostgreSQL ``servers``."""
+    """The families of the store's series, of its WAL archives (``pitr``, as pitr.health's ``survey`` reads them;
+    read here when not given), and of what killed restores left on the PostgreSQL ``servers``."""
     now = now or datetime.now(UTC)
     found = repo.scan(now)
     drills = drill_log.history(drill_log_path, repo)
@@ -149,7 +155,7 @@ def collect(
             put("dbkeeper_drill_restore_seconds", labels, passed.restore_seconds)
         if latest is not None:
             put("dbkeeper_drill_last_passed", labels, 1 if latest.passed else 0)
-    _pitr(repo, now, put)
+    _pitr(repo, now, put, pitr)
     put("dbkeeper_store_leftovers", {"store": repo.url}, sum(s.stale for s in repo.leftovers(now)))
     for url in servers:
         try:
@@ -162,16 +168,15 @@ def collect(
     return [f for f in fam.values() if f.samples]
 
 
-def _pitr(repo: Repository, now: datetime, put: Callable[[str, Labels, float | None], None]) -> None:
+def _pitr(
+    repo: Repository, now: datetime, put: Callable[[str, Labels, float | None], None], pitr: list[Health] | None
+) -> None:
     """One set of samples per source with a WAL archive (its newest archive), labels ``source`` and
     ``archive_id``; the backlog from the WAL daemon's state in the default spool, when it runs on this host."""
-    from dbkeeper.pitr.archive import WalArchive
-    from dbkeeper.pitr.health import health, sources
+    from dbkeeper.pitr.health import survey
 
-    for source in sources(repo.store):
-        h = health(WalArchive(repo.store, source, verify_key=repo.verify_key), now=now)
-        if h is None:
-            continue
+    for h in survey(repo.store, now=now, verify_key=repo.verify_key) if pitr is None else pitr:
+        source = h.source_id
         labels = {"source": source, "archive_id": h.archive_id}
         last = h.last_archived
         put("dbkeeper_wal_last_archived_timestamp_seconds", labels, last.timestamp() if last else 0)

@@ -157,16 +157,11 @@ class PitrStatus:
         age = self.wal_age
         facts.append(f"last WAL archived {format_duration(age)} ago" if age is not None else "no WAL archived")
         if h.backlog is not None:
-            b = h.backlog
-            oldest = format_duration(timedelta(seconds=b.oldest_seconds))
-            facts.append(f"{b.files} waiting ({human_size(b.bytes)}, oldest {oldest})")
+            facts.append(h.backlog.describe())
         w = h.report.window
-        if w is not None:
-            facts.append(f"window {format_duration(w.end - w.start)}")
-        elif not h.report.base_backups:
-            facts.append("no PITR window (no base backup)")
-        else:
-            facts.append("no PITR window (no WAL archived after the base backup yet)")
+        facts.append(
+            f"window {format_duration(w.end - w.start)}" if w is not None else f"no PITR window ({h.no_window})"
+        )
         if self.last_drill is not None:
             facts.append(
                 f"last PITR drill {self.last_drill.result} {format_duration(self.now - self.last_drill.date)} ago"

@@ -16,10 +16,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from archiving import SOURCE, archiving_cluster
+from conftest import _pg15_bindir
 from dashboard import Visit, browser, free_port, get, serve
 from dbkeeper.repo import catalog
 from dbkeeper.storage import open_store
 from helpers import backup_at, backup_files, make_sqlite_app, run_dbkeeper
+from pitr_harness import PITR_SETTINGS, basebackup, dbk
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SCREENSHOT = REPO / "docs" / "img" / "dashboard.png"
@@ -316,6 +319,51 @@ def test_a_postgresql_source(tmp_path: Path, pgdb: Any) -> None:
     from dbkeeper import state
 
     assert "| casino " in state.drill_log_path().read_text()  # the state directory's log (the server's env)
+
+
+def test_the_overview_shows_each_wal_archive_its_window_and_live_rpo() -> None:
+    """A real archiving cluster: without a base backup the overview says there is no window and why; after one,
+    the window, the newest archived segment (the live RPO), the backlog read from the data directory and the
+    state are what `dbkeeper status` says, and /metrics has the window."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with archiving_cluster(_pg15_bindir(), settings=PITR_SETTINGS) as ac:
+        ac.config.write_text(ac.config.read_text() + f'data_dir = "{ac.cluster.datadir}"\n')  # into [pitr]
+        env = {"DBKEEPER_STATE_DIR": str(ac.state)}
+        ac.wait_archived(ac.switch())
+        with serve(ac.home, env=env) as server, browser() as chromium:
+            page = chromium.new_page()
+            visit = look(page, server.url + "/")
+            row = page.locator(f'tr.archive[data-source="{SOURCE}"]')
+            assert row.locator("td.window").inner_text() == "none: no base backup"
+            assert visit.problems == []
+
+        basebackup(ac)
+        ac.wait_archived(ac.switch())
+        said = json.loads(dbk(ac, "status", "--json").stdout)["pitr"][0]
+        assert said["window"]["start"] is not None, said
+        with serve(ac.home, env=env) as server, browser() as chromium:
+            page = chromium.new_page()
+            visit = look(page, server.url + "/")
+            row = page.locator(f'tr.archive[data-source="{SOURCE}"]')
+            assert row.locator(".state").inner_text() == said["state"]
+            window = row.locator("td.window").inner_text()
+            assert f"{said['window']['start']} .. {said['window']['end']}, 1 base backup" in window, window
+            assert said["last_archived"]["file"] in row.locator("td.rpo").inner_text()
+            assert said["backlog"] is not None and row.locator("td.backlog").inner_text().startswith(
+                f"{said['backlog']['files']} waiting"
+            )
+            assert page.locator("#overall").inner_text() == json.loads(dbk(ac, "status", "--json").stdout)["state"]
+            assert visit.problems == []
+            status, text, _headers = get(server.url + "/metrics")
+            samples = {
+                s.name: s.value
+                for f in text_string_to_metric_families(text)
+                for s in f.samples
+                if s.labels.get("source") == SOURCE
+            }
+            start = datetime.fromisoformat(said["window"]["start"].replace("Z", "+00:00"))
+            assert status == 200 and int(samples["dbkeeper_pitr_window_start_seconds"]) == int(start.timestamp())
 
 
 def test_the_readme_screenshot(tmp_path: Path) -> None:

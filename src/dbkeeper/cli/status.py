@@ -121,16 +121,16 @@ def run(args: argparse.Namespace) -> int:
 def _pitr_health(args: argparse.Namespace, cfg: Any, repo: Any, now: datetime, delay: Any) -> list[Any]:
     from pathlib import Path
 
-    from dbkeeper.pitr.archive import WalArchive
-    from dbkeeper.pitr.health import health, sources
+    from dbkeeper.pitr.health import survey
 
-    found = []
-    for source in sources(repo.store):
-        if args.source and source != args.source:
-            continue
-        arch = WalArchive(repo.store, source, identities=identities(args, cfg), verify_key=repo.verify_key)
-        data_dir = Path(args.data_dir or cfg.pitr.data_dir) if (args.data_dir or cfg.pitr.data_dir) else None
-        h = health(arch, now=now, data_dir=data_dir, spool_root=args.spool, delay=delay)
-        if h is not None:
-            found.append(h)
-    return found
+    data_dir = args.data_dir or cfg.pitr.data_dir
+    return survey(
+        repo.store,
+        now=now,
+        source=args.source,
+        verify_key=repo.verify_key,
+        identities=identities(args, cfg),
+        data_dir=Path(data_dir) if data_dir else None,
+        spool_root=args.spool,
+        delay=delay,
+    )

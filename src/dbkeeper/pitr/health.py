@@ -10,6 +10,7 @@ every second while it runs), else unknown.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,9 @@ from typing import Any
 from dbkeeper.pitr import datadir, spool
 from dbkeeper.pitr.archive import ROOT, WalArchive
 from dbkeeper.pitr.walverify import DEFAULT_DELAY, ArchiveReport, verify
+from dbkeeper.signing import VerifyKey
 from dbkeeper.storage import Store
+from dbkeeper.units import format_duration, human_size
 
 STATE_FRESH = 30.0  # seconds: a daemon state older than this is not a backlog reading
 
@@ -29,6 +32,10 @@ class Backlog:
     bytes: int
     oldest_seconds: float
     origin: str  # "data directory" | "wal-daemon"
+
+    def describe(self) -> str:
+        oldest = format_duration(timedelta(seconds=self.oldest_seconds))
+        return f"{self.files} waiting ({human_size(self.bytes)}, oldest {oldest})"
 
     def to_json(self) -> dict[str, Any]:
         return {"files": self.files, "bytes": self.bytes, "oldest_seconds": self.oldest_seconds, "from": self.origin}
@@ -48,6 +55,13 @@ class Health:
     def last_archived(self) -> datetime | None:
         return self.report.newest.stored if self.report.newest else None
 
+    @property
+    def no_window(self) -> str | None:
+        """Why there is no PITR window (None when there is one)."""
+        if self.report.window is not None:
+            return None
+        return "no base backup" if not self.report.base_backups else "no WAL archived after the base backup yet"
+
 
 def sources(store: Store) -> list[str]:
     """The sources that have a WAL archive in the store."""
@@ -57,6 +71,30 @@ def sources(store: Store) -> list[str]:
         if len(parts) == 4 and parts[3] == "archive.json":
             found.add(parts[1])
     return sorted(found)
+
+
+def survey(
+    store: Store,
+    *,
+    now: datetime,
+    source: str | None = None,
+    verify_key: VerifyKey | None = None,
+    identities: Iterable[Any] | None = None,
+    data_dir: Path | None = None,
+    spool_root: str | None = None,
+    delay: timedelta = DEFAULT_DELAY,
+) -> list[Health]:
+    """The health of every source's newest archive (or of ``source``'s): what ``status``, the metrics and the
+    dashboard show. ``data_dir`` counts the backlog of the archive whose cluster it is."""
+    found = []
+    for sid in sources(store):
+        if source is not None and sid != source:
+            continue
+        archive = WalArchive(store, sid, identities=identities, verify_key=verify_key)
+        h = health(archive, now=now, data_dir=data_dir, spool_root=spool_root, delay=delay)
+        if h is not None:
+            found.append(h)
+    return found
 
 
 def health(

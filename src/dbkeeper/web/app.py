@@ -51,7 +51,10 @@ class Settings:
 
 def create_app(settings: Settings, snapshots: Snapshots | None = None) -> Flask:
     app = Flask("dbkeeper.web", template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
-    snaps = snapshots or Snapshots(settings.repo, settings.refresh, lambda snap: pages.warm(snap, settings.cfg))
+    data_dir = Path(settings.cfg.pitr.data_dir) if settings.cfg.pitr.data_dir else None
+    snaps = snapshots or Snapshots(
+        settings.repo, settings.refresh, lambda snap: pages.warm(snap, settings.cfg), data_dir=data_dir
+    )
     actions = Actions(settings.cfg, settings.repo, settings.drill_log)
     csrf = Csrf()
     app.extensions["dbkeeper"] = {"snapshots": snaps, "actions": actions, "settings": settings}
@@ -149,7 +152,7 @@ def create_app(settings: Settings, snapshots: Snapshots | None = None) -> Flask:
     @app.get("/metrics")
     def metrics_text() -> Response:
         repo = _view()[0]
-        text = metrics.render(metrics.collect(repo, settings.drill_log))
+        text = metrics.render(metrics.collect(repo, settings.drill_log, pitr=repo.snapshot.pitr))
         return Response(text, 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     @app.get("/healthz")

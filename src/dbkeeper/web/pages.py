@@ -16,6 +16,7 @@ from dbkeeper.config import Config
 from dbkeeper.errors import DbkeeperError, NotFound
 from dbkeeper.prune import PruneDecision, plan, policy_from
 from dbkeeper.repo import Entry, catalog, names
+from dbkeeper.repo.manifest import iso
 from dbkeeper.units import format_duration, format_seconds, human_size
 from dbkeeper.web import plots
 from dbkeeper.web.snapshot import Snapshot, SnapshotRepository
@@ -39,8 +40,21 @@ def ago(now: datetime, moment: datetime) -> str:
     return f"{format_duration(now - moment)} ago" if moment <= now else f"in {format_duration(moment - now)}"
 
 
+def _check(repo: SnapshotRepository, view: View, source: str | None = None) -> status.StatusReport:
+    """``dbkeeper status`` over the snapshot, its WAL archives included (for ``source`` only, when given)."""
+    return status.check(
+        repo,
+        max_age=view.max_age,
+        drill_log_path=view.drill_log,
+        now=view.now,
+        source=source,
+        pitr=[h for h in repo.snapshot.pitr if source is None or h.source_id == source],
+        max_wal_age=view.cfg.pitr.max_wal_age or status.DEFAULT_MAX_WAL_AGE,
+    )
+
+
 def overview(repo: SnapshotRepository, view: View) -> dict[str, Any]:
-    report = status.check(repo, max_age=view.max_age, drill_log_path=view.drill_log, now=view.now)
+    report = _check(repo, view)
     counts = {entries[0].series_name: len(entries) for entries in repo.snapshot.catalog.series().values()}
     rows = []
     for db in report.databases:
@@ -54,7 +68,37 @@ def overview(repo: SnapshotRepository, view: View) -> dict[str, Any]:
                 "drill_ago": ago(view.now, db.last_drill.date) if db.last_drill else None,
             }
         )
-    return {"report": report, "rows": rows, "leftovers": report.leftover_line() if report.leftovers else None}
+    return {
+        "report": report,
+        "rows": rows,
+        "pitr_rows": [_pitr_row(p, view) for p in report.pitr],
+        "leftovers": report.leftover_line() if report.leftovers else None,
+    }
+
+
+def _pitr_row(p: status.PitrStatus, view: View) -> dict[str, Any]:
+    """A WAL archive's line on the overview: the live RPO (how long ago the newest segment reached the store),
+    the PITR window, the backlog and the last PITR drill, as ``status`` judges them."""
+    h = p.health
+    w = h.report.window
+    return {
+        "status": p,
+        "source_id": h.source_id,
+        "archive_id": h.archive_id,
+        "rpo": format_duration(p.wal_age) if p.wal_age is not None else None,
+        "newest": h.report.newest.name.text if h.report.newest else None,
+        "window": None
+        if w is None
+        else {
+            "start": iso(w.start),
+            "end": iso(w.end),
+            "length": format_duration(w.end - w.start),
+            "backups": w.backups,
+        },
+        "no_window": h.no_window,
+        "backlog": h.backlog.describe() if h.backlog else None,
+        "drill_ago": ago(view.now, p.last_drill.date) if p.last_drill else None,
+    }
 
 
 @dataclass
@@ -84,7 +128,7 @@ def source_page(repo: SnapshotRepository, view: View, sid: str, page: int = 1) -
     mine = {k: v for k, v in snap.catalog.series().items() if k[0] == sid}
     if not mine:
         raise NotFound(f"the store holds no backups of source {sid}", "the overview lists the sources it holds")
-    report = status.check(repo, max_age=view.max_age, drill_log_path=view.drill_log, now=view.now, source=sid)
+    report = _check(repo, view, sid)
     states = {(d.source_id, d.database): d for d in report.databases}
     drills = drill_log.read(view.drill_log)
     policy = policy_from({}, view.cfg.retention)

@@ -6,7 +6,9 @@ start, then whenever a page finds the last read older than ``max_age`` (the page
 at once, and the next one sees the new read), and at once after an action changed the store. Every page of one
 request answers from the same snapshot; ``SnapshotRepository`` hands it to the core functions (``status.check``,
 ``metrics.collect``) as the Repository they expect, so they compute exactly what the commands compute, over the
-snapshot's catalog. Actions and the commands never use a snapshot: they read the store themselves.
+snapshot's catalog. The WAL archives' health (``pitr.health.survey``: the live RPO, gaps, the PITR window, the
+backlog) is read with the catalog, so the overview and ``/metrics`` show it without reading the store again.
+Actions and the commands never use a snapshot: they read the store themselves.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from dbkeeper.errors import DbkeeperError
+from dbkeeper.pitr.health import Health, survey
 from dbkeeper.repo import Catalog, LeftoverState, Repository
 
 READ_GAP = 4  # between two reads, at least this many times the last read's duration
@@ -31,6 +35,7 @@ class Snapshot:
     leftovers: list[LeftoverState]
     taken: datetime  # when the scan started (its ``now``)
     seconds: float  # how long it took
+    pitr: list[Health] = field(default_factory=list)  # each source's newest WAL archive
     memo: dict[Any, Any] = field(default_factory=dict)  # what pages derive from it, computed once per snapshot
 
     def age(self, now: datetime) -> timedelta:
@@ -66,10 +71,15 @@ class Snapshots:
     """The current snapshot of one repository, read again in the background when it is older than ``max_age``."""
 
     def __init__(
-        self, repo: Repository, max_age: timedelta, prepare: Callable[[Snapshot], None] = lambda snap: None
+        self,
+        repo: Repository,
+        max_age: timedelta,
+        prepare: Callable[[Snapshot], None] = lambda snap: None,
+        data_dir: Path | None = None,
     ) -> None:
         self.repo = repo
         self.max_age = max_age
+        self.data_dir = data_dir  # a PITR source's data directory on this host: its .ready backlog
         self.prepare = prepare  # runs on the reading thread before the snapshot is handed out (pages.warm)
         self.error: DbkeeperError | None = None  # what the last read failed with, if it failed
         self._current: Snapshot | None = None
@@ -114,11 +124,12 @@ class Snapshots:
         try:
             found = self.repo.scan(now)
             leftovers = self.repo.leftovers(now)
+            pitr = survey(self.repo.store, now=now, verify_key=self.repo.verify_key, data_dir=self.data_dir)
         except DbkeeperError as exc:
             self.error = exc
             self._first.set()
             raise
-        snap = Snapshot(found, leftovers, now, time.perf_counter() - t0)
+        snap = Snapshot(found, leftovers, now, time.perf_counter() - t0, pitr)
         self.prepare(snap)
         with self._lock:
             if self._current is None or self._current.taken <= now:
