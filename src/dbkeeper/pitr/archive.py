@@ -95,6 +95,18 @@ def signed_text(source_id: str, aid: str, file: str, sha256: str, size: int) -> 
     return f"dbkeeper-wal 1\n{source_id}\n{aid}\n{file}\n{sha256}\n{size}\n".encode()
 
 
+def sources(store: Store) -> list[str]:
+    """The source ids that have a WAL archive in the store, from the archives' index entries
+    (``pitr/<source>/archives/<id>``). It lists the whole ``pitr/`` tree, WAL included: for the commands that go on
+    to read every archive anyway (prune, status, metrics, the dashboard), not for every listing."""
+    found = set()
+    for info in store.list(f"{ROOT}/"):
+        parts = info.name.split("/")
+        if len(parts) == 4 and parts[2] == "archives" and _ARCHIVE_ID.match(parts[3]):
+            found.add(parts[1])
+    return sorted(found)
+
+
 class WalArchive:
     """One source's WAL archive in a store."""
 

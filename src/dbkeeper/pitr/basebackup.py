@@ -29,7 +29,7 @@ from typing import Any
 from dbkeeper import __version__, codec, crypto
 from dbkeeper.errors import CheckFailed, DbkeeperError, NotFound, UsageError
 from dbkeeper.pitr import walfile
-from dbkeeper.pitr.archive import WalArchive
+from dbkeeper.pitr.archive import WalArchive, sources
 from dbkeeper.signing import Signer, VerifyKey
 from dbkeeper.storage import Store
 from dbkeeper.streams import Tap
@@ -249,16 +249,10 @@ def list_backups(archive: WalArchive, aid: str | None = None, verify_key: Verify
     return out
 
 
-def pitr_sources(store: Store) -> list[str]:
-    """The source ids that have a WAL archive in the store (from the archives' index entries; this lists the whole
-    ``pitr/`` tree, WAL included: for prune, not for every listing)."""
-    return sorted({o.name.split("/")[1] for o in store.list("pitr/") if o.name.split("/")[2:3] == ["archives"]})
-
-
 def list_all(store: Store, verify_key: VerifyKey | None = None, source: str | None = None) -> list[Listed]:
     """Every base backup in the store (or of ``source``), by source then age: what ``dbkeeper list`` shows."""
     out = []
-    for sid in [source] if source else pitr_sources(store):
+    for sid in [source] if source else sources(store):
         out += list_backups(WalArchive(store, sid), None, verify_key)
     return out
 

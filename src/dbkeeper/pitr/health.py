@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dbkeeper.pitr import datadir, spool
-from dbkeeper.pitr.archive import ROOT, WalArchive
+from dbkeeper.pitr.archive import WalArchive, sources
 from dbkeeper.pitr.walverify import DEFAULT_DELAY, ArchiveReport, verify
 from dbkeeper.signing import VerifyKey
 from dbkeeper.storage import Store
@@ -61,16 +61,6 @@ class Health:
         if self.report.window is not None:
             return None
         return "no base backup" if not self.report.base_backups else "no WAL archived after the base backup yet"
-
-
-def sources(store: Store) -> list[str]:
-    """The sources that have a WAL archive in the store."""
-    found = set()
-    for info in store.list(f"{ROOT}/"):
-        parts = info.name.split("/")
-        if len(parts) == 4 and parts[3] == "archive.json":
-            found.add(parts[1])
-    return sorted(found)
 
 
 def survey(

@@ -24,8 +24,8 @@ from typing import Any
 
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.pitr import walfile
-from dbkeeper.pitr.archive import ArchivedWal, WalArchive
-from dbkeeper.pitr.basebackup import JSON_NAME, SIG_NAME, BaseBackup, Listed, list_backups, pitr_sources
+from dbkeeper.pitr.archive import ArchivedWal, WalArchive, sources
+from dbkeeper.pitr.basebackup import JSON_NAME, SIG_NAME, BaseBackup, Listed, list_backups
 from dbkeeper.retention import Candidate, Policy, apply_policy
 from dbkeeper.signing import VerifyKey
 from dbkeeper.storage import Store
@@ -192,7 +192,7 @@ def prune_pitr(
     """Decide for every archive of every source (or of ``source``) and delete what is removed. On a DryRunStore
     the deletions are recorded, nothing changes."""
     out = []
-    for sid in [source] if source else pitr_sources(store):
+    for sid in [source] if source else sources(store):
         archive = WalArchive(store, sid, verify_key=verify_key)
         listed = list_backups(archive, None, verify_key)
         aids = sorted({a.archive_id for a in archive.ids()} | {e.archive_id for e in listed})
