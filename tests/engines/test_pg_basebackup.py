@@ -142,3 +142,26 @@ def test_unpack_never_writes_through_an_existing_file(tmp_path: Path) -> None:
 def test_a_manifest_that_is_not_postgresql_s_is_refused_cleanly(data: bytes) -> None:
     with contextlib.suppress(CheckFailed):
         BackupManifest.parse(data)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(min_value=1, max_value=1 << 16))
+def test_unpack_refuses_a_tar_cut_anywhere(tmp_path_factory: pytest.TempPathFactory, cut: int) -> None:
+    tar = b"".join(TarSplit().split([_tar(MEMBERS)]))
+    cut = cut % (len(tar) - 1024)  # short of the trailer
+    with pytest.raises(CheckFailed, match="the base backup's tar ended early"):
+        TarUnpack(tmp_path_factory.mktemp("cut")).run([tar[:cut]])
+
+
+def test_split_and_unpack_read_headers_alike(tmp_path: Path) -> None:
+    """One header reader: a damaged header and data after the trailer are refused by both, each naming its
+    stream."""
+    data = bytearray(_tar(MEMBERS))
+    data[10] ^= 0xFF
+    with pytest.raises(CheckFailed, match="the base backup's tar holds a damaged header"):
+        TarUnpack(tmp_path / "a").run([bytes(data)])
+    tar = b"".join(TarSplit().split([_tar(MEMBERS)]))
+    with pytest.raises(CheckFailed, match="the base backup's tar holds data after its end"):
+        TarUnpack(tmp_path / "b").run([tar + b"\x01" + bytes(511)])
+    with pytest.raises(CheckFailed, match="pg_basebackup's tar stream holds data after its end"):
+        b"".join(TarSplit().split([_tar(MEMBERS) + b"\x01" + bytes(511)]))

@@ -82,14 +82,75 @@ def _size_setting(text: str) -> int:
     return int(text)
 
 
+@dataclass(frozen=True)
+class Member:
+    """One ustar header, checked (see ``read_tar``)."""
+
+    block: bytes  # the 512 bytes as they came
+    name: str
+    size: int
+    kind: bytes  # b"0"/b"\0" regular file, b"5" directory, anything else: another kind
+    mode: int
+
+    @property
+    def regular(self) -> bool:
+        return self.kind in (b"0", b"\0")
+
+
+def read_tar(chunks: Iterable[bytes], what: str) -> Iterator[Member | tuple[memoryview, int, bool] | None]:
+    """Walk a ustar stream as it comes, holding nothing but a partial header: a ``Member`` for each header, then
+    ``(piece, data, last)`` for each stretch of its content as the chunks cut it (``data``: how many of the
+    piece's bytes are the member's data, the rest padding; ``last``: the member ends with it), and None after
+    each input chunk (a point to hand on what was gathered). CheckFailed, naming ``what``, for a header whose
+    checksum does not match, anything but zeros after the trailer, and a stream that ends before its trailer:
+    a truncated tar never looks whole. The one header reader of the split and the unpack."""
+    header = bytearray()
+    remaining = 0  # bytes of the current member still to come, padding included
+    data_left = 0  # of those, bytes of data
+    ended = False
+    for chunk in chunks:
+        view = memoryview(chunk)
+        i, n = 0, len(view)
+        while i < n:
+            if remaining:
+                take = min(remaining, n - i)
+                remaining -= take
+                yield view[i : i + take], min(take, data_left), not remaining
+                data_left = max(data_left - take, 0)
+                i += take
+                continue
+            if ended:
+                if any(view[i:]):
+                    raise CheckFailed(f"{what} holds data after its end")
+                break
+            take = min(BLOCK - len(header), n - i)
+            header += view[i : i + take]
+            i += take
+            if len(header) < BLOCK:
+                break
+            block = bytes(header)
+            header.clear()
+            if not any(block):
+                ended = True
+                continue
+            member = _parse_header(block, what)
+            remaining = (member.size + BLOCK - 1) // BLOCK * BLOCK
+            data_left = member.size
+            yield member
+        yield None
+    if remaining or header or not ended:
+        raise CheckFailed(f"{what} ended early (no tar trailer)")
+
+
 class TarSplit:
     """Splits pg_basebackup's tar stream into the data directory's tar and the ``backup_manifest`` member.
 
     ``split(chunks)`` yields the tar without the manifest member (a whole tar: the trailer is re-made); after it
-    is exhausted, ``manifest`` holds the manifest's bytes and ``backup_label`` the label's. A stream that ends
-    early, a header whose checksum does not match, or a stream without a manifest raises CheckFailed: a truncated
-    backup never looks whole.
+    is exhausted, ``manifest`` holds the manifest's bytes and ``backup_label`` the label's. What ``read_tar``
+    refuses, and a stream without a manifest, raise CheckFailed.
     """
+
+    WHAT = "pg_basebackup's tar stream"
 
     def __init__(self) -> None:
         self.manifest = bytearray()
@@ -97,62 +158,34 @@ class TarSplit:
         self.members = 0
 
     def split(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        header = bytearray()
-        remaining = 0  # bytes of the current member still to come, padding included
-        data_left = 0  # of those, bytes of data (not padding)
         capture: bytearray | None = None  # where a copy of the current member's data goes
         divert = False  # True: the member is left out of the output (the manifest)
-        ended = False
-        for chunk in chunks:
-            view = memoryview(chunk)
-            i, n = 0, len(view)
-            out: list[bytes | memoryview] = []
-            while i < n:
-                if remaining:
-                    take = min(remaining, n - i)
-                    piece = view[i : i + take]
-                    if capture is not None and data_left > 0 and len(capture) < MAX_MANIFEST:
-                        capture += piece[: min(take, data_left)]
-                    if not divert:
-                        out.append(piece)
-                    data_left = max(data_left - take, 0)
-                    remaining -= take
-                    i += take
-                    continue
-                if ended:
-                    if any(view[i:]):
-                        raise CheckFailed("pg_basebackup's tar stream holds data after its end")
-                    break
-                take = min(BLOCK - len(header), n - i)
-                header += view[i : i + take]
-                i += take
-                if len(header) < BLOCK:
-                    break
-                block = bytes(header)
-                header.clear()
-                if not any(block):
-                    ended = True
-                    continue
-                name, size, kind = _parse_header(block)
+        out: list[bytes | memoryview] = []
+        for event in read_tar(chunks, self.WHAT):
+            if event is None:
+                if out:
+                    yield b"".join(out)
+                    out = []
+            elif isinstance(event, Member):
                 self.members += 1
-                remaining = (size + BLOCK - 1) // BLOCK * BLOCK
-                data_left = size
-                regular = kind in (b"0", b"\0")
-                divert = regular and name == MANIFEST_MEMBER
-                capture = self.manifest if divert else self.backup_label if regular and name == "backup_label" else None
+                divert = event.regular and event.name == MANIFEST_MEMBER
+                label = event.regular and event.name == "backup_label"
+                capture = self.manifest if divert else self.backup_label if label else None
                 if not divert:
-                    out.append(block)
-            if out:
-                yield b"".join(out)
-        if remaining or header or not ended:
-            raise CheckFailed("pg_basebackup's tar stream ended early (no tar trailer)")
+                    out.append(event.block)
+            else:
+                piece, data, _last = event
+                if capture is not None and data and len(capture) < MAX_MANIFEST:
+                    capture += piece[:data]
+                if not divert:
+                    out.append(piece)
         if not self.manifest:
-            raise CheckFailed("pg_basebackup's tar stream holds no backup_manifest")
+            raise CheckFailed(f"{self.WHAT} holds no backup_manifest")
         yield bytes(2 * BLOCK)
 
 
-def _parse_header(block: bytes) -> tuple[str, int, bytes]:
-    """A ustar header's name, size and type; CheckFailed when its checksum does not match."""
+def _parse_header(block: bytes, what: str) -> Member:
+    """A ustar header's name, size, type and mode; CheckFailed when its checksum does not match."""
     stored = block[148:156].split(b"\0", 1)[0].strip()
     actual = sum(block[:148]) + 8 * 32 + sum(block[156:])
     try:
@@ -160,7 +193,7 @@ def _parse_header(block: bytes) -> tuple[str, int, bytes]:
     except ValueError:
         ok = False
     if not ok:
-        raise CheckFailed("pg_basebackup's tar stream holds a damaged header")
+        raise CheckFailed(f"{what} holds a damaged header")
     name = block[0:100].split(b"\0", 1)[0]
     prefix = block[345:500].split(b"\0", 1)[0] if block[257:262] == b"ustar" else b""
     full = (prefix + b"/" + name if prefix else name).decode("utf-8", "surrogateescape")
@@ -168,8 +201,12 @@ def _parse_header(block: bytes) -> tuple[str, int, bytes]:
     try:  # octal, or base-256 (high bit set) for members of 8 GiB and more
         size = int.from_bytes(raw[1:], "big") if raw[0] & 0x80 else int(raw.split(b"\0", 1)[0].strip() or b"0", 8)
     except ValueError:
-        raise CheckFailed("pg_basebackup's tar stream holds a header with a malformed size") from None
-    return full, size, block[156:157]
+        raise CheckFailed(f"{what} holds a header with a malformed size") from None
+    try:
+        mode = int(block[100:108].split(b"\0", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        mode = 0o600
+    return Member(block, full, size, block[156:157], mode)
 
 
 def basebackup_client(major: int, pg_bin: str | None = None) -> Client:
@@ -290,75 +327,41 @@ class TarUnpack:
         self.bytes = 0
 
     def run(self, chunks: Iterable[bytes]) -> None:
-        header = bytearray()
-        remaining = 0
-        data_left = 0
         fd = -1
-        ended = False
         try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                i, n = 0, len(view)
-                while i < n:
-                    if remaining:
-                        take = min(remaining, n - i)
-                        if fd >= 0 and data_left > 0:
-                            piece = view[i : i + min(take, data_left)]
-                            while piece:
-                                piece = piece[os.write(fd, piece) :]
-                        data_left = max(data_left - take, 0)
-                        remaining -= take
-                        i += take
-                        if not remaining and fd >= 0:
-                            os.close(fd)
-                            fd = -1
-                        continue
-                    if ended:
-                        i = n
-                        continue
-                    take = min(BLOCK - len(header), n - i)
-                    header += view[i : i + take]
-                    i += take
-                    if len(header) < BLOCK:
-                        break
-                    block = bytes(header)
-                    header.clear()
-                    if not any(block):
-                        ended = True
-                        continue
-                    name, size, kind = _parse_header(block)
-                    mode = _mode(block)
-                    path = self._path(name)
-                    remaining = (size + BLOCK - 1) // BLOCK * BLOCK
-                    data_left = size
-                    if kind == b"5":
-                        os.makedirs(path, mode=0o750 if mode & 0o050 else 0o700, exist_ok=True)
-                    elif kind in (b"0", b"\0"):
+            for event in read_tar(chunks, "the base backup's tar"):
+                if event is None:
+                    continue
+                if isinstance(event, Member):
+                    path = self._path(event.name)
+                    if event.kind == b"5":
+                        os.makedirs(path, mode=0o750 if event.mode & 0o050 else 0o700, exist_ok=True)
+                    elif event.regular:
                         os.makedirs(path.parent, mode=0o700, exist_ok=True)
                         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-                        fd = os.open(path, flags, 0o640 if mode & 0o040 else 0o600)
+                        fd = os.open(path, flags, 0o640 if event.mode & 0o040 else 0o600)
                         self.files += 1
-                        self.bytes += size
-                        if not remaining:
+                        self.bytes += event.size
+                        if not event.size:
                             os.close(fd)
                             fd = -1
                     else:
-                        raise CheckFailed(f"the base backup holds {name!r}, which is not a file or a directory")
+                        raise CheckFailed(f"the base backup holds {event.name!r}, which is not a file or a directory")
+                    continue
+                piece, data, last = event
+                if fd >= 0:
+                    piece = piece[:data]
+                    while piece:
+                        piece = piece[os.write(fd, piece) :]
+                    if last:
+                        os.close(fd)
+                        fd = -1
         finally:
             if fd >= 0:
                 os.close(fd)
-        if remaining or header or not ended:
-            raise CheckFailed("the base backup's tar ends early (no tar trailer)")
 
     def _path(self, name: str) -> Path:
         parts = [p for p in name.split("/") if p not in ("", ".")]
         if not parts or name.startswith("/") or ".." in parts or any("\0" in p for p in parts):
             raise CheckFailed(f"the base backup holds a member named {name[:80]!r}, outside its directory")
         return self.root.joinpath(*parts)
-
-
-def _mode(block: bytes) -> int:
-    try:
-        return int(block[100:108].split(b"\0", 1)[0].strip() or b"0", 8)
-    except ValueError:
-        return 0o600
