@@ -28,17 +28,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbkeeper import drill_log, smoke
 from dbkeeper.engines import Engine, RestoreOptions, sandbox_for, scratch_for
 from dbkeeper.errors import DbkeeperError, NoSuchBackup
 from dbkeeper.progress import Progress
-from dbkeeper.repo import Entry, Repository
+from dbkeeper.repo import Entry, Repository, drills
 from dbkeeper.repo.manifest import Manifest, iso
 from dbkeeper.repo.names import SOURCE_ID_RE, stamp
 from dbkeeper.restore import default_jobs, restore_into
+from dbkeeper.storage import Store
 from dbkeeper.units import compact_duration, format_duration, format_seconds, human_size
+
+if TYPE_CHECKING:
+    from dbkeeper.signing import Signer
 
 SLOW_FACTOR = 2.0  # a restore this many times slower than the previous drill's is an anomaly …
 SLOW_MARGIN_S = 1.0  # … when it is also at least this much slower (sub-second restores jitter)
@@ -53,6 +57,7 @@ class DrillOptions:
     keep: bool = False
     pg_bin: str | None = None
     identities: tuple[Any, ...] = ()
+    signer: Signer | None = None  # signs each drill's record in the store (config [signing] key)
 
 
 @dataclass
@@ -186,7 +191,7 @@ def run_drills(
     if not series and not named:
         repo.require_store()
         raise NoSuchBackup(f"no backups in {repo.url}", "check --store, or run `dbkeeper backup` first")
-    history = drill_log.history(log, repo, source)
+    history = drill_log.history(log, repo.drill_records(source).records)
     seed = secrets.randbelow(2**32) if seed is None else seed
     rng = random.Random(seed)  # noqa: S311 - a repeatable choice, not a secret
     results = []
@@ -200,19 +205,20 @@ def run_drills(
         row = result.log_row()
         drill_log.append(log, row)
         results.append(result)
-        problem = _record(repo, row, entries[0].source_id if entries else source or str(named))
+        problem = _record(repo.store, row, entries[0].source_id if entries else source or str(named), options.signer)
         if problem:
             problems.append(problem)
     return DrillRun(repo.url, seed, options.max_age, str(log), results, problems)
 
 
-def _record(repo: Repository, row: drill_log.Row, source_id: str) -> str | None:
-    """Keep the drill in the store for every host's ``status``; what went wrong, if anything (a drill host with
-    read-only access to the store still drills: the record is then only in its own log)."""
+def _record(store: Store, row: drill_log.Row, source_id: str, signer: Signer | None) -> str | None:
+    """Keep the drill in the store (signed with ``signer``) for every host's ``status``; what went wrong, if
+    anything (a drill host with read-only access to the store still drills: the record is then only in its own
+    log)."""
     if not SOURCE_ID_RE.match(source_id):
         return None  # a name that is no source id (a database asked for by name) has no directory to go in
     try:
-        repo.record_drill(drill_log.to_record(row, source_id, socket.gethostname()))
+        drills.put(store, drill_log.to_record(row, source_id, socket.gethostname()), signer)
     except DbkeeperError as exc:
         return (
             f"could not keep the drill of {row.database} in the store ({exc.message});"
@@ -427,6 +433,7 @@ class PitrDrillOptions:
     identities: tuple[Any, ...] = ()
     margin: timedelta = timedelta(seconds=60)  # the newest WAL may not hold a commit after a target this close
     timeout: float = 3600.0
+    signer: Signer | None = None  # signs the drill's record in the store (config [signing] key)
 
 
 def run_pitr_drill(
@@ -471,8 +478,10 @@ def run_pitr_drill(
             _pitr_restore_and_check(result, archive, options, found.archive_id, target, clock)
     finally:
         result.total_seconds = time.monotonic() - t0
-    drill_log.append(log, result.log_row())
-    return DrillRun(archive.store.url, seed, options.margin, str(log), [result])
+    row = result.log_row()
+    drill_log.append(log, row)
+    problem = _record(archive.store, row, archive.source_id, options.signer)
+    return DrillRun(archive.store.url, seed, options.margin, str(log), [result], [problem] if problem else [])
 
 
 def _pitr_restore_and_check(

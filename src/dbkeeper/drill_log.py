@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from dbkeeper import state
 from dbkeeper.errors import DbkeeperError
-from dbkeeper.repo import DrillRecord, Repository
+from dbkeeper.repo import DrillRecord
 from dbkeeper.repo.manifest import iso
 
 PASS, FAIL = "PASS", "FAIL"
@@ -109,13 +110,12 @@ def from_record(record: DrillRecord) -> Row:
     )
 
 
-def history(path: str | Path, repo: Repository | None = None, source: str | None = None) -> list[Row]:
-    """This host's log and the store's drill records together, oldest first, each drill once (a row this host
-    wrote is in both)."""
+def history(path: str | Path, stored: Iterable[DrillRecord] = ()) -> list[Row]:
+    """This host's log and the store's drill records (``Repository.drill_records``) together, oldest first, each
+    drill once (a row this host wrote is in both)."""
     rows = read(path)
-    if repo is not None:
-        seen = {(r.date, r.database) for r in rows}
-        rows += [row for row in map(from_record, repo.drill_records(source)) if (row.date, row.database) not in seen]
+    seen = {(r.date, r.database) for r in rows}
+    rows += [row for row in map(from_record, stored) if (row.date, row.database) not in seen]
     return sorted(rows, key=lambda r: r.date)
 
 

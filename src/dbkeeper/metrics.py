@@ -56,7 +56,7 @@ def collect(
     read here when not given), and of what killed restores left on the PostgreSQL ``servers``."""
     now = now or datetime.now(UTC)
     found = repo.scan(now)
-    drills = drill_log.history(drill_log_path, repo)
+    drills = drill_log.history(drill_log_path, repo.drill_records().records)
     fam = {
         f.name: f
         for f in [

@@ -226,10 +226,11 @@ class StatusReport:
     server_leftovers: list[ServerLeftover] = field(default_factory=list)  # those that need a look only
     server_errors: list[str] = field(default_factory=list)  # servers that could not be asked
     pitr: list[PitrStatus] = field(default_factory=list)
+    refused_drills: int = 0  # drill records in the store a verify key does not believe
 
     @property
     def ok(self) -> bool:
-        clean = not self.leftovers and not self.server_leftovers and not self.server_errors
+        clean = not self.leftovers and not self.server_leftovers and not self.server_errors and not self.refused_drills
         return (
             bool(self.databases or self.pitr)
             and all(d.ok for d in self.databases)
@@ -249,6 +250,12 @@ class StatusReport:
         more = f" and {len(self.leftovers) - 1} more" if len(self.leftovers) > 1 else ""
         return (
             f"{WARNING} {self.store}: leftovers of interrupted writes: {first}{more} (`dbkeeper cleanup` removes them)"
+        )
+
+    def refused_drills_line(self) -> str:
+        return (
+            f"{WARNING} {self.store}: {self.refused_drills} drill record(s) not signed by the verify key, not believed"
+            " (a drill host without the [signing] key, or a forged record)"
         )
 
     def server_lines(self) -> list[str]:
@@ -288,6 +295,7 @@ class StatusReport:
                 for lo in self.server_leftovers
             ],
             "server_errors": self.server_errors,
+            "refused_drill_records": self.refused_drills,
         }
 
 
@@ -309,8 +317,9 @@ def check(
     OK either."""
     repo.require_store()
     found = repo.scan(now, source=source, database=database)
-    drills = drill_log.history(drill_log_path, repo, source)
-    report = StatusReport(repo.url, max_age, str(drill_log_path), [])
+    stored = repo.drill_records(source)
+    drills = drill_log.history(drill_log_path, stored.records)
+    report = StatusReport(repo.url, max_age, str(drill_log_path), [], refused_drills=stored.refused)
     for entries in found.series().values():
         report.databases.append(_judge(entries, drills, max_age, now))
     report.pitr = [judge_pitr(h, drills, max_wal_age, now) for h in pitr or []]

@@ -282,3 +282,35 @@ def test_backup_copy_to_carries_the_signature_and_a_bad_env_key_is_named(
     assert listed(capsys, "--store", "offsite", "--verify-key", public) == {name: ("ok", None)}
     done = run_dbkeeper("verify", "latest", env={"DBKEEPER_VERIFY_KEY": "not-a-key"}, cwd=app.parent)
     assert done.returncode == 2 and "DBKEEPER_VERIFY_KEY" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_drill_record_is_signed_and_a_forged_pass_is_not_believed(
+    app: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The drill host signs its record in the store; a monitoring host with the verify key (its own, empty drill
+    log) believes it, and not a PASS planted by whoever can write the store: that one is counted, and status
+    says so (WARNING)."""
+    public = keygen(capsys, "sign.key")
+    backup(capsys, "--sign-key", "sign.key", "--name", "app")
+    code, doc = cli_json(capsys, "drill", "--sign-key", "sign.key", "--verify-key", public, "--log", "drills.md")
+    assert code == 0, doc
+    store = app.parent / "backups"
+    [record] = [p for p in (store / "drills" / "app").iterdir() if p.suffix == ".json"]
+    assert len(Path(str(record) + ".sig").read_bytes()) == 64
+    elsewhere = ("--verify-key", public, "--drill-log", "other-host.md")
+    code, doc = cli_json(capsys, "status", *elsewhere)
+    assert code == 0 and doc["databases"][0]["last_drill"]["result"] == "PASS", doc
+    assert doc["refused_drill_records"] == 0
+
+    # A newer PASS planted unsigned (the genuine record's fields under a later date): not believed.
+    forged = json.loads(record.read_bytes())
+    forged["date"] = "2099-01-01T00:00:00Z"
+    (store / "drills" / "app" / "20990101_000000-0badf00d.json").write_text(json.dumps(forged))
+    code, doc = cli_json(capsys, "status", *elsewhere)
+    assert code == 1 and doc["state"] == "WARNING" and doc["refused_drill_records"] == 1, doc
+    assert doc["databases"][0]["last_drill"]["date"] != "2099-01-01T00:00:00Z"
+    code, out, _err = cli(capsys, "status", *elsewhere)
+    assert "1 drill record(s) not signed by the verify key, not believed" in out
+    # Without a verify key, the store's records are believed as they are (nothing to check them with).
+    code, doc = cli_json(capsys, "status", "--drill-log", "other-host.md")
+    assert doc["refused_drill_records"] == 0

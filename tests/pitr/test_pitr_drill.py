@@ -12,6 +12,8 @@ from pathlib import Path
 from archiving import ArchivingCluster, archiving_cluster
 from conftest import _pg15_bindir
 from dbkeeper import drill_log
+from dbkeeper.repo import Repository
+from dbkeeper.storage import open_store
 from pitr_harness import PITR_SETTINGS, basebackup, dbk
 
 
@@ -52,6 +54,9 @@ def _drill_with_ledger(a: ArchivingCluster, tmp_path: Path) -> None:
         assert "throwaway cluster" in drill["target"] and "socket only" in drill["target"]
         rows = drill_log.read(log)
         assert [(r.database, r.result) for r in rows] == [("main (PITR)", "PASS")]
+        # Kept in the store too, for a monitoring host's status (its own drill log is empty).
+        stored = Repository(open_store(a.store)).drill_records("main").records
+        assert [(r.series, r.result) for r in stored] == [("main (PITR)", "PASS")]
         # Once the archive stops growing, the same seed drills the same point again.
         writer.terminate()
         writer.wait(timeout=10)

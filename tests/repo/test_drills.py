@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from dbkeeper.repo import DrillRecord, Repository
 from dbkeeper.repo.drills import MAX_BYTES
+from dbkeeper.signing import generate, parse_verify_key
 from dbkeeper.storage.local import LocalStore
 
 GOOD = DrillRecord("app", "app", "2026-11-20T04:00:00Z", "PASS", backup="app/app_20261119_020000.db.gz", host="ops1")
@@ -26,14 +28,14 @@ def test_round_trip_and_order(tmp_path: Path) -> None:
     for record in (later, GOOD, other):
         name = repo.record_drill(record)
         assert name.startswith(f"drills/{record.source_id}/{record.started:%Y%m%d_%H%M%S}-")
-    found = repo.drill_records()
+    found = repo.drill_records().records
     assert [(r.source_id, r.date, r.result) for r in found] == [
         ("app", GOOD.date, "PASS"),
         ("shop", other.date, "PASS"),
         ("app", later.date, "FAIL"),
     ]
     assert found[2].restore_seconds == 1.5 and found[2].anomalies == "smoke 1: 0 rows"
-    assert [r.source_id for r in repo.drill_records("shop")] == ["shop"]
+    assert [r.source_id for r in repo.drill_records("shop").records] == ["shop"]
     # Not a backup set: the catalog of the same store holds nothing.
     assert repo.scan(datetime.now(UTC)).entries == []
 
@@ -42,7 +44,7 @@ def test_two_drills_in_one_second_read_in_the_order_written(tmp_path: Path) -> N
     repo = Repository(LocalStore(tmp_path))
     for result in ("PASS", "FAIL", "PASS", "FAIL"):
         repo.record_drill(DrillRecord("app", "app", GOOD.date, result))
-    assert [r.result for r in repo.drill_records()] == ["PASS", "FAIL", "PASS", "FAIL"]
+    assert [r.result for r in repo.drill_records().records] == ["PASS", "FAIL", "PASS", "FAIL"]
 
 
 @pytest.mark.parametrize(
@@ -65,7 +67,7 @@ def test_records_that_do_not_fit_the_schema_are_skipped(tmp_path: Path, doc: dic
     store = LocalStore(tmp_path)
     store.put("drills/app/20261120_040000-0000beef.json", [json.dumps(doc).encode()])
     Repository(store).record_drill(GOOD)
-    assert [r.date for r in Repository(store).drill_records()] == [GOOD.date]
+    assert [r.date for r in Repository(store).drill_records().records] == [GOOD.date]
 
 
 def test_garbage_misfiled_and_oversized_records_are_skipped(tmp_path: Path) -> None:
@@ -76,10 +78,29 @@ def test_garbage_misfiled_and_oversized_records_are_skipped(tmp_path: Path) -> N
     store.put("drills/app/notes.txt", [GOOD.to_json()])
     store.put("drills/shop/20261120_040000-00000004.json", [GOOD.to_json()])  # says source app, filed under shop
     store.put("drills/20261120_040000-00000005.json", [GOOD.to_json()])
-    assert Repository(store).drill_records() == []
+    assert Repository(store).drill_records().records == []
 
 
 @given(st.binary(max_size=2000) | st.text(max_size=500).map(str.encode))
 def test_from_json_never_raises_anything_but_value_error(raw: bytes) -> None:
     with contextlib.suppress(ValueError):
         DrillRecord.from_json(raw)
+
+
+def test_with_a_verify_key_only_records_it_verifies_are_believed(tmp_path: Path) -> None:
+    """Whoever can write the store could write a PASS to hide failing drills: with a verify key, an unsigned
+    record, one signed by another key, and a signed record whose bytes were changed are not believed, and
+    counted."""
+    mine, theirs = generate(tmp_path / "mine.key"), generate(tmp_path / "theirs.key")
+    tmp_path = tmp_path / "store"
+    store = LocalStore(tmp_path)
+    signed = Repository(store).record_drill(GOOD, mine)
+    Repository(store).record_drill(replace(GOOD, date="2026-11-21T04:00:00Z"))  # unsigned
+    Repository(store).record_drill(replace(GOOD, date="2026-11-22T04:00:00Z"), theirs)
+    tampered = Repository(store).record_drill(replace(GOOD, date="2026-11-23T04:00:00Z", result="FAIL"), mine)
+    raw = (tmp_path / tampered).read_bytes().replace(b'"FAIL"', b'"PASS"')
+    (tmp_path / tampered).write_bytes(raw)
+    assert len(Repository(store).drill_records().records) == 4  # without a verify key: every one that reads
+    found = Repository(store, parse_verify_key(mine.public)).drill_records()
+    assert [r.date for r in found.records] == [GOOD.date] and found.refused == 3
+    assert (tmp_path / (signed + ".sig")).stat().st_size == 64

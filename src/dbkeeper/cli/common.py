@@ -70,11 +70,11 @@ def verify_key(args: argparse.Namespace | None, cfg: Config) -> signing.VerifyKe
     return configured.verify_key(cfg, getattr(args, "verify_key", None))
 
 
-def add_sign_key(p: argparse.ArgumentParser) -> None:
+def add_sign_key(p: argparse.ArgumentParser, what: str = "each backup") -> None:
     p.add_argument(
         "--sign-key",
         metavar="FILE",
-        help="sign each backup with this key file (`dbkeeper key generate`; config [signing] key)",
+        help=f"sign {what} with this key file (`dbkeeper key generate`; config [signing] key)",
     )
 
 

@@ -12,6 +12,7 @@ from dbkeeper.cli.common import (
     add_json,
     add_metrics_file,
     add_selection,
+    add_sign_key,
     add_store,
     add_verify_key,
     add_wal_fetch_command,
@@ -21,6 +22,7 @@ from dbkeeper.cli.common import (
     load_config,
     open_repo_for,
     pitr_archive,
+    signer,
     store_url,
     update_metrics,
     wal_fetch_command,
@@ -45,6 +47,7 @@ def register(sub: Any) -> None:
     )
     add_store(p)
     add_verify_key(p)
+    add_sign_key(p, "the drill's record in the store (so hosts with the verify key believe it)")
     add_selection(p, "drill only")
     p.add_argument(
         "--max-age",
@@ -113,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         keep=args.keep,
         pg_bin=args.pg_bin or cfg.pg_bin,
         identities=tuple(identities(args, cfg) or ()),
+        signer=signer(args, cfg),
     )
     with Notifier.for_job(cfg, "drill").run() as report:
         repo = open_repo_for(store_url(args, cfg), cfg, args)
@@ -177,10 +181,13 @@ def _run_pitr(args: argparse.Namespace) -> int:
         pg_bin=args.pg_bin or cfg.pg_bin,
         identities=tuple(identities(args, cfg) or ()),
         margin=parse_duration(args.margin, "--margin", allow_zero=True),
+        signer=signer(args, cfg),
     )
     archive = pitr_archive(args, cfg, source_id, writing=False)
-    log = args.log or drill_log_path(cfg)
-    result = run_pitr_drill(archive, options, log=log, seed=args.seed)
+    log_file = args.log or drill_log_path(cfg)
+    result = run_pitr_drill(archive, options, log=log_file, seed=args.seed)
+    for warning in result.warnings:
+        log.warning(warning)
     if args.json:
         emit_json(result.to_json())
     else:

@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         print(p.line())
     if report.leftovers:
         print(report.leftover_line())
+    if report.refused_drills:
+        print(report.refused_drills_line())
     for line in report.server_lines():
         print(line)
     return code

@@ -249,13 +249,15 @@ class Repository:
                 self.store.delete(part)
 
     # -- drill records -------------------------------------------------------------------------------------
-    def record_drill(self, record: DrillRecord) -> str:
-        """Keep a drill's record in the store (repo.drills), for every host's ``status``; its object name."""
-        return drills.put(self.store, record)
+    def record_drill(self, record: DrillRecord, signer: Signer | None = None) -> str:
+        """Keep a drill's record in the store (repo.drills), signed when ``signer`` is given, for every host's
+        ``status``; its object name."""
+        return drills.put(self.store, record, signer)
 
-    def drill_records(self, source: str | None = None) -> list[DrillRecord]:
-        """The drill records in the store (of ``source``), oldest first; unreadable ones are skipped."""
-        return drills.read(self.store, source)
+    def drill_records(self, source: str | None = None) -> drills.Found:
+        """The drill records in the store (of ``source``), oldest first; unreadable ones are skipped, and with a
+        verify key unsigned or badly signed ones (counted in ``refused``)."""
+        return drills.read(self.store, source, self.verify_key)
 
     # -- leftovers -----------------------------------------------------------------------------------------
     def leftovers(self, now: datetime, older_than: timedelta | None = None) -> list[LeftoverState]:

@@ -8,6 +8,10 @@ directory is not a source's (a source id holds no ``/``), so the catalog never t
 
 Whoever can write the store can write a record: ``DrillRecord.from_json`` checks every field's type and size and
 raises ValueError for anything else; the reader skips such a record (it is history, not a backup to refuse).
+And whoever can write the store could write a PASS that never happened, to hide failing drills: a drill host with
+the signing key signs its record (``<record>.sig``, Ed25519 over the record's exact bytes, written first, as a
+backup's manifest is signed), and a reader with a verify key believes only records signed by it. Others are
+skipped as forged; ``refused`` counts them, so ``status`` can say why a drill is not seen.
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ import re
 import secrets
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from dbkeeper.repo.names import SOURCE_ID_RE, stamp
 from dbkeeper.storage import Store
+
+if TYPE_CHECKING:
+    from dbkeeper.signing import Signer, VerifyKey
 
 PREFIX = "drills/"
 FORMAT_VERSION = 1
@@ -30,6 +38,7 @@ RESULTS = ("PASS", "FAIL")
 _NAME_RE = re.compile(r"^\d{8}_\d{6}-[0-9a-f]{8}\.json\Z")
 _TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
 _TEXT_LIMIT = 4096
+SIG_SUFFIX = ".sig"
 
 
 @dataclass(frozen=True)
@@ -109,33 +118,62 @@ def record_name(record: DrillRecord) -> str:
     return f"{PREFIX}{record.source_id}/{stamp(record.started)}-{secrets.token_hex(4)}.json"
 
 
-def put(store: Store, record: DrillRecord) -> str:
-    """Write ``record`` as a new object (never over another); its name."""
+def put(store: Store, record: DrillRecord, signer: Signer | None = None) -> str:
+    """Write ``record`` as a new object (never over another), its signature first when ``signer`` is given; its
+    name."""
     record = replace(record, recorded_at=datetime.now(UTC).isoformat())
     name = record_name(record)
-    store.put(name, [record.to_json()], if_absent=True)
+    raw = record.to_json()
+    if signer is not None:
+        store.put(name + SIG_SUFFIX, [signer.sign(raw)], if_absent=True)
+    store.put(name, [raw], if_absent=True)
     return name
 
 
-def read(store: Store, source: str | None = None) -> list[DrillRecord]:
+@dataclass
+class Found:
+    """What ``read`` found: the records believed, oldest first, and how many were not (with a verify key: no
+    signature, or one it does not verify)."""
+
+    records: list[DrillRecord]
+    refused: int = 0
+
+
+def read(store: Store, source: str | None = None, verify_key: VerifyKey | None = None) -> Found:
     """The newest ``READ_LAST`` records of every source (or of ``source``), oldest first; a record that does not
-    read is skipped."""
+    read is skipped, and so, with ``verify_key``, is one it does not verify."""
     from dbkeeper.errors import DbkeeperError
 
     listed = store.list(f"{PREFIX}{source}/" if source else PREFIX)
+    signed = {obj.name[: -len(SIG_SUFFIX)] for obj in listed if obj.name.endswith(SIG_SUFFIX)}
     by_source: dict[str, list[str]] = {}
     for obj in listed:
         parts = obj.name[len(PREFIX) :].split("/")
         if len(parts) == 2 and SOURCE_ID_RE.match(parts[0]) and _NAME_RE.match(parts[1]) and obj.size <= MAX_BYTES:
             by_source.setdefault(parts[0], []).append(obj.name)
-    records = []
-    for source_id, found in by_source.items():
-        for name in sorted(found)[-READ_LAST:]:
+    found = Found([])
+    for source_id, names in by_source.items():
+        for name in sorted(names)[-READ_LAST:]:
             try:
                 with store.open(name) as f:
-                    record = DrillRecord.from_json(f.read(MAX_BYTES + 1))
+                    raw = f.read(MAX_BYTES + 1)
+                record = DrillRecord.from_json(raw)
+                if verify_key is not None and not _verifies(store, name, raw, verify_key, name in signed):
+                    found.refused += 1
+                    continue
             except (DbkeeperError, ValueError):
                 continue
             if record.source_id == source_id:  # a record filed under another source's name is not believed
-                records.append(record)
-    return sorted(records, key=lambda r: (r.date, r.recorded_at))
+                found.records.append(record)
+    found.records.sort(key=lambda r: (r.date, r.recorded_at))
+    return found
+
+
+def _verifies(store: Store, name: str, raw: bytes, verify_key: VerifyKey, listed: bool) -> bool:
+    from dbkeeper.signing import SIGNATURE_BYTES
+
+    if not listed:
+        return False
+    with store.open(name + SIG_SUFFIX) as f:
+        signature = f.read(SIGNATURE_BYTES + 1)
+    return verify_key.verifies(raw, signature)

@@ -160,6 +160,7 @@ class Actions:
             target=conf.target,
             pg_bin=self.cfg.pg_bin,
             identities=tuple(configured.identities(self.cfg) or ()),
+            signer=configured.signer(self.cfg),
         )
         run = run_drills(self.repo, options, log=self.drill_log, source=sid)
         self._metrics()

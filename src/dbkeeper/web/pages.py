@@ -73,6 +73,7 @@ def overview(repo: SnapshotRepository, view: View) -> dict[str, Any]:
         "rows": rows,
         "pitr_rows": [_pitr_row(p, view) for p in report.pitr],
         "leftovers": report.leftover_line() if report.leftovers else None,
+        "refused_drills": report.refused_drills_line() if report.refused_drills else None,
     }
 
 
