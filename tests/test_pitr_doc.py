@@ -48,7 +48,7 @@ def test_every_base_backup_command_in_the_doc_runs() -> None:
             subs = {
                 "postgresql://postgres@db1:5432/postgres": ac.cluster.url(),
                 "/srv/backups": ac.store,
-                "--source casino": "--source main",
+                "--source casino-pg": "--source main",
                 "/var/lib/postgresql/restored": str(work / "restored"),
                 "/run/restored": str(work / "sock"),
             }
