@@ -63,8 +63,8 @@ def test_systemd_dry_run_prints_units_and_writes_nothing(
     assert f"# --- {dest}/dbkeeper-backup.service (dry run: not written) ---" in out
     assert f"# --- {dest}/dbkeeper-drill.timer (dry run: not written) ---" in out
     config = app / "dbkeeper.toml"
-    assert f'ExecStart=/usr/local/bin/dbkeeper --config "{config}" backup\n' in out
-    assert f'ExecStart=/usr/local/bin/dbkeeper --config "{config}" prune\n' in out
+    assert f'ExecStart=/usr/local/bin/dbkeeper --config "{config}" schedule run --now backup\n' in out
+    assert f'ExecStart=/usr/local/bin/dbkeeper --config "{config}" schedule run --now drill\n' in out
     assert f"WorkingDirectory={app}\n" in out
     assert "OnCalendar=*-*-* 02:00:00 UTC\n" in out and "OnCalendar=Sun *-*-* 04:00:00 UTC\n" in out
     assert out.count("Persistent=true\nRandomizedDelaySec=0\n") == 2
@@ -125,6 +125,29 @@ def test_cron_install_writes_a_file_whose_lines_run_for_real(
     assert done.returncode == 0, done.stderr
     assert len(backup_files(app / "backups")) == 3  # run in the config's directory
     assert str(app / "backups") not in log.read_text() and "backups/app/app_" in log.read_text()
+
+
+def test_a_cron_line_pings_once_when_the_whole_job_has_ended(
+    app: Path, tmp_path: Path, wrapper: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The installed backup job is backup, then prune; its dead-man's switch hears /start, then the outcome of the
+    whole job: a prune that fails after a good backup is a /fail, not the backup's success."""
+    from httpd import Recorder
+
+    with Recorder() as server:
+        (app / "dbkeeper.toml").write_text(
+            '[[sources]]\nname = "app"\nurl = "sqlite:///app.db"\n[retention]\nkeep_last = 0\n'
+            f'[notify]\nping_url = "{server.url}/ping/TOKEN"\n[schedule]\ndrill = "off"\n'
+        )
+        dest = tmp_path / "cron.d"
+        assert install(capsys, app, "--cron", "--dbkeeper", str(wrapper), "--dest", str(dest))[0] == 0
+        command = (dest / "dbkeeper").read_text().splitlines()[-1].split(" ", 6)[6]
+        command = command.replace("\\%", "%").removesuffix(" 2>&1 | logger -t dbkeeper")
+        done = subprocess.run(["sh", "-c", command], cwd="/", capture_output=True, text=True)
+        assert done.returncode != 0 and "start backup: dbkeeper backup && dbkeeper prune" in done.stdout
+        assert len(backup_files(app / "backups")) == 3  # the backup itself was made
+        assert server.paths() == ["/ping/TOKEN/start", "/ping/TOKEN/fail"], server.paths()
+        assert "prune" in server.requests[-1].text
 
 
 def test_cron_user_dry_run_prints_the_crontab_block(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -325,7 +348,8 @@ def test_the_installed_weekly_drill_runs_in_a_sandbox_never_on_the_source_server
     assert "_drill_" not in cluster.server_log()[log_before:]  # it did not even ask the source server for one
     code, out, _ = install(capsys, app, "--systemd", "--dry-run", "--dbkeeper", str(wrapper))
     drill_unit = out.split("dbkeeper-drill.service (dry run: not written) ---")[1].split("# ---")[0]
-    assert f"ExecStart={wrapper} --config {config} drill\n" in drill_unit and "--target" not in drill_unit
+    assert f"ExecStart={wrapper} --config {config} schedule run --now drill\n" in drill_unit
+    assert "--target" not in drill_unit
 
 
 def test_systemd_install_with_the_dashboard(

@@ -24,8 +24,8 @@ def test_cron_line_quotes_for_sh_and_escapes_percent_for_cron() -> None:
     assert "\\%" in command and "%" not in command.replace("\\%", "")
     unescaped = command.replace("\\%", "%")
     assert unescaped == (
-        "(cd '/srv/my app/50%' && /opt/dbk/bin/dbkeeper --config '/srv/my app/50%/dbkeeper.toml' backup"
-        " && /opt/dbk/bin/dbkeeper --config '/srv/my app/50%/dbkeeper.toml' prune) 2>&1 | logger -t dbkeeper"
+        "(cd '/srv/my app/50%' && /opt/dbk/bin/dbkeeper --config '/srv/my app/50%/dbkeeper.toml'"
+        " schedule run --now backup) 2>&1 | logger -t dbkeeper"
     )
     assert shlex.split(unescaped)[:3] == ["(cd", "/srv/my app/50%", "&&"]
 
@@ -46,7 +46,10 @@ def test_user_crontab_block_sets_no_variables() -> None:
     lines = block.splitlines()
     assert lines[0].startswith("# BEGIN dbkeeper") and lines[-1] == "# END dbkeeper"
     assert not [line for line in lines if "=" in line.split(" ")[0]]  # no NAME=value lines
-    assert lines[-2].startswith("0 2 * * * (cd /home/me && /usr/bin/dbkeeper --config /home/me/dbk.toml backup")
+    assert lines[-2].startswith(
+        "0 2 * * * (cd /home/me && /usr/bin/dbkeeper --config /home/me/dbk.toml schedule run --now backup)"
+    )
+    assert lines[-3] == '# backup, then prune (default "0 2 * * *")'  # what the job runs, said above it
 
 
 BLOCK = "# BEGIN dbkeeper: new\n0 2 * * * new\n# END dbkeeper\n"
@@ -74,8 +77,10 @@ def test_systemd_units_escape_specifiers_and_quote_words() -> None:
     assert sorted(units) == ["dbkeeper-backup.service", "dbkeeper-backup.timer"]
     service = units["dbkeeper-backup.service"]
     assert "WorkingDirectory=/srv/my app/50%%\n" in service
-    assert 'ExecStart=/opt/dbk/bin/dbkeeper --config "/srv/my app/50%%/dbkeeper.toml" backup\n' in service
-    assert 'ExecStart=/opt/dbk/bin/dbkeeper --config "/srv/my app/50%%/dbkeeper.toml" prune\n' in service
+    assert (
+        'ExecStart=/opt/dbk/bin/dbkeeper --config "/srv/my app/50%%/dbkeeper.toml" schedule run --now backup\n'
+    ) in service
+    assert service.count("ExecStart=") == 1 and "Description=dbkeeper backup, then prune" in service
     assert "Type=oneshot" in service and "After=network-online.target" in service
     timer = units["dbkeeper-backup.timer"]
     assert "OnCalendar=*-*-* 02:00:00 UTC\nPersistent=true\nRandomizedDelaySec=0\n" in timer

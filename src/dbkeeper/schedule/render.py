@@ -1,8 +1,11 @@
 """The scheduled jobs as a cron file, a block of a user's crontab, or systemd service and timer units.
 
-Pure text, no I/O. Every job runs ``cd <the config's directory> && dbkeeper --config <config> <command>``, so
-relative paths in the config (a ``backups`` store, ``sqlite:///app.db``) mean what they mean there. No flock
-around the commands: ``dbkeeper backup`` holds a lock per source itself.
+Pure text, no I/O. Every job runs ``cd <the config's directory> && dbkeeper --config <config> schedule run --now
+<job>``, so relative paths in the config (a ``backups`` store, ``sqlite:///app.db``) mean what they mean there,
+and the job's steps (backup, then prune …) run as ``schedule run`` runs them in a container: one after the other,
+each only after the one before succeeded, and the job's dead-man's switch pinged once, when the whole job has
+ended (a ``backup && prune`` chain would ping when the backup ended, before the prune that may still fail). No
+flock around the commands: ``dbkeeper backup`` holds a lock per source itself.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class Setup:
 
     def argv(self, step: Step) -> list[str]:
         return [*self.dbkeeper, "--config", str(self.config), *step]
+
+    def job_argv(self, job: Job) -> list[str]:
+        """What a cron line or a service runs for ``job``: its steps, through ``schedule run --now``."""
+        return self.argv(("schedule", "run", "--now", job.name))
 
     def origin(self, kind: str) -> str:
         user = " --user" if self.user else ""
@@ -82,8 +89,7 @@ def _comment(job: Job) -> str:
 
 
 def _cron_line(job: Job, setup: Setup, user: str | None) -> str:
-    chain = " && ".join(shlex.join(setup.argv(step)) for step in job.steps)
-    command = f"(cd {shlex.quote(str(setup.config.parent))} && {chain})"
+    command = f"(cd {shlex.quote(str(setup.config.parent))} && {shlex.join(setup.job_argv(job))})"
     command += f" >> {shlex.quote(setup.log)} 2>&1" if setup.log else " 2>&1 | logger -t dbkeeper"
     command = command.replace("%", "\\%")  # cron turns a bare % into a newline
     return " ".join([job.cron.fields(), *([user] if user else []), command])
@@ -106,7 +112,7 @@ def systemd_units(jobs: list[Job], setup: Setup) -> dict[str, str]:
                 [
                     "Type=oneshot",
                     f"WorkingDirectory={str(setup.config.parent).replace('%', '%%')}",
-                    *(f"ExecStart={' '.join(_systemd_word(a) for a in setup.argv(step))}" for step in job.steps),
+                    f"ExecStart={' '.join(_systemd_word(a) for a in setup.job_argv(job))}",
                     "SyslogIdentifier=dbkeeper",
                 ],
             ),
