@@ -359,13 +359,15 @@ def test_what_sigkill_leaves_is_found_and_removed(
 
     running = _start("verify", str(backup), tmp=tmp)  # a live one: its working copy is never removed
     _when(running, _spooling(tmp), "a working copy")
-    seen = run_dbkeeper("cleanup", "--store", str(tmp_path / "empty"), "--older-than", "0s", "--json")
-    actions_now = [lo["action"] for lo in json.loads(seen.stdout)["leftovers"]]
-    if running.poll() is not None:  # a loaded machine let the verify finish first: nothing left to look at
-        assert actions_now == []
-        return
-    assert actions_now == ["keep"]
-    running.send_signal(signal.SIGINT)
+    running.send_signal(signal.SIGSTOP)  # held mid-verify while cleanup looks, so that it cannot finish first
+    try:
+        if running.poll() is not None or not _spooling(tmp)():  # it was already done: nothing left to look at
+            return
+        seen = run_dbkeeper("cleanup", "--store", str(tmp_path / "empty"), "--older-than", "0s", "--json")
+        assert [lo["action"] for lo in json.loads(seen.stdout)["leftovers"]] == ["keep"]
+    finally:
+        running.send_signal(signal.SIGINT)  # waiting for it when it goes on
+        running.send_signal(signal.SIGCONT)
     _checked_out(running, signal.SIGINT)
 
     # Without cleanup: the next restore to that target removes what a killed one left beside it.

@@ -113,6 +113,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"cannot listen on {args.listen}: {exc.strerror or exc}", "pick another --listen port"
         ) from exc
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=server.close, daemon=True).start()
+        raise SystemExit(0)
+
+    # Before it says where it listens: whoever reads that may stop it at once (systemd, a supervisor, a test).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
     url = f"{listen.url}{root_path}/"
     mode = "actions on" if args.allow_actions else "read-only"
     if args.json:
@@ -120,13 +128,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"dbkeeper: serving {settings.repo.url} on {url} ({mode}; Ctrl-C stops)", flush=True)
     sys.stdout.flush()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=server.close, daemon=True).start()
-        raise SystemExit(0)
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     return 0
