@@ -102,7 +102,7 @@ class ScheduleConfig:
     drill: str | None = None
 
 
-NOTIFY_JOBS = ("backup", "prune", "copy", "verify", "drill", "wal")  # wal: the WAL archive's work
+NOTIFY_JOBS = ("backup", "prune", "copy", "verify", "drill", "basebackup", "wal")  # wal: the WAL archive's work
 NOTIFY_ON = ("failure", "always", "never")
 
 

@@ -79,6 +79,16 @@ class Notifier:
         ping = None if os.environ.get(SCHEDULED_JOB_ENV) else n.ping_for(job)
         return cls(n.webhook_url, ping, n.on_for(job), n.urls, job)
 
+    def alert(self, message: str, hint: str | None = None, **details: Any) -> None:
+        """Tell of something that went wrong outside a run (a WAL file refused for different bytes): the Apprise
+        URLs and the webhook, unless the job's policy is ``never``; no ping, which belongs to runs."""
+        if self.on == "never":
+            return
+        run = Run(self, self.job, dict(details))
+        run.fail(message, hint)
+        self.webhook(run.webhook_doc())
+        self.tell(run.title(), run.body(), False)
+
     def run(self, job: str | None = None) -> Run:
         """``with notifier.run() as run:`` pings start, then reports the outcome on leaving."""
         return Run(self, job or self.job)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +57,17 @@ def test_prune_copy_and_verify_each_report(
     blocked.write_text("a file where the store's directory would go")
     assert cli(capsys, "copy", "latest", "--to", str(blocked))[0] != 0
     assert titles(server) == ["dbkeeper copy FAILED"]
+
+
+def test_a_refused_base_backup_reports_as_the_basebackup_job(
+    tmp_path: Path, server: Recorder, pgdb: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster that does not archive its WAL: `basebackup` refuses before taking anything, and its own job in
+    [notify] hears of it (its policy is the default, failures only)."""
+    for key, value in pgdb.cluster.env().items():
+        monkeypatch.setenv(key, value)
+    code, _out, err = cli(capsys, "basebackup", pgdb.url, "--source", "casino", "--pg-bin", str(pgdb.cluster.bindir))
+    assert code != 0 and "archive_mode = off" in err
+    assert titles(server) == ["dbkeeper basebackup FAILED"]
+    assert "the cluster does not archive its WAL" in server.requests[0].json()["message"]
+    assert not (tmp_path / "backups" / "pitr").exists()

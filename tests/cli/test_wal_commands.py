@@ -82,9 +82,17 @@ def test_exit_codes_are_the_ones_postgresql_reads(tmp_path: Path) -> None:
 
 
 def test_a_segment_that_changed_is_refused_and_postgresql_keeps_it(tmp_path: Path) -> None:
-    """Different bytes under an archived name: refused (exit 1), alerted in the server log, never overwritten;
-    PostgreSQL keeps the file and retries, so nothing is lost while someone looks."""
-    with archiving_cluster(_bindir(15)) as ac:
+    """Different bytes under an archived name: refused (exit 1), alerted in the server log and once through the
+    config's [notify] urls (not at every retry), never overwritten; PostgreSQL keeps the file and retries, so
+    nothing is lost while someone looks."""
+    from httpd import Recorder
+
+    with (
+        Recorder() as said,
+        archiving_cluster(
+            _bindir(15), config_extra=f'[notify]\nurls = ["json://{said.url.removeprefix("http://")}/said"]\n'
+        ) as ac,
+    ):
         closed = ac.switch()
         ac.wait_archived(closed)
         cluster = cluster_of(ac.cluster.datadir)
@@ -101,6 +109,15 @@ def test_a_segment_that_changed_is_refused_and_postgresql_keeps_it(tmp_path: Pat
         )
         assert result.returncode == 1
         assert "already archived with other contents" in result.stderr
+        retried = subprocess.run(
+            ac.dbkeeper_argv("wal-push", str(forged), "--data-dir", str(ac.cluster.datadir)),
+            capture_output=True,
+            text=True,
+        )
+        assert retried.returncode == 1
+        [alert] = said.requests
+        assert alert.json()["title"].startswith("dbkeeper wal FAILED on ")
+        assert f"{closed} is already archived with other contents" in alert.json()["message"]
         arch = WalArchive(open_store(ac.store), SOURCE)
         assert [o.name.text for o in arch.files(cluster.archive_id)].count(closed) == 1
         same = subprocess.run(

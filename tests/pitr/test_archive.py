@@ -64,6 +64,24 @@ def test_an_identical_push_succeeds_and_different_bytes_are_refused(case: StoreC
     assert refusal["file"] == "000000010000000000000003" and refusal["archived_sha256"] == first.object[-68:-4]
 
 
+def test_a_refusal_is_told_once_per_refused_bytes_not_at_every_retry(case: StoreCase, wal_dir: Path) -> None:
+    """archive_command retries a refused file every minute; the alert goes out the first time those bytes are
+    refused under that name, and again for other bytes."""
+    told: list[WalConflict] = []
+    arch = WalArchive(case.store, "main", on_refusal=told.append)
+    path = Path(write(wal_dir, "000000010000000000000003", segment("000000010000000000000003")))
+    arch.push(path, CLUSTER)
+    write(wal_dir, "000000010000000000000003", segment("000000010000000000000003"))
+    for _ in range(3):
+        with pytest.raises(WalConflict):
+            arch.push(path, CLUSTER)
+    assert len(told) == 1 and "already archived with other contents" in told[0].message
+    write(wal_dir, "000000010000000000000003", segment("000000010000000000000003"))
+    with pytest.raises(WalConflict):
+        WalArchive(case.store, "main", on_refusal=told.append).push(path, CLUSTER)  # another host, other bytes
+    assert len(told) == 2
+
+
 def test_a_missing_file_is_missing_and_nothing_is_written(case: StoreCase, tmp_path: Path) -> None:
     arch = WalArchive(case.store, "main")
     dest = tmp_path / "RECOVERYXLOG"

@@ -85,9 +85,21 @@ def test_without_a_ledger_being_written_the_drill_fails_and_says_why(tmp_path: P
         assert drill_log.read(log)[0].result == "FAIL"
 
 
-def test_a_store_without_base_backups_fails_the_window_check(tmp_path: Path) -> None:
-    with archiving_cluster(_pg15_bindir(), settings=PITR_SETTINGS) as a:
+def test_a_store_without_base_backups_fails_the_window_check_and_tells_the_drill_job(tmp_path: Path) -> None:
+    from httpd import Recorder
+
+    with (
+        Recorder() as said,
+        archiving_cluster(
+            _pg15_bindir(),
+            settings=PITR_SETTINGS,
+            config_extra=f'[notify]\nurls = ["json://{said.url.removeprefix("http://")}/said"]\n',
+        ) as a,
+    ):
         code, doc = _drill(a, tmp_path / "drills.md")
         assert code == 3
         window = doc["drills"][0]["checks"][0]
         assert window["name"] == "window" and not window["ok"] and "dbkeeper basebackup" in window["hint"]
+        [told] = said.requests
+        assert told.json()["title"].startswith("dbkeeper drill FAILED on ")
+        assert "main (PITR): drill failed at window" in told.json()["message"]

@@ -19,6 +19,7 @@ from dbkeeper.cli.common import (
 )
 from dbkeeper.engines.postgres.conn import PgConn
 from dbkeeper.errors import UsageError
+from dbkeeper.notify import Notifier
 from dbkeeper.pitr.backup import BaseBackupOptions, take
 
 
@@ -79,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
         pg_bin=args.pg_bin or cfg.pg_bin,
         wal_timeout=args.wal_timeout,
     )
-    doc = take(conn, archive, options)
+    with Notifier.for_job(cfg, "basebackup").run() as report:
+        report.details["store"] = archive.store.url
+        doc = take(conn, archive, options)
+        report.summary = f"{doc.kind} base backup {doc.id} of {source_id}"
     if args.json:
         emit_json({"ok": True, "backup": doc.to_json(), "location": archive.store.describe(_prefix(doc))})
     else:

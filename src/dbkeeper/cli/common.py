@@ -9,7 +9,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dbkeeper import config, log, signing
@@ -354,8 +354,20 @@ def wal_archive(args: argparse.Namespace, *, pushing: bool, fetching: bool | Non
         signer=signer(args, cfg) if pushing else None,
         identities=identities(args, cfg) if fetching else None,
         verify_key=verify_key(args, cfg) if fetching else None,
+        on_refusal=_refusal_alert(cfg, store.url) if pushing else None,
     )
     return arch, cluster
+
+
+def _refusal_alert(cfg: Config, store: str) -> Callable[[Any], None]:
+    """Alert the config's ``wal`` job (``[notify]`` urls and webhook) of a push refused for different bytes."""
+
+    def alert(conflict: Any) -> None:
+        from dbkeeper.notify import Notifier
+
+        Notifier.for_job(cfg, "wal").alert(conflict.message, conflict.hint, store=store)
+
+    return alert
 
 
 def wal_source(args: argparse.Namespace, cfg: Config) -> str:

@@ -143,14 +143,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             for bar in bars:
                 bar.done()
-        passed = [d.database for d in result.drills if d.ok]
-        report.summary = f"{len(passed)} of {len(result.drills)} drill(s) passed" + (
-            f" ({', '.join(passed)})" if passed else ""
-        )
-        for d in result.drills:
-            failed = next((c for c in d.checks if not c.ok), None)
-            if failed is not None:
-                report.fail(f"drill failed at {failed.name}: {failed.detail}", failed.hint, source=d.database)
+        _report(report, result)
     for warning in result.warnings:
         log.warning(warning)
     metrics_ok = update_metrics(args, cfg, repo, log_path)
@@ -185,7 +178,10 @@ def _run_pitr(args: argparse.Namespace) -> int:
     )
     archive = pitr_archive(args, cfg, source_id, writing=False)
     log_file = args.log or drill_log_path(cfg)
-    result = run_pitr_drill(archive, options, log=log_file, seed=args.seed)
+    with Notifier.for_job(cfg, "drill").run() as report:
+        report.details["store"] = archive.store.url
+        result = run_pitr_drill(archive, options, log=log_file, seed=args.seed)
+        _report(report, result)
     for warning in result.warnings:
         log.warning(warning)
     if args.json:
@@ -195,6 +191,18 @@ def _run_pitr(args: argparse.Namespace) -> int:
             _render_one(drill)
         print(f"seed {result.seed}; logged to {result.log}")
     return 0 if result.ok else EXIT_CHECK
+
+
+def _report(report: Any, result: DrillRun) -> None:
+    """What the drill job tells ([notify]): how many passed, and each failure where it failed."""
+    passed = [d.database for d in result.drills if d.ok]
+    report.summary = f"{len(passed)} of {len(result.drills)} drill(s) passed" + (
+        f" ({', '.join(passed)})" if passed else ""
+    )
+    for d in result.drills:
+        failed = next((c for c in d.checks if not c.ok), None)
+        if failed is not None:
+            report.fail(f"drill failed at {failed.name}: {failed.detail}", failed.hint, source=d.database)
 
 
 def _render(run: DrillRun) -> None:

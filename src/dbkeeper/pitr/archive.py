@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,6 +119,7 @@ class WalArchive:
         identities: Iterable[Any] | None = None,
         signer: Signer | None = None,
         verify_key: VerifyKey | None = None,
+        on_refusal: Callable[[WalConflict], None] | None = None,
     ) -> None:
         from dbkeeper.repo.sources import check_id
 
@@ -128,6 +129,10 @@ class WalArchive:
         self.identities = list(identities) if identities is not None else None
         self.signer = signer
         self.verify_key = verify_key
+        # Told of a refused push the first time those bytes are refused under that name (the refusal note is
+        # new), so that a retrying archive_command alerts once, not every minute: wal-push and wal-daemon
+        # notify the config's "wal" job from here.
+        self.on_refusal = on_refusal
 
     # -- names
 
@@ -262,20 +267,23 @@ class WalArchive:
             self._sign(same[0].object, aid, name, sha, len(data))
             return PushResult(name.text, same[0].object, True, len(data), same[0].size, sha)
         if existing:
-            self._record_refusal(aid, name, existing[0].sha256, sha)
-            raise WalConflict(
+            conflict = WalConflict(
                 f"{name.text} is already archived with other contents ({existing[0].sha256[:16]}…, this one "
                 f"{sha[:16]}…); refused",
                 "two clusters may be archiving to one --source, or a restored copy of this one still archives: "
                 "give each cluster its own source and check with `dbkeeper wal-verify`",
             )
+            if self._record_refusal(aid, name, existing[0].sha256, sha) and self.on_refusal is not None:
+                self.on_refusal(conflict)
+            raise conflict
         self._sign(obj, aid, name, sha, len(data))
         stored = self._store(obj, data)
         return PushResult(name.text, obj, False, len(data), stored, sha)
 
-    def _record_refusal(self, aid: str, name: WalName, kept: str, refused: str) -> None:
+    def _record_refusal(self, aid: str, name: WalName, kept: str, refused: str) -> bool:
         """Leave a note in the store that ``wal-verify`` and ``status`` report from any host: the refused bytes are
-        never stored, the fact that someone pushed them is. Best effort: the refusal itself is what matters."""
+        never stored, the fact that someone pushed them is. Best effort: the refusal itself is what matters.
+        True when the note is new (the first refusal of these bytes under this name)."""
         import socket
 
         doc = {
@@ -285,10 +293,15 @@ class WalArchive:
             "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "host": socket.gethostname(),
         }
-        with contextlib.suppress(DbkeeperError):
+        try:
             self.store.put(
                 f"{self.base(aid)}/refused/{name.text}-{refused}.json", [json.dumps(doc).encode()], if_absent=True
             )
+        except AlreadyExists:
+            return False
+        except DbkeeperError:
+            return True  # no note could be kept: say it now rather than never
+        return True
 
     def refusals(self, aid: str) -> list[dict[str, str]]:
         """The pushes refused for different bytes under an archived name (see ``_record_refusal``), oldest first."""
