@@ -338,7 +338,7 @@ def test_the_overview_shows_each_wal_archive_its_window_and_live_rpo() -> None:
             assert row.locator("td.window").inner_text() == "none: no base backup"
             assert visit.problems == []
 
-        basebackup(ac)
+        backup = basebackup(ac)
         ac.wait_archived(ac.switch())
         said = json.loads(dbk(ac, "status", "--json").stdout)["pitr"][0]
         assert said["window"]["start"] is not None, said
@@ -355,6 +355,21 @@ def test_the_overview_shows_each_wal_archive_its_window_and_live_rpo() -> None:
             )
             assert page.locator("#overall").inner_text() == json.loads(dbk(ac, "status", "--json").stdout)["state"]
             assert visit.problems == []
+
+            # The archive's own page: the same state and window, its timeline, its base backup with prune's
+            # decision, and the commands that restore it to a time and drill it.
+            page.click(f'tr.archive[data-source="{SOURCE}"] a')
+            assert page.locator("#pitr-state").inner_text() == said["state"]
+            assert f"{said['window']['start']} .. {said['window']['end']}" in page.locator("#window").inner_text()
+            [base] = page.locator("tr.base").all()
+            assert base.get_attribute("data-id") == backup["id"] and "keep: " in base.inner_text()
+            assert page.locator("tr.timeline").count() == 1
+            restore = page.locator("#restore-time-command").inner_text()
+            assert restore.startswith("dbkeeper restore --pitr ") and f"--to-time {said['window']['end']}" in restore
+            assert page.locator("#drill-command").inner_text().startswith(f"dbkeeper drill --pitr --source {SOURCE}")
+            assert visit.problems == []
+            look(page, server.url + "/pitr/nosuch")
+            assert "the store holds no WAL archive of source nosuch" in page.content()
             status, text, _headers = get(server.url + "/metrics")
             samples = {
                 s.name: s.value

@@ -143,6 +143,11 @@ def create_app(settings: Settings, snapshots: Snapshots | None = None) -> Flask:
             configured=actions.configured_source(sid) is not None,
         )
 
+    @app.get("/pitr/<sid>")
+    def pitr(sid: str) -> str:
+        repo, view = _view()
+        return render_template("pitr.html", **pages.pitr_page(repo, view, sid), view=view, action=None)
+
     @app.get("/backup/<path:name>")
     def backup(name: str) -> str:
         repo, view = _view()

@@ -14,6 +14,10 @@ from typing import Any
 from dbkeeper import drill_log, status
 from dbkeeper.config import Config
 from dbkeeper.errors import DbkeeperError, NotFound
+from dbkeeper.pitr import walfile
+from dbkeeper.pitr.archive import WalArchive
+from dbkeeper.pitr.basebackup import Listed, list_backups
+from dbkeeper.pitr.retain import BaseDecision, decide_backups
 from dbkeeper.prune import PruneDecision, plan, policy_from
 from dbkeeper.repo import Entry, catalog, names
 from dbkeeper.repo.manifest import iso
@@ -239,6 +243,79 @@ def _table_growth(good: list[Entry]) -> dict[str, list[plots.Point]]:
         ]
         for table in top
     }
+
+
+@dataclass(frozen=True)
+class BaseRow:
+    """A base backup as the PITR page lists it, with retention's decision about it."""
+
+    listed: Listed
+    size: str
+    wal: str  # first .. last segment of its WAL range
+    decision: BaseDecision | None
+
+
+def pitr_page(repo: SnapshotRepository, view: View, sid: str) -> dict[str, Any]:
+    """One source's WAL archive (its newest cluster): the state status gives it, the window, each timeline's
+    segments, its base backups with retention's plan for them, the PITR drills, and the commands that restore it
+    to a time and drill it."""
+    health = next((h for h in repo.snapshot.pitr if h.source_id == sid), None)
+    if health is None:
+        raise NotFound(f"the store holds no WAL archive of source {sid}", "the overview lists the archives it holds")
+    report = _check(repo, view, sid)
+    state = next(p for p in report.pitr if p.health.source_id == sid)
+    listed, plan = _bases(repo, view, sid, health.archive_id)
+    rows = []
+    for e in listed:
+        b = e.backup
+        wal = ""
+        if b is not None:
+            wal = (
+                f"{walfile.segment_name(b.timeline, b.start_segno, b.wal_segment_size)} .. "
+                f"{walfile.segment_name(b.timeline, b.stop_segno, b.wal_segment_size)}"
+            )
+        decision = plan.get(e.id) if isinstance(plan, dict) else None
+        rows.append(BaseRow(e, human_size(sum(e.objects.values())), wal, decision))
+    drills = drill_log.history(view.drill_log, repo.drill_records(sid).records)
+    name = sid + status.PITR_DRILL_SUFFIX
+    where = f"--source {shlex.quote(sid)} --store {shlex.quote(repo.url)}"
+    w = health.report.window
+    return {
+        "sid": sid,
+        "p": state,
+        "row": _pitr_row(state, view),
+        "report": health.report,
+        "bases": rows[::-1],
+        "plan_error": plan if isinstance(plan, str) else None,
+        "drills": [r for r in drills if r.database == name][::-1],
+        "commands": {
+            "time": f"dbkeeper restore --pitr /var/lib/postgresql/restored --to-time"
+            f" {iso(w.end) if w else 'YYYY-MM-DDTHH:MM:SSZ'} {where}",
+            "latest": f"dbkeeper restore --pitr /var/lib/postgresql/restored --to-latest {where}",
+            "drill": f"dbkeeper drill --pitr {where}",
+            "verify": f"dbkeeper wal-verify {where}",
+        },
+    }
+
+
+def _bases(
+    repo: SnapshotRepository, view: View, sid: str, aid: str
+) -> tuple[list[Listed], dict[str, BaseDecision] | str]:
+    """The archive's base backups (oldest first) and prune's decisions about them (or why there are none): read
+    once per snapshot."""
+    snap = repo.snapshot
+    key = ("bases", sid, aid)
+    if key not in snap.memo:
+        listed = list_backups(WalArchive(repo.store, sid, verify_key=repo.verify_key), aid, repo.verify_key)
+        plan: dict[str, BaseDecision] | str
+        try:
+            policy = policy_from({}, view.cfg.retention)
+            plan = {d.id: d for d in decide_backups(listed, policy, snap.taken)} if listed else {}
+        except DbkeeperError as exc:
+            plan = exc.message
+        snap.memo[key] = (listed, plan)
+    found: tuple[list[Listed], dict[str, BaseDecision] | str] = snap.memo[key]
+    return found
 
 
 def backup_page(repo: SnapshotRepository, view: View, name: str) -> dict[str, Any]:
