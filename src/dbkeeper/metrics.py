@@ -30,7 +30,7 @@ from dbkeeper.fsutil import write_atomic
 from dbkeeper.repo import Repository, catalog
 
 if TYPE_CHECKING:
-    from dbkeeper.pitr.health import Health
+    from dbkeeper.pitr.health import Survey
 
 Labels = dict[str, str]
 
@@ -50,7 +50,7 @@ def collect(
     *,
     servers: Sequence[str] = (),
     pg_bin: str | None = None,
-    pitr: list[Health] | None = None,
+    pitr: Survey | None = None,
 ) -> list[Family]:
     """The families of the store's series, of its WAL archives (``pitr``, as pitr.health's ``survey`` reads them;
     read here when not given), and of what killed restores left on the PostgreSQL ``servers``."""
@@ -103,6 +103,10 @@ def collect(
             Family(
                 "dbkeeper_wal_gap_segments",
                 "Segments missing from the WAL archive, by state: lost (a hole before newer segments) or delayed.",
+            ),
+            Family(
+                "dbkeeper_wal_archive_unreadable",
+                "1 for a source whose WAL archive could not be read (a damaged archive.json, a store error).",
             ),
             Family(
                 "dbkeeper_wal_conflicts",
@@ -169,13 +173,16 @@ def collect(
 
 
 def _pitr(
-    repo: Repository, now: datetime, put: Callable[[str, Labels, float | None], None], pitr: list[Health] | None
+    repo: Repository, now: datetime, put: Callable[[str, Labels, float | None], None], pitr: Survey | None
 ) -> None:
     """One set of samples per source with a WAL archive (its newest archive), labels ``source`` and
     ``archive_id``; the backlog from the WAL daemon's state in the default spool, when it runs on this host."""
     from dbkeeper.pitr.health import survey
 
-    for h in survey(repo.store, now=now, verify_key=repo.verify_key) if pitr is None else pitr:
+    found = survey(repo.store, now=now, verify_key=repo.verify_key) if pitr is None else pitr
+    for source, _why in found.errors:
+        put("dbkeeper_wal_archive_unreadable", {"source": source}, 1)
+    for h in found.found:
         source = h.source_id
         labels = {"source": source, "archive_id": h.archive_id}
         last = h.last_archived

@@ -29,7 +29,7 @@ from dbkeeper import drill_log
 from dbkeeper.engines import redact, server_leftovers
 from dbkeeper.engines.postgres.leftovers import ServerLeftover
 from dbkeeper.errors import DbkeeperError
-from dbkeeper.pitr.health import Health
+from dbkeeper.pitr.health import Health, Survey
 from dbkeeper.repo import LeftoverState, Repository, catalog
 from dbkeeper.repo.manifest import iso
 from dbkeeper.units import compact_duration, format_duration, human_size
@@ -226,6 +226,7 @@ class StatusReport:
     server_leftovers: list[ServerLeftover] = field(default_factory=list)  # those that need a look only
     server_errors: list[str] = field(default_factory=list)  # servers that could not be asked
     pitr: list[PitrStatus] = field(default_factory=list)
+    pitr_errors: list[tuple[str, str]] = field(default_factory=list)  # (source, why) of archives that do not read
     refused_drills: int = 0  # drill records in the store a verify key does not believe
 
     @property
@@ -233,6 +234,7 @@ class StatusReport:
         clean = not self.leftovers and not self.server_leftovers and not self.server_errors and not self.refused_drills
         return (
             bool(self.databases or self.pitr)
+            and not self.pitr_errors
             and all(d.ok for d in self.databases)
             and all(p.ok for p in self.pitr)
             and clean
@@ -241,7 +243,7 @@ class StatusReport:
     @property
     def state(self) -> str:
         states = [d.state for d in self.databases] + [p.state for p in self.pitr]
-        if not states or CRITICAL in states:
+        if not states or CRITICAL in states or self.pitr_errors:
             return CRITICAL
         return OK if self.ok else WARNING
 
@@ -251,6 +253,12 @@ class StatusReport:
         return (
             f"{WARNING} {self.store}: leftovers of interrupted writes: {first}{more} (`dbkeeper cleanup` removes them)"
         )
+
+    def pitr_error_lines(self) -> list[str]:
+        return [
+            f"{CRITICAL} {source} WAL: its archive does not read: {why} (`dbkeeper wal-verify --source {source}`)"
+            for source, why in self.pitr_errors
+        ]
 
     def refused_drills_line(self) -> str:
         return (
@@ -272,6 +280,7 @@ class StatusReport:
             "drill_log": self.drill_log,
             "databases": [d.to_json() for d in self.databases],
             "pitr": [p.to_json() for p in self.pitr],
+            "pitr_errors": [{"source": source, "error": why} for source, why in self.pitr_errors],
             "leftovers": [
                 {
                     "kind": s.leftover.kind,
@@ -309,7 +318,7 @@ def check(
     database: str | None = None,
     servers: Sequence[str] = (),
     pg_bin: str | None = None,
-    pitr: list[Health] | None = None,
+    pitr: Survey | None = None,
     max_wal_age: timedelta = DEFAULT_MAX_WAL_AGE,
 ) -> StatusReport:
     """The status of every series in the store (or those of ``source``/``database``), of the WAL archives in
@@ -322,7 +331,9 @@ def check(
     report = StatusReport(repo.url, max_age, str(drill_log_path), [], refused_drills=stored.refused)
     for entries in found.series().values():
         report.databases.append(_judge(entries, drills, max_age, now))
-    report.pitr = [judge_pitr(h, drills, max_wal_age, now) for h in pitr or []]
+    if pitr is not None:
+        report.pitr = [judge_pitr(h, drills, max_wal_age, now) for h in pitr.found]
+        report.pitr_errors = list(pitr.errors)
     report.leftovers = [s for s in repo.leftovers(now) if s.stale]
     report.server_leftovers, report.server_errors = look_on_servers(servers, now, pg_bin=pg_bin)
     return report

@@ -335,7 +335,7 @@ def test_the_overview_shows_each_wal_archive_its_window_and_live_rpo() -> None:
             page = chromium.new_page()
             visit = look(page, server.url + "/")
             row = page.locator(f'tr.archive[data-source="{SOURCE}"]')
-            assert row.locator("td.window").inner_text() == "none: no base backup"
+            assert row.locator("td.window").inner_text() == "none: no good base backup"
             assert visit.problems == []
 
         backup = basebackup(ac)

@@ -104,3 +104,26 @@ def test_with_a_verify_key_only_records_it_verifies_are_believed(tmp_path: Path)
     found = Repository(store, parse_verify_key(mine.public)).drill_records()
     assert [r.date for r in found.records] == [GOOD.date] and found.refused == 3
     assert (tmp_path / (signed + ".sig")).stat().st_size == 64
+
+
+def test_a_genuine_record_replayed_or_junk_planted_late_hides_no_failed_drill(tmp_path: Path) -> None:
+    """The signature covers the record's name: a genuine PASS (and its .sig) copied under later names does not
+    verify; and junk under the latest names neither pushes the genuine FAIL out of the records read nor goes
+    unnoticed: each is counted."""
+    key = generate(tmp_path / "k.key")
+    store = LocalStore(tmp_path / "store")
+    repo = Repository(store)
+    passed = repo.record_drill(GOOD, key)
+    repo.record_drill(replace(GOOD, date="2026-11-21T04:00:00Z", result="FAIL"), key)
+    root = tmp_path / "store"
+    for i in range(60):
+        late = f"drills/app/99991231_235959-{i:08x}.json"
+        (root / late).write_bytes((root / passed).read_bytes())  # the genuine PASS, bytes and signature
+        (root / (late + ".sig")).write_bytes((root / (passed + ".sig")).read_bytes())
+    same_day = "drills/app/20261121_040000-ffffffff.json"  # the PASS's bytes under the FAIL's date: not its name
+    (root / same_day).write_bytes((root / passed).read_bytes())
+    found = Repository(store, parse_verify_key(key.public)).drill_records()
+    assert [r.result for r in found.records] == ["PASS", "FAIL"] and found.refused == 61
+    # Without a verify key nothing can be told apart, but a record under a name that is not its own still is not
+    # believed: the newest believed records are the genuine ones.
+    assert [r.result for r in repo.drill_records().records] == ["PASS", "FAIL"]

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             database=args.database,
             servers=pg_servers(cfg),
             pg_bin=cfg.pg_bin,
-            pitr=_pitr_health(args, cfg, repo, now, max_wal_age) if not args.database else [],
+            pitr=_pitr_health(args, cfg, repo, now, max_wal_age) if not args.database else None,
             max_wal_age=max_wal_age,
         )
     except DbkeeperError as exc:
@@ -104,13 +104,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(report.to_json())
         return code
-    if not report.databases and not report.pitr:
+    if not report.databases and not report.pitr and not report.pitr_errors:
         which = " ".join(f"{k} {v}" for k, v in (("of source", args.source), ("of", args.database)) if v)
         print(f"CRITICAL: no backups in {repo.url}" + (f" {which}" if which else ""))
     for db in report.databases:
         print(db.line())
     for p in report.pitr:
         print(p.line())
+    for line in report.pitr_error_lines():
+        print(line)
     if report.leftovers:
         print(report.leftover_line())
     if report.refused_drills:
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _pitr_health(args: argparse.Namespace, cfg: Any, repo: Any, now: datetime, delay: Any) -> list[Any]:
+def _pitr_health(args: argparse.Namespace, cfg: Any, repo: Any, now: datetime, delay: Any) -> Any:
     from pathlib import Path
 
     from dbkeeper.pitr.health import survey

@@ -40,7 +40,7 @@ from dbkeeper.pitr.datadir import Cluster as Cluster  # re-exported: the archive
 from dbkeeper.pitr.datadir import archive_id as archive_id
 from dbkeeper.pitr.datadir import cluster_of as cluster_of
 from dbkeeper.pitr.walfile import WalName, WalRefused
-from dbkeeper.repo.names import PITR_ROOT
+from dbkeeper.repo.names import PITR_ROOT, SOURCE_ID_RE
 from dbkeeper.signing import Signer, VerifyKey
 from dbkeeper.storage import ObjectInfo, Store
 
@@ -102,8 +102,8 @@ def sources(store: Store) -> list[str]:
     found = set()
     for info in store.list(f"{ROOT}/"):
         parts = info.name.split("/")
-        if len(parts) == 4 and parts[2] == "archives" and _ARCHIVE_ID.match(parts[3]):
-            found.add(parts[1])
+        if len(parts) == 4 and parts[2] == "archives" and _ARCHIVE_ID.match(parts[3]) and SOURCE_ID_RE.match(parts[1]):
+            found.add(parts[1])  # a directory no source id names is not an archive (anyone can write the store)
     return sorted(found)
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from dbkeeper.errors import DbkeeperError
 from dbkeeper.pitr import datadir, spool
 from dbkeeper.pitr.archive import WalArchive, sources
 from dbkeeper.pitr.walverify import DEFAULT_DELAY, ArchiveReport, verify
@@ -60,7 +61,16 @@ class Health:
         """Why there is no PITR window (None when there is one)."""
         if self.report.window is not None:
             return None
-        return "no base backup" if not self.report.base_backups else "no WAL archived after the base backup yet"
+        return "no good base backup" if not self.report.base_backups else "no WAL archived after the base backup yet"
+
+
+@dataclass
+class Survey:
+    """Every source's archive health, and the sources whose archive could not be read (source id, why): one
+    damaged ``archive.json`` is that source's CRITICAL, not a failure of everyone's status."""
+
+    found: list[Health] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
 
 
 def survey(
@@ -73,18 +83,22 @@ def survey(
     data_dir: Path | None = None,
     spool_root: str | None = None,
     delay: timedelta = DEFAULT_DELAY,
-) -> list[Health]:
+) -> Survey:
     """The health of every source's newest archive (or of ``source``'s): what ``status``, the metrics and the
     dashboard show. ``data_dir`` counts the backlog of the archive whose cluster it is."""
-    found = []
+    out = Survey()
     for sid in sources(store):
         if source is not None and sid != source:
             continue
-        archive = WalArchive(store, sid, identities=identities, verify_key=verify_key)
-        h = health(archive, now=now, data_dir=data_dir, spool_root=spool_root, delay=delay)
+        try:
+            archive = WalArchive(store, sid, identities=identities, verify_key=verify_key)
+            h = health(archive, now=now, data_dir=data_dir, spool_root=spool_root, delay=delay)
+        except DbkeeperError as exc:
+            out.errors.append((sid, exc.message))
+            continue
         if h is not None:
-            found.append(h)
-    return found
+            out.found.append(h)
+    return out
 
 
 def health(

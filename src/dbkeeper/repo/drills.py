@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 PREFIX = "drills/"
 FORMAT_VERSION = 1
 MAX_BYTES = 64 * 1024
-READ_LAST = 50  # records read per source: the newest ones are what status and the slow-restore check need
+READ_LAST = 50  # records kept per source: the newest ones are what status and the slow-restore check need
+MAX_READ = 4 * READ_LAST  # records read per source at most, newest first
 RESULTS = ("PASS", "FAIL")
 _NAME_RE = re.compile(r"^\d{8}_\d{6}-[0-9a-f]{8}\.json\Z")
 _TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
@@ -125,25 +126,33 @@ def put(store: Store, record: DrillRecord, signer: Signer | None = None) -> str:
     name = record_name(record)
     raw = record.to_json()
     if signer is not None:
-        store.put(name + SIG_SUFFIX, [signer.sign(raw)], if_absent=True)
+        store.put(name + SIG_SUFFIX, [signer.sign(signed_bytes(name, raw))], if_absent=True)
     store.put(name, [raw], if_absent=True)
     return name
 
 
+def signed_bytes(name: str, raw: bytes) -> bytes:
+    """What a record's signature covers: a tag (so it is never a manifest's signature), the record's object name
+    (so a genuine record copied under another name, a later date, does not verify) and its bytes."""
+    return b"dbkeeper drill record\n" + name.encode() + b"\n" + raw
+
+
 @dataclass
 class Found:
-    """What ``read`` found: the records believed, oldest first, and how many were not (with a verify key: no
-    signature, or one it does not verify)."""
+    """What ``read`` found: the records believed, oldest first, and, with a verify key, how many newer ones were
+    not (no signature, one it does not verify, unreadable, or filed under a name that is not theirs): a forger's
+    way to hide the newest drill."""
 
     records: list[DrillRecord]
     refused: int = 0
 
 
 def read(store: Store, source: str | None = None, verify_key: VerifyKey | None = None) -> Found:
-    """The newest ``READ_LAST`` records of every source (or of ``source``), oldest first; a record that does not
-    read is skipped, and so, with ``verify_key``, is one it does not verify."""
-    from dbkeeper.errors import DbkeeperError
-
+    """The newest ``READ_LAST`` believed records of every source (or of ``source``), oldest first. A record that
+    does not read, whose name is not its own (another source's directory, another date), or, with
+    ``verify_key``, that it does not verify is skipped; with a verify key, those newer than every believed record
+    are counted in ``refused``. At most ``MAX_READ`` records are read per source, newest first, so junk planted
+    under late names cannot make a reader read the whole history (it is counted instead)."""
     listed = store.list(f"{PREFIX}{source}/" if source else PREFIX)
     signed = {obj.name[: -len(SIG_SUFFIX)] for obj in listed if obj.name.endswith(SIG_SUFFIX)}
     by_source: dict[str, list[str]] = {}
@@ -153,27 +162,39 @@ def read(store: Store, source: str | None = None, verify_key: VerifyKey | None =
             by_source.setdefault(parts[0], []).append(obj.name)
     found = Found([])
     for source_id, names in by_source.items():
-        for name in sorted(names)[-READ_LAST:]:
-            try:
-                with store.open(name) as f:
-                    raw = f.read(MAX_BYTES + 1)
-                record = DrillRecord.from_json(raw)
-                if verify_key is not None and not _verifies(store, name, raw, verify_key, name in signed):
-                    found.refused += 1
-                    continue
-            except (DbkeeperError, ValueError):
-                continue
-            if record.source_id == source_id:  # a record filed under another source's name is not believed
-                found.records.append(record)
+        believed: list[DrillRecord] = []
+        for name in sorted(names, reverse=True)[:MAX_READ]:
+            record = _believed(store, name, source_id, verify_key, name in signed)
+            if record is not None:
+                believed.append(record)
+                if len(believed) == READ_LAST:
+                    break
+            elif verify_key is not None and not believed:
+                found.refused += 1
+        found.records += believed
     found.records.sort(key=lambda r: (r.date, r.recorded_at))
     return found
 
 
-def _verifies(store: Store, name: str, raw: bytes, verify_key: VerifyKey, listed: bool) -> bool:
+def _believed(
+    store: Store, name: str, source_id: str, verify_key: VerifyKey | None, has_signature: bool
+) -> DrillRecord | None:
+    from dbkeeper.errors import DbkeeperError
     from dbkeeper.signing import SIGNATURE_BYTES
 
-    if not listed:
-        return False
-    with store.open(name + SIG_SUFFIX) as f:
-        signature = f.read(SIGNATURE_BYTES + 1)
-    return verify_key.verifies(raw, signature)
+    try:
+        with store.open(name) as f:
+            raw = f.read(MAX_BYTES + 1)
+        record = DrillRecord.from_json(raw)
+        if record.source_id != source_id or not name.rpartition("/")[2].startswith(stamp(record.started)):
+            return None  # filed under another source's name, or another date, than its own
+        if verify_key is not None:
+            if not has_signature:
+                return None
+            with store.open(name + SIG_SUFFIX) as f:
+                signature = f.read(SIGNATURE_BYTES + 1)
+            if not verify_key.verifies(signed_bytes(name, raw), signature):
+                return None
+    except (DbkeeperError, ValueError):
+        return None
+    return record

@@ -17,6 +17,7 @@ from dbkeeper.errors import DbkeeperError, NotFound
 from dbkeeper.pitr import walfile
 from dbkeeper.pitr.archive import WalArchive
 from dbkeeper.pitr.basebackup import Listed, list_backups
+from dbkeeper.pitr.health import Survey
 from dbkeeper.pitr.retain import BaseDecision, decide_backups
 from dbkeeper.prune import PruneDecision, plan, policy_from
 from dbkeeper.repo import Entry, catalog, names
@@ -52,7 +53,10 @@ def _check(repo: SnapshotRepository, view: View, source: str | None = None) -> s
         drill_log_path=view.drill_log,
         now=view.now,
         source=source,
-        pitr=[h for h in repo.snapshot.pitr if source is None or h.source_id == source],
+        pitr=Survey(
+            [h for h in repo.snapshot.pitr.found if source is None or h.source_id == source],
+            [e for e in repo.snapshot.pitr.errors if source is None or e[0] == source],
+        ),
         max_wal_age=view.cfg.pitr.max_wal_age or status.DEFAULT_MAX_WAL_AGE,
     )
 
@@ -77,6 +81,7 @@ def overview(repo: SnapshotRepository, view: View) -> dict[str, Any]:
         "rows": rows,
         "pitr_rows": [_pitr_row(p, view) for p in report.pitr],
         "leftovers": report.leftover_line() if report.leftovers else None,
+        "pitr_errors": report.pitr_error_lines(),
         "refused_drills": report.refused_drills_line() if report.refused_drills else None,
     }
 
@@ -259,7 +264,7 @@ def pitr_page(repo: SnapshotRepository, view: View, sid: str) -> dict[str, Any]:
     """One source's WAL archive (its newest cluster): the state status gives it, the window, each timeline's
     segments, its base backups with retention's plan for them, the PITR drills, and the commands that restore it
     to a time and drill it."""
-    health = next((h for h in repo.snapshot.pitr if h.source_id == sid), None)
+    health = next((h for h in repo.snapshot.pitr.found if h.source_id == sid), None)
     if health is None:
         raise NotFound(f"the store holds no WAL archive of source {sid}", "the overview lists the archives it holds")
     report = _check(repo, view, sid)

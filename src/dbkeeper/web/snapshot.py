@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dbkeeper.errors import DbkeeperError
-from dbkeeper.pitr.health import Health, survey
+from dbkeeper.pitr.health import Survey, survey
 from dbkeeper.repo import Catalog, LeftoverState, Repository
 
 READ_GAP = 4  # between two reads, at least this many times the last read's duration
@@ -35,7 +35,7 @@ class Snapshot:
     leftovers: list[LeftoverState]
     taken: datetime  # when the scan started (its ``now``)
     seconds: float  # how long it took
-    pitr: list[Health] = field(default_factory=list)  # each source's newest WAL archive
+    pitr: Survey = field(default_factory=Survey)  # each source's newest WAL archive
     memo: dict[Any, Any] = field(default_factory=dict)  # what pages derive from it, computed once per snapshot
 
     def age(self, now: datetime) -> timedelta:
