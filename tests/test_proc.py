@@ -22,3 +22,24 @@ def test_write_feeds_a_child_that_reads() -> None:
         child.stdin.close()
         assert child.stdout.read().strip() == b"5"
         child.check()
+
+
+def test_stderr_is_passed_on_as_it_comes_and_its_tail_kept() -> None:
+    """A scheduler's log gets a step's stderr while the step runs, not when it ends."""
+    import os
+    import time
+
+    read_end, write_end = os.pipe()
+    with (
+        os.fdopen(read_end, "rb", buffering=0) as seen,
+        os.fdopen(write_end, "wb") as echo,
+        proc.Process(["sh", "-c", "echo started >&2; exec sleep 30"], stderr_echo=echo) as child,
+    ):
+        deadline = time.monotonic() + 10
+        got = b""
+        while b"started\n" not in got and time.monotonic() < deadline:
+            got += seen.read(64)
+        assert got == b"started\n" and child.poll() is None  # there while the child still runs
+        child.kill()
+        child.wait()
+        assert child.stderr_text() == "started"

@@ -31,17 +31,25 @@ def child_env(extra: Mapping[str, str] | None = None, drop: Sequence[str] = ()) 
 
 
 class _StderrTail:
-    """Drains a pipe in a thread, keeping the last few KiB (a chatty child must never block on stderr)."""
+    """Drains a pipe in a thread, keeping the last few KiB (a chatty child must never block on stderr), and
+    passing each chunk on to ``echo`` as it comes when given."""
 
-    def __init__(self, pipe: IO[bytes]) -> None:
+    def __init__(self, pipe: IO[bytes], echo: IO[bytes] | None = None) -> None:
         self._chunks: deque[bytes] = deque()
         self._size = 0
+        self._echo = echo
         self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
         self._thread.start()
 
     def _drain(self, pipe: IO[bytes]) -> None:
         with pipe:
             for chunk in iter(lambda: pipe.read1(8192), b""):  # type: ignore[attr-defined]
+                if self._echo is not None:
+                    try:
+                        self._echo.write(chunk)
+                        self._echo.flush()
+                    except (OSError, ValueError):
+                        self._echo = None  # our own stderr went away: keep draining, stop passing on
                 self._chunks.append(chunk)
                 self._size += len(chunk)
                 while self._size > _STDERR_KEEP and len(self._chunks) > 1:
@@ -81,8 +89,10 @@ class Process:
         stdout: int | IO[bytes] | None = subprocess.PIPE,
         cwd: str | None = None,
         new_session: bool = False,
+        stderr_echo: IO[bytes] | None = None,
     ) -> None:
-        """``new_session``: the child gets its own session, so a Ctrl-C on our terminal does not reach it."""
+        """``new_session``: the child gets its own session, so a Ctrl-C on our terminal does not reach it.
+        ``stderr_echo``: where the child's stderr goes as it comes, besides being kept (a scheduler's log)."""
         self.argv = [str(a) for a in argv]
         self.name = os.path.basename(self.argv[0])
         try:
@@ -98,7 +108,7 @@ class Process:
         except OSError as exc:
             raise ToolError(f"cannot run {self.name}: {exc.strerror}", "check that it is installed") from exc
         assert self._popen.stderr is not None
-        self._stderr = _StderrTail(self._popen.stderr)
+        self._stderr = _StderrTail(self._popen.stderr, stderr_echo)
         self._stopped_reading = False
         for pipe in (self._popen.stdout, self._popen.stdin):
             if pipe is not None:

@@ -84,7 +84,9 @@ def test_status_and_metrics_of_a_pitr_source(tmp_path: Path, monkeypatch: pytest
         assert samples[("dbkeeper_wal_gap_segments", "lost")] == 0
         # No base backup yet: no window, whatever WAL is archived (status and a drill say the same).
         assert ("dbkeeper_pitr_window_end_seconds", "") not in samples
-        assert "no PITR window (no good base backup)" in doc["pitr"][0]["line"] and doc["pitr"][0]["window"]["end"] is None
+        assert (
+            "no PITR window (no good base backup)" in doc["pitr"][0]["line"] and doc["pitr"][0]["window"]["end"] is None
+        )
         # A segment deleted from the middle: CRITICAL, and the metric counts it.
         cluster = cluster_of(ac.cluster.datadir)
         assert cluster is not None

@@ -283,7 +283,7 @@ class WalArchive:
     def _record_refusal(self, aid: str, name: WalName, kept: str, refused: str) -> bool:
         """Leave a note in the store that ``wal-verify`` and ``status`` report from any host: the refused bytes are
         never stored, the fact that someone pushed them is. Best effort: the refusal itself is what matters.
-        True when the note is new (the first refusal of these bytes under this name)."""
+        True when the note is new (the first refusal of these bytes under this name): the refusal is told once."""
         import socket
 
         doc = {
@@ -297,10 +297,8 @@ class WalArchive:
             self.store.put(
                 f"{self.base(aid)}/refused/{name.text}-{refused}.json", [json.dumps(doc).encode()], if_absent=True
             )
-        except AlreadyExists:
-            return False
-        except DbkeeperError:
-            return True  # no note could be kept: say it now rather than never
+        except DbkeeperError:  # told before, or no note can be kept: then archive_command's own failures and the
+            return False  # growing .ready backlog (status) say it; an alert at every retry would be noise
         return True
 
     def refusals(self, aid: str) -> list[dict[str, str]]:

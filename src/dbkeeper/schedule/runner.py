@@ -165,12 +165,19 @@ class Runner:
         # With events (--json) our stdout carries only them: a step's own output goes to stderr instead.
         stdout = sys.stderr.fileno() if self._events is not None else None
         env = {**os.environ, SCHEDULED_JOB_ENV: job}
-        with proc.Process(argv, env=env, stdout=stdout, cwd=self.cwd, new_session=True) as child:
+        sys.stdout.flush()
+        # The step's stderr reaches the log as it comes (a long backup's progress, with the log's own times),
+        # and its tail is kept for the line that says what failed.
+        with proc.Process(
+            argv,
+            env=env,
+            stdout=stdout,
+            cwd=self.cwd,
+            new_session=True,
+            stderr_echo=getattr(sys.stderr, "buffer", None),
+        ) as child:
             code = self._wait(child)
             stderr = child.stderr_text()
-        if stderr:
-            sys.stderr.write(stderr + "\n")
-            sys.stderr.flush()
         return code, _error_line(stderr)
 
     def _wait(self, child: proc.Process) -> int:
