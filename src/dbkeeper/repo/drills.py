@@ -20,7 +20,7 @@ import json
 import math
 import re
 import secrets
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -144,7 +144,15 @@ class Found:
     way to hide the newest drill."""
 
     records: list[DrillRecord]
-    refused: int = 0
+    refused_by: dict[str, int] = field(default_factory=dict)  # source id -> records not believed
+
+    @property
+    def refused(self) -> int:
+        return sum(self.refused_by.values())
+
+    def of(self, source: str) -> Found:
+        """What was found of one source."""
+        return Found([r for r in self.records if r.source_id == source], {source: self.refused_by.get(source, 0)})
 
 
 def read(store: Store, source: str | None = None, verify_key: VerifyKey | None = None) -> Found:
@@ -170,7 +178,7 @@ def read(store: Store, source: str | None = None, verify_key: VerifyKey | None =
                 if len(believed) == READ_LAST:
                     break
             elif verify_key is not None and not believed:
-                found.refused += 1
+                found.refused_by[source_id] = found.refused_by.get(source_id, 0) + 1
         found.records += believed
     found.records.sort(key=lambda r: (r.date, r.recorded_at))
     return found

@@ -7,7 +7,8 @@ at once, and the next one sees the new read), and at once after an action change
 request answers from the same snapshot; ``SnapshotRepository`` hands it to the core functions (``status.check``,
 ``metrics.collect``) as the Repository they expect, so they compute exactly what the commands compute, over the
 snapshot's catalog. The WAL archives' health (``pitr.health.survey``: the live RPO, gaps, the PITR window, the
-backlog) is read with the catalog, so the overview and ``/metrics`` show it without reading the store again.
+backlog) and the drill records are read with the catalog, so the pages and ``/metrics`` show them without reading
+the store again.
 Actions and the commands never use a snapshot: they read the store themselves.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.pitr.health import Survey, survey
 from dbkeeper.repo import Catalog, LeftoverState, Repository
+from dbkeeper.repo.drills import Found
 
 READ_GAP = 4  # between two reads, at least this many times the last read's duration
 
@@ -36,6 +38,7 @@ class Snapshot:
     taken: datetime  # when the scan started (its ``now``)
     seconds: float  # how long it took
     pitr: Survey = field(default_factory=Survey)  # each source's newest WAL archive
+    drills: Found = field(default_factory=lambda: Found([]))  # the drill records in the store
     memo: dict[Any, Any] = field(default_factory=dict)  # what pages derive from it, computed once per snapshot
 
     def age(self, now: datetime) -> timedelta:
@@ -65,6 +68,9 @@ class SnapshotRepository(Repository):
 
     def leftovers(self, now: datetime, older_than: timedelta | None = None) -> list[LeftoverState]:
         return list(self.snapshot.leftovers)
+
+    def drill_records(self, source: str | None = None) -> Found:
+        return self.snapshot.drills if source is None else self.snapshot.drills.of(source)
 
 
 class Snapshots:
@@ -125,11 +131,12 @@ class Snapshots:
             found = self.repo.scan(now)
             leftovers = self.repo.leftovers(now)
             pitr = survey(self.repo.store, now=now, verify_key=self.repo.verify_key, data_dir=self.data_dir)
+            drills = self.repo.drill_records()
         except DbkeeperError as exc:
             self.error = exc
             self._first.set()
             raise
-        snap = Snapshot(found, leftovers, now, time.perf_counter() - t0, pitr)
+        snap = Snapshot(found, leftovers, now, time.perf_counter() - t0, pitr, drills)
         self.prepare(snap)
         with self._lock:
             if self._current is None or self._current.taken <= now:
