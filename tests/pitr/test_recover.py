@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from archiving import archiving_cluster
+from archiving import SOURCE, archiving_cluster
 from conftest import _pg15_bindir, _pg17_bindir, make_age_key
 from helpers import run_dbkeeper
 from pg import _RunAs
@@ -189,6 +189,9 @@ def test_promotion_to_timeline_2_then_pitr_back_onto_timeline_1(work: Path) -> N
         done = restore(ac, tl2, "--to-time", iso(branch), sock=sock)
         assert done.returncode == 0, done.stderr + done.stdout
         assert restored_psql(sock, ac.cluster.bindir, "SELECT pg_is_in_recovery()") == "f"
+        # Promoted, it says what it needs before it serves as the primary, naming the history file to push.
+        note = json.loads(done.stdout)["note"]
+        assert "archive_mode = on" in note and f"`dbkeeper wal-push pg_wal/00000002.history --source {SOURCE}`" in note
         stop_restored(tl2, ac.cluster.bindir, mode="fast")
         command = f"{ac.command} --config {ac.config} wal-push %p"
         with open(tl2 / "postgresql.auto.conf", "a") as f:

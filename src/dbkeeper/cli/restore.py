@@ -292,8 +292,9 @@ def _run_pitr(args: argparse.Namespace) -> int:
     )
     say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     result = restore_to_point(archive, request, say=say)
+    note = _before_primary(result, source_id) if args.action != "pause" else None
     if args.json:
-        emit_json({"ok": True, **result.to_json()})
+        emit_json({"ok": True, **result.to_json(), "note": note})
         return 0
     where = f"LSN {result.reached_lsn}" + (f", last commit {result.reached_time}" if result.reached_time else "")
     state = "paused at the target" if args.action == "pause" else "promoted"
@@ -307,7 +308,28 @@ def _run_pitr(args: argparse.Namespace) -> int:
             f"the server is running on socket {result.socket_dir} port {result.port};"
             f" stop it with pg_ctl -D {result.datadir} stop"
         )
+    if note:
+        print(f"note: {note}")
     return 0
+
+
+def _before_primary(result: Any, source_id: str) -> str:
+    """What a promoted restored cluster needs before it serves as the primary: it was started with
+    archive_mode = off (a look at the past never writes into the archive), so nothing protects its new timeline
+    yet, and the history file its promotion wrote was marked for no archiver."""
+    from pathlib import Path
+
+    try:
+        history = sorted(p.name for p in (Path(result.datadir) / "pg_wal").glob("*.history"))
+    except OSError:
+        history = []
+    push = f"dbkeeper wal-push pg_wal/{history[-1]} --source {source_id}" if history else None
+    return (
+        f"{result.datadir} does not archive its WAL (archive_mode = off). Before it serves as the primary, set"
+        f" archive_mode = on and archive_command = 'dbkeeper wal-push %p --source {source_id}', restart it"
+        + (f", and run `{push}` in its data directory" if push else "")
+        + " (docs/PITR.md)"
+    )
 
 
 def _table(text: str) -> tuple[str, str]:
