@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             f"{archive.store.describe(_prefix(doc))}  {doc.kind}"
             + (f" (parent {doc.parent})" if doc.parent else "")
             + f"  {human_size(base.size)} (from {human_size(base.raw_size)}) in {doc.duration_s:.1f}s;"
-            f" WAL {doc.to_json()['start_segment']}..{doc.to_json()['stop_segment']} archived"
+            f" WAL {doc.start_segment}..{doc.stop_segment} archived"
         )
     return 0
 

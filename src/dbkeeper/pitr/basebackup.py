@@ -98,6 +98,16 @@ class BaseBackup:
         """The segment holding the backup's last WAL record (the one before ``stop_lsn`` when it ends one)."""
         return walfile.lsn_segno(max(self.stop_lsn - 1, self.start_lsn), self.wal_segment_size)
 
+    @property
+    def start_segment(self) -> str:
+        """The name of the first WAL segment the backup needs."""
+        return walfile.segment_name(self.timeline, self.start_segno, self.wal_segment_size)
+
+    @property
+    def stop_segment(self) -> str:
+        """The name of the segment holding its last WAL record, on the timeline the backup ended on."""
+        return walfile.segment_name(self.wal_ranges[-1][0], self.stop_segno, self.wal_segment_size)
+
     def segment_ranges(self) -> list[tuple[int, int, int]]:
         """(timeline, first segno, last segno) of WAL the backup needs to become consistent."""
         seg = self.wal_segment_size
@@ -130,8 +140,8 @@ class BaseBackup:
             "timeline": self.timeline,
             "start_lsn": walfile.format_lsn(self.start_lsn),
             "stop_lsn": walfile.format_lsn(self.stop_lsn),
-            "start_segment": walfile.segment_name(self.timeline, self.start_segno, seg),
-            "stop_segment": walfile.segment_name(self.wal_ranges[-1][0], self.stop_segno, seg),
+            "start_segment": self.start_segment,
+            "stop_segment": self.stop_segment,
             "start_time": _iso(self.start_time),
             "stop_time": _iso(self.stop_time),
             "created_at": _iso(self.created_at),

@@ -164,16 +164,17 @@ def decide_wal(kept: list[BaseBackup], files: list[ArchivedWal], history: dict[i
         reason = None
         for b, tlis in needs:
             if f.name.timeline in tlis and f.name.segno(b.wal_segment_size) >= b.start_segno:
-                start = walfile.segment_name(b.timeline, b.start_segno, b.wal_segment_size)
-                reason = f"needed by base backup {b.id} (from its start segment {start})"
+                reason = f"needed by base backup {b.id} (from its start segment {b.start_segment})"
                 break
         if reason is not None:
             out.append(WalDecision(f.name.text, f.object, True, reason))
             continue
         oldest = needs[0][0]
         if any(f.name.timeline in tlis for _b, tlis in needs):
-            start = walfile.segment_name(oldest.timeline, oldest.start_segno, oldest.wal_segment_size)
-            why = f"before the start segment of every kept base backup (the oldest, {oldest.id}, starts at {start})"
+            why = (
+                f"before the start segment of every kept base backup (the oldest, {oldest.id}, starts at"
+                f" {oldest.start_segment})"
+            )
         else:
             why = f"timeline {f.name.timeline} leads to no kept base backup"
         out.append(WalDecision(f.name.text, f.object, False, why))

@@ -14,7 +14,6 @@ from typing import Any
 from dbkeeper import drill_log, status
 from dbkeeper.config import Config
 from dbkeeper.errors import DbkeeperError, NotFound
-from dbkeeper.pitr import walfile
 from dbkeeper.pitr.archive import WalArchive
 from dbkeeper.pitr.basebackup import Listed, list_backups
 from dbkeeper.pitr.health import Survey
@@ -273,12 +272,7 @@ def pitr_page(repo: SnapshotRepository, view: View, sid: str) -> dict[str, Any]:
     rows = []
     for e in listed:
         b = e.backup
-        wal = ""
-        if b is not None:
-            wal = (
-                f"{walfile.segment_name(b.timeline, b.start_segno, b.wal_segment_size)} .. "
-                f"{walfile.segment_name(b.timeline, b.stop_segno, b.wal_segment_size)}"
-            )
+        wal = f"{b.start_segment} .. {b.stop_segment}" if b is not None else ""
         decision = plan.get(e.id) if isinstance(plan, dict) else None
         rows.append(BaseRow(e, human_size(sum(e.objects.values())), wal, decision))
     drills = drill_log.history(view.drill_log, repo.drill_records(sid).records)
