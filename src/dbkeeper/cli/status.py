@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbkeeper.cli.common import (
     add_json,
@@ -25,6 +25,9 @@ from dbkeeper.cli.common import (
 from dbkeeper.errors import NAGIOS, DbkeeperError
 from dbkeeper.status import DEFAULT_MAX_AGE, DEFAULT_MAX_WAL_AGE, UNKNOWN, check
 from dbkeeper.units import parse_duration
+
+if TYPE_CHECKING:
+    from dbkeeper.pitr.health import Survey
 
 
 def register(sub: Any) -> None:
@@ -122,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _pitr_health(args: argparse.Namespace, cfg: Any, repo: Any, now: datetime, delay: Any) -> Any:
+def _pitr_health(args: argparse.Namespace, cfg: Any, repo: Any, now: datetime, delay: Any) -> Survey:
     from pathlib import Path
 
     from dbkeeper.pitr.health import survey

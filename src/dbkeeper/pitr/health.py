@@ -72,6 +72,12 @@ class Survey:
     found: list[Health] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
 
+    def of(self, source: str | None) -> Survey:
+        """What was found of one source (all of it for None)."""
+        if source is None:
+            return self
+        return Survey([h for h in self.found if h.source_id == source], [e for e in self.errors if e[0] == source])
+
 
 def survey(
     store: Store,

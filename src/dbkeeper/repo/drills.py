@@ -9,9 +9,10 @@ directory is not a source's (a source id holds no ``/``), so the catalog never t
 Whoever can write the store can write a record: ``DrillRecord.from_json`` checks every field's type and size and
 raises ValueError for anything else; the reader skips such a record (it is history, not a backup to refuse).
 And whoever can write the store could write a PASS that never happened, to hide failing drills: a drill host with
-the signing key signs its record (``<record>.sig``, Ed25519 over the record's exact bytes, written first, as a
-backup's manifest is signed), and a reader with a verify key believes only records signed by it. Others are
-skipped as forged; ``refused`` counts them, so ``status`` can say why a drill is not seen.
+the signing key signs its record (``<record>.sig``, Ed25519 over a tag, the record's object name and its exact
+bytes: ``signed_bytes``; written first, as a backup's manifest is signed), and a reader with a verify key
+believes only records signed by it. Others are skipped as forged; ``refused`` counts those newer than every
+believed record, so ``status`` can say why a drill is not seen.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from dbkeeper.config import Config
 from dbkeeper.errors import DbkeeperError, NotFound
 from dbkeeper.pitr.archive import WalArchive
 from dbkeeper.pitr.basebackup import Listed, list_backups
-from dbkeeper.pitr.health import Survey
 from dbkeeper.pitr.retain import BaseDecision, decide_backups
 from dbkeeper.prune import PruneDecision, plan, policy_from
 from dbkeeper.repo import Entry, catalog, names
@@ -52,10 +51,7 @@ def _check(repo: SnapshotRepository, view: View, source: str | None = None) -> s
         drill_log_path=view.drill_log,
         now=view.now,
         source=source,
-        pitr=Survey(
-            [h for h in repo.snapshot.pitr.found if source is None or h.source_id == source],
-            [e for e in repo.snapshot.pitr.errors if source is None or e[0] == source],
-        ),
+        pitr=repo.snapshot.pitr.of(source),
         max_wal_age=view.cfg.pitr.max_wal_age or status.DEFAULT_MAX_WAL_AGE,
     )
 
