@@ -463,7 +463,7 @@ def run_pitr_drill(
                 f"no good base backup of {archive.source_id} with WAL archived after it in {archive.store.url}",
                 "take one with `dbkeeper basebackup` and check archiving with `dbkeeper wal-verify`",
             )
-        elif found.seconds <= options.margin.total_seconds():
+        elif (target := found.pick(options.margin, rng)) is None:
             result.add(
                 "window",
                 False,
@@ -472,8 +472,6 @@ def run_pitr_drill(
                 "wait for more WAL to be archived (archive_timeout bounds how long), then drill again",
             )
         else:
-            span = found.seconds - options.margin.total_seconds()
-            target = (found.start + timedelta(seconds=rng.uniform(0, span))).replace(microsecond=0)
             result.add("window", True, f"{iso(found.start)} .. {iso(found.end)}; target {iso(target)}")
             _pitr_restore_and_check(result, archive, options, found.archive_id, target, clock)
     finally:

@@ -76,8 +76,9 @@ def test_without_a_ledger_being_written_the_drill_fails_and_says_why(tmp_path: P
             a.cluster.psql("CREATE TABLE IF NOT EXISTS t (n int); INSERT INTO t VALUES (1)")
             time.sleep(1)
         log = tmp_path / "drills.md"
-        # The margin covers how long a closed segment takes to reach the store: seconds on a loaded host (a target
-        # in the last of them may not be archived yet, and the restore then fails before the ledger is looked at).
+        # The margin leaves commits after the target in the archived WAL, for recovery to stop at it. (This test
+        # once failed on CI before its ledger check: the target was rounded down to a second before the base
+        # backup ended; pitr/test_window.py holds that rule now.)
         code, doc = _drill(a, log, "--margin", "5s")
         drill = doc["drills"][0]
         assert code == 3

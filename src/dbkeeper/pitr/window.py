@@ -8,9 +8,11 @@ one by itself."""
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from dbkeeper.pitr.archive import ArchivedWal, WalArchive
 from dbkeeper.pitr.basebackup import BaseBackup, list_backups
@@ -19,7 +21,7 @@ from dbkeeper.pitr.basebackup import BaseBackup, list_backups
 @dataclass(frozen=True)
 class Window:
     archive_id: str
-    start: datetime  # the oldest good base backup is consistent from here
+    start: datetime  # the oldest good base backup is consistent from here (span: the first whole second)
     end: datetime  # the newest archived segment reached the store here
     backups: int  # good base backups
 
@@ -27,16 +29,31 @@ class Window:
     def seconds(self) -> float:
         return max((self.end - self.start).total_seconds(), 0.0)
 
+    def pick(self, margin: timedelta, rng: random.Random) -> datetime | None:
+        """A random whole second inside the window, at least ``margin`` before its end; None when there is none.
+
+        Recovery targets are named to the second. Rounding a random instant down could name a second before the
+        oldest backup is consistent (it ended 0.7 s into that second), and the restore would then fail for a
+        reason the archive does not have; so the first candidate is the start rounded up."""
+        first = _second_up(self.start)
+        room = math.floor((self.end - margin - first).total_seconds())  # whole seconds after the first candidate
+        return None if room < 0 else first + timedelta(seconds=rng.randint(0, room))
+
 
 def span(archive_id: str, stops: list[datetime], files: Iterable[ArchivedWal]) -> Window | None:
     """The window of one archive: ``stops`` are its good base backups' end times; None when there is none, or
     no segment reached the store after the oldest of them."""
     if not stops:
         return None
-    start = min(stops)
+    start = _second_up(min(stops))  # shown and named to the second: the first one a restore can reach
     stored = [f.stored for f in files if f.name.kind == "segment" and f.stored is not None]
     end = max(stored, default=None)
     return Window(archive_id, start, end, len(stops)) if end is not None and end > start else None
+
+
+def _second_up(moment: datetime) -> datetime:
+    whole = moment.replace(microsecond=0)
+    return whole if whole == moment else whole + timedelta(seconds=1)
 
 
 def window(archive: WalArchive) -> Window | None:
