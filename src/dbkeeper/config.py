@@ -100,9 +100,11 @@ class ScheduleConfig:
     prune: str | None = None
     copy: str | None = None
     drill: str | None = None
+    basebackup: str | None = None  # with [pitr] source: its base backups
+    pitr_drill: str | None = None  # ``pitr-drill``, with [pitr] source: drill --pitr (and the ledger it needs)
 
 
-NOTIFY_JOBS = ("backup", "prune", "copy", "verify", "drill", "basebackup", "wal")  # wal: the WAL archive's work
+NOTIFY_JOBS = ("backup", "prune", "copy", "verify", "drill", "basebackup", "pitr-drill", "wal")  # wal: WAL archiving
 NOTIFY_ON = ("failure", "always", "never")
 
 
@@ -209,7 +211,7 @@ _RETENTION = {"keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_ye
 _ENCRYPTION = {"recipients", "identity"}
 _S3 = {"endpoint_url", "sse", "sse_kms_key_id", "region"}
 _DRILL = {"max_age", "smoke", "log", "target"}
-_SCHEDULE = {"backup", "prune", "copy", "drill"}
+_SCHEDULE = {"backup", "prune", "copy", "drill", "basebackup", "pitr-drill"}  # job names
 _NOTIFY = {"webhook_url", "ping_url", "on_success", "urls", "on", *NOTIFY_JOBS}
 _JOB_NOTIFY = {"on", "ping_url"}
 _SIGNING = {"key", "verify_key"}
@@ -335,6 +337,7 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
     metrics = doc.get("metrics_file")
     if metrics is not None and not isinstance(metrics, str):
         raise fail("metrics_file", "must be a file path")
+    pitr = _pitr(doc, where)
     return Config(
         path=where,
         store=store,
@@ -346,11 +349,11 @@ def _parse(doc: dict[str, Any], where: str) -> Config:
         identity=identity,
         s3=S3Config(**{k: str(v) for k, v in _table(doc, "s3", _S3, where).items()}),
         drill=drill,
-        schedule=_schedule(doc, where, bool(copy_to)),
+        schedule=_schedule(doc, where, bool(copy_to), bool(pitr.source)),
         notify=_notify(doc, where),
         metrics_file=metrics,
         signing=_signing(doc, where),
-        pitr=_pitr(doc, where),
+        pitr=pitr,
     )
 
 
@@ -409,13 +412,19 @@ def _drill(doc: dict[str, Any], where: str) -> DrillConfig:
     return DrillConfig(max_age, table.get("smoke"), table.get("log"), table.get("target"))
 
 
-def _schedule(doc: dict[str, Any], where: str, copy_to: bool) -> ScheduleConfig:
+def _schedule(doc: dict[str, Any], where: str, copy_to: bool, pitr_source: bool) -> ScheduleConfig:
     table = _table(doc, "schedule", _SCHEDULE, where)
     if table.get("copy", "off") != "off" and not copy_to:
         raise ConfigError(
             f"{where}: schedule.copy is set but copy_to names no store",
             'add copy_to = ["s3://bucket/prefix"] or remove schedule.copy',
         )
+    for job in ("basebackup", "pitr-drill"):
+        if table.get(job, "off") != "off" and not pitr_source:
+            raise ConfigError(
+                f"{where}: schedule.{job} is set but [pitr] names no source",
+                f'add [pitr] source = "<the id wal-push archives under>", or remove schedule.{job}',
+            )
     for key, value in table.items():
         allowed = 'a cron expression in UTC such as "0 2 * * *", or "off"'
         if not isinstance(value, str):
@@ -427,7 +436,7 @@ def _schedule(doc: dict[str, Any], where: str, copy_to: bool) -> ScheduleConfig:
                 cron.parse(value)
             except cron.CronError as exc:
                 raise ConfigError(f"{where}: schedule.{key}: {exc}", f"write {allowed}") from None
-    return ScheduleConfig(**table)
+    return ScheduleConfig(**{key.replace("-", "_"): value for key, value in table.items()})
 
 
 def _notify(doc: dict[str, Any], where: str) -> NotifyConfig:

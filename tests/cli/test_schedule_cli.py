@@ -260,6 +260,45 @@ def test_sigterm_stops_an_idle_scheduler_with_exit_0(app: Path) -> None:
     assert out.splitlines()[-1].endswith("dbkeeper schedule: stopped")
 
 
+def test_with_the_pitr_drill_scheduled_the_foreground_scheduler_keeps_the_ledger_written(
+    pgdb: PgDb, tmp_path: Path
+) -> None:
+    """In a container `schedule run` is the only supervisor: it runs `dbkeeper ledger` beside the jobs, and a
+    SIGTERM stops both (exit 0, no ledger process left)."""
+    import json
+
+    schedule = 'backup = "off"\ndrill = "off"\nbasebackup = "off"\npitr-drill = "0 0 1 1 *"\n'
+    config = write_config(tmp_path, schedule + '[pitr]\nsource = "app"\n', source=pgdb.url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dbkeeper", "--config", str(config), "schedule", "run", "--json"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **pgdb.cluster.env()},
+    )
+    try:
+        assert proc.stdout is not None
+        events = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        service = next(e for e in events if e["event"] == "service")
+        assert service["job"] == "ledger" and service["pid"] > 0, events
+        cluster, name = pgdb
+        deadline = time.monotonic() + 30
+        rows = ""
+        while time.monotonic() < deadline and not rows:
+            time.sleep(0.5)
+            if cluster.psql("SELECT to_regclass('dbkeeper.ledger') IS NOT NULL", db=name).strip() == "t":
+                rows = cluster.psql("SELECT id FROM dbkeeper.ledger", db=name).strip()
+        assert rows, "the ledger wrote no row in 30 s"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert json.loads(out.splitlines()[-1])["event"] == "stopped"
+    with pytest.raises(ProcessLookupError):
+        os.kill(service["pid"], 0)
+
+
 def test_sigterm_interrupts_a_running_backup_cleanly_and_exits_0(pgdb: PgDb, tmp_path: Path) -> None:
     """A backup waiting on a locked table (a slow source) is running when the container stops: the scheduler
     interrupts it (SIGINT: dbkeeper cleans up), exits 0, and no backup or temporary file is left."""
@@ -292,7 +331,7 @@ def test_sigterm_interrupts_a_running_backup_cleanly_and_exits_0(pgdb: PgDb, tmp
     assert backup_files(tmp_path / "backups") == []
 
 
-def test_pitr_data_dir_adds_a_wal_daemon_unit_systemd_accepts(
+def test_pitr_adds_a_wal_daemon_a_ledger_and_pitr_jobs_systemd_accepts(
     app: Path, tmp_path: Path, wrapper: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     analyze = shutil.which("systemd-analyze")
@@ -308,14 +347,26 @@ def test_pitr_data_dir_adds_a_wal_daemon_unit_systemd_accepts(
     unit = (dest / "dbkeeper-wal-daemon.service").read_text()
     assert "Restart=always" in unit and "Type=simple" in unit
     assert f'"{pgdata}"' in unit and "wal-daemon --data-dir" in unit
-    assert "dbkeeper-drill.timer dbkeeper-wal-daemon.service" in out
-    check = subprocess.run(
-        [analyze, "verify", str(dest / "dbkeeper-wal-daemon.service")], capture_output=True, text=True
+    # [pitr] source schedules base backups and the PITR drill, and the ledger that drill is judged by runs all
+    # the time beside them.
+    ledger = (dest / "dbkeeper-ledger.service").read_text()
+    assert "Restart=always" in ledger and ledger.split("ExecStart=")[1].split("\n")[0].endswith(" ledger")
+    assert "ExecStart=" in (dest / "dbkeeper-basebackup.service").read_text()
+    pitr_drill = (dest / "dbkeeper-pitr-drill.service").read_text()
+    assert "schedule run --now pitr-drill" in pitr_drill
+    assert "OnCalendar=Sun *-*-* 04:30:00 UTC" in (dest / "dbkeeper-pitr-drill.timer").read_text()
+    assert (
+        "enable --now dbkeeper-backup.timer dbkeeper-drill.timer dbkeeper-basebackup.timer dbkeeper-pitr-drill.timer"
+        " dbkeeper-wal-daemon.service dbkeeper-ledger.service" in out
     )
-    assert check.returncode == 0, check.stderr
+    for name in ("dbkeeper-wal-daemon.service", "dbkeeper-ledger.service", "dbkeeper-pitr-drill.service"):
+        check = subprocess.run([analyze, "verify", str(dest / name)], capture_output=True, text=True)
+        assert check.returncode == 0, (name, check.stderr)
     # cron cannot supervise a daemon: said so.
     code, out, err = install(capsys, app, "--cron", "--dry-run", "--dest", str(tmp_path / "cron"))
     assert code == 0 and "cron cannot keep `dbkeeper wal-daemon` running" in out + err
+    assert "the PITR drill is judged by the ledger, which cron cannot keep writing" in out + err
+    assert "schedule run --now pitr-drill" in out and "schedule run --now basebackup" in out
 
 
 def test_the_installed_weekly_drill_runs_in_a_sandbox_never_on_the_source_server(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -62,6 +63,26 @@ def test_the_ledger_command_writes_rows_the_drill_can_read(
     assert exists and [r.id for r in rows] == [first["id"], second["id"]]
     assert rows[0].every == timedelta(seconds=2)
     assert judge(rows, rows[-1].at + timedelta(seconds=1)).ok
+
+
+def test_without_source_the_ledger_writes_into_the_pitr_sources_entry(
+    pgdb: PgDb, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the ledger unit `schedule install` writes runs: `dbkeeper --config C ledger`, no SOURCE."""
+    monkeypatch.setenv("PGPASSWORD", pgdb.cluster.env()["PGPASSWORD"])
+    config = tmp_path / "dbkeeper.toml"
+    config.write_text(f'[[sources]]\nname = "casino-pg"\nurl = "{pgdb.url}"\n[pitr]\nsource = "casino-pg"\n')
+    code, row = cli_json(capsys, "--config", str(config), "ledger", "--once")
+    assert code == 0
+    rows, exists = ledger.rows_near(lambda sql: query(PgConn.from_url(pgdb.url), sql), datetime.now(UTC))
+    assert exists and [r.id for r in rows] == [row["id"]]
+    # A [pitr] source with no [[sources]] entry of that name: what to add, not a traceback.
+    config.write_text('[pitr]\nsource = "casino-pg"\n')
+    code, doc = cli_json(capsys, "--config", str(config), "ledger", "--once")
+    assert code == 2 and "add a [[sources]] entry named 'casino-pg'" in doc["hint"]
+    config.write_text("")
+    code, doc = cli_json(capsys, "--config", str(config), "ledger", "--once")
+    assert code == 2 and doc["error"] == "no source to write the ledger into"
 
 
 def test_bad_ledger_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:

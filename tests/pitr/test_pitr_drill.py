@@ -89,7 +89,7 @@ def test_without_a_ledger_being_written_the_drill_fails_and_says_why(tmp_path: P
         assert drill_log.read(log)[0].result == "FAIL"
 
 
-def test_a_store_without_base_backups_fails_the_window_check_and_tells_the_drill_job(tmp_path: Path) -> None:
+def test_a_store_without_base_backups_fails_the_window_check_and_tells_the_pitr_drill_job(tmp_path: Path) -> None:
     from httpd import Recorder
 
     with (
@@ -105,5 +105,5 @@ def test_a_store_without_base_backups_fails_the_window_check_and_tells_the_drill
         window = doc["drills"][0]["checks"][0]
         assert window["name"] == "window" and not window["ok"] and "dbkeeper basebackup" in window["hint"]
         [told] = said.requests
-        assert told.json()["title"].startswith("dbkeeper drill FAILED on ")
+        assert told.json()["title"].startswith("dbkeeper pitr-drill FAILED on ")  # [notify.pitr-drill], its job
         assert "main (PITR): drill failed at window" in told.json()["message"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from dbkeeper.config import Config, ScheduleConfig, SourceConfig
-from dbkeeper.errors import UsageError
-from dbkeeper.schedule import due, find, jobs, next_runs
+from dbkeeper.config import Config, PitrConfig, ScheduleConfig, SourceConfig, load
+from dbkeeper.errors import ConfigError, UsageError
+from dbkeeper.schedule import due, find, jobs, next_runs, pitr_drill_on
 
 SOURCES = (SourceConfig("casino", "postgresql://app@db1/casino"),)
 S1, S2 = "s3://acme/casino", "/mnt/offsite"
@@ -16,7 +18,10 @@ S1, S2 = "s3://acme/casino", "/mnt/offsite"
 
 def cfg(schedule: dict[str, str] | None = None, copy_to: tuple[str, ...] = ()) -> Config:
     return Config(
-        path="/srv/app/dbkeeper.toml", sources=SOURCES, copy_to=copy_to, schedule=ScheduleConfig(**(schedule or {}))
+        path="/srv/app/dbkeeper.toml",
+        sources=SOURCES,
+        copy_to=copy_to,
+        schedule=ScheduleConfig(**{job.replace("-", "_"): expr for job, expr in (schedule or {}).items()}),
     )
 
 
@@ -72,6 +77,29 @@ COPY1, COPY2 = ("copy", "latest", "--to", S1), ("copy", "latest", "--to", S2)
 )
 def test_jobs(config: Config, expected: list[tuple[str, str, list[tuple[str, ...]], str]]) -> None:
     assert table(config) == expected
+
+
+def test_with_a_pitr_source_base_backups_and_the_pitr_drill_are_scheduled_too() -> None:
+    pitr = PitrConfig(source="casino-pg")
+    config = replace(cfg(), pitr=pitr)
+    assert table(config)[2:] == [
+        ("basebackup", "0 1 * * *", [("basebackup",)], "default"),
+        ("pitr-drill", "30 4 * * 0", [("drill", "--pitr")], "default"),
+    ]
+    assert pitr_drill_on(jobs(config))
+    config = replace(cfg({"basebackup": "0 */6 * * *", "pitr-drill": "off"}), pitr=pitr)
+    assert table(config)[2:] == [("basebackup", "0 */6 * * *", [("basebackup",)], "schedule.basebackup")]
+    assert not pitr_drill_on(jobs(config))
+    assert [j.name for j in jobs(cfg())] == ["backup", "drill"]  # no [pitr] source: no PITR jobs
+
+
+def test_a_pitr_job_without_a_pitr_source_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "dbkeeper.toml"
+    path.write_text('[schedule]\npitr-drill = "0 5 * * 0"\n')
+    with pytest.raises(ConfigError, match=r"schedule.pitr-drill is set but \[pitr\] names no source"):
+        load(str(path))
+    path.write_text('[schedule]\npitr-drill = "0 5 * * 0"\nbasebackup = "off"\n[pitr]\nsource = "casino-pg"\n')
+    assert load(str(path)).schedule.pitr_drill == "0 5 * * 0"
 
 
 def test_a_copy_schedule_without_copy_to_schedules_no_copy() -> None:

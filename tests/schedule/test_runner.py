@@ -190,3 +190,26 @@ def test_the_backup_jobs_ping_comes_after_its_prune_and_the_steps_do_not_ping(ap
             "dbkeeper prune FAILED",
         ]
         assert "finish backup: exit" in server.requests[-1].text and "prune" in server.requests[-1].text
+
+
+def test_a_service_is_kept_running_beside_the_jobs_and_started_again_when_it_ends(app: Path) -> None:
+    """The ledger beside the jobs of a container: here it ends at once (no config names a source), is started
+    again after restart_s, and the loop stops promptly with it."""
+    lines: list[str] = []
+    r = Runner(
+        [job("drill", "0 0 1 1 *", ("drill",))],  # not due while the test runs
+        config=None,
+        cwd=str(app),
+        log=lines.append,
+        services=[("ledger",)],
+        restart_s=0.3,
+    )
+    threading.Timer(4.0, r.stop).start()
+    t0 = time.monotonic()
+    r.serve()
+    assert time.monotonic() - t0 < 15
+    started = [line for line in lines if " ledger started (pid " in line]
+    ended = [line for line in lines if " ledger ended: exit 2 (dbkeeper: error: no source to write the ledger" in line]
+    assert len(started) >= 2 and len(ended) >= 1, lines
+    assert "starting it again in 300ms" in ended[0], ended[0]
+    assert lines[-1].endswith("dbkeeper schedule: stopped")

@@ -178,7 +178,7 @@ def _run_pitr(args: argparse.Namespace) -> int:
     )
     archive = pitr_archive(args, cfg, source_id, writing=False)
     log_file = args.log or drill_log_path(cfg)
-    with Notifier.for_job(cfg, "drill").run() as report:
+    with Notifier.for_job(cfg, "pitr-drill").run() as report:
         report.details["store"] = archive.store.url
         result = run_pitr_drill(archive, options, log=log_file, seed=args.seed)
         _report(report, result)

@@ -19,10 +19,16 @@ def register(sub: Any) -> None:
         help="write the ledger that point-in-time drills check a restore against",
         description="Commit one row (an id and the time) into dbkeeper.ledger in SOURCE every --every, creating"
         " the table on first use. `drill --pitr` restores to a random time T and checks that the newest ledger"
-        " row is at most one interval before T and none is after it. Runs until stopped (a systemd unit"
-        " `schedule install` writes), or once with --once (a cron line).",
+        " row is at most one interval before T and none is after it. Runs until stopped (`schedule install"
+        " --systemd` writes its unit when the PITR drill is scheduled), or once with --once (from cron, with"
+        " --every set to the cron line's interval).",
     )
-    p.add_argument("source", metavar="SOURCE", help="postgresql:// URL, or a source name from the config")
+    p.add_argument(
+        "source",
+        nargs="?",
+        metavar="SOURCE",
+        help="postgresql:// URL, or a source name from the config (default: the [pitr] source's entry)",
+    )
     p.add_argument("--every", metavar="DURATION", default="10s", help="time between rows (default 10s)")
     p.add_argument("--once", action="store_true", help="write one row and exit")
     p.add_argument("--pg-bin", metavar="DIR", help="directory of psql (config pg_bin)")
@@ -38,10 +44,19 @@ def run(args: argparse.Namespace) -> int:
     every = parse_duration(args.every, "--every")
     if every < timedelta(seconds=1):
         raise UsageError("--every must be at least 1s", "the ledger needs one commit per interval, not a load test")
-    named = cfg.source(args.source)
-    url = named.url if named else args.source
+    given = args.source or cfg.pitr.source
+    if not given:
+        raise UsageError(
+            "no source to write the ledger into", "pass SOURCE (a postgresql:// URL) or set [pitr] source in the config"
+        )
+    named = cfg.source(given)
+    url = named.url if named else given
     if not url.startswith(("postgresql://", "postgres://")):
-        raise UsageError(f"{args.source!r} is no PostgreSQL source", "give a postgresql:// URL or a config source name")
+        raise UsageError(
+            f"{given!r} is no PostgreSQL source",
+            "give a postgresql:// URL or the name of a config source"
+            + ("" if args.source else f" (add a [[sources]] entry named {given!r}, as basebackup uses)"),
+        )
     conn = PgConn.from_url(url)
     pg_bin = args.pg_bin or cfg.pg_bin
     ledger.setup(conn, pg_bin)

@@ -140,6 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         grace=args.grace,
         events=(lambda event: emit_json(event, lines=True)) if args.json else None,
         notifier_for=lambda job: Notifier.for_job(cfg, job),
+        services=[("ledger",)] if schedule.pitr_drill_on(jobs) and not (args.now or args.once) else [],
     )
     previous = {sig: signal.signal(sig, lambda *_: runner.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

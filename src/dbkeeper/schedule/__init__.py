@@ -9,6 +9,10 @@ Jobs and their defaults:
   copies at night for bandwidth: ``copy latest --to S``, the newest backup of every database); ``"off"``
   leaves it out (for copy: ``backup --no-copy``).
 - ``drill`` at ``0 4 * * 0`` (Sundays 04:00 UTC).
+- With ``[pitr] source`` (point-in-time recovery): ``basebackup`` at ``0 1 * * *`` (01:00 UTC daily, before the
+  nightly dumps), and ``pitr-drill`` (``drill --pitr``) at ``30 4 * * 0`` (Sundays 04:30 UTC, after the drill).
+  The PITR drill proves the point it reached against the ledger, which ``dbkeeper ledger`` keeps writing: a
+  service beside the jobs (install.py writes its unit with the timers), not a job of its own.
 
 The same jobs are rendered for cron or systemd (render.py, install.py) or run in the foreground (runner.py).
 The commands run by name, so a job may name a command this build lacks; it then fails like any failing job.
@@ -23,8 +27,8 @@ from dbkeeper import cron
 from dbkeeper.config import Config
 from dbkeeper.errors import ConfigError, UsageError
 
-JOB_NAMES = ("backup", "prune", "copy", "drill")
-DEFAULTS = {"backup": "0 2 * * *", "drill": "0 4 * * 0"}
+JOB_NAMES = ("backup", "prune", "copy", "drill", "basebackup", "pitr-drill")
+DEFAULTS = {"backup": "0 2 * * *", "drill": "0 4 * * 0", "basebackup": "0 1 * * *", "pitr-drill": "30 4 * * 0"}
 OFF = "off"
 
 Step = tuple[str, ...]  # a dbkeeper command line after the global options: ("copy", "latest", "--to", S)
@@ -44,7 +48,14 @@ class Job:
 def jobs(cfg: Config) -> list[Job]:
     """The scheduled jobs, in JOB_NAMES order."""
     conf = cfg.schedule
-    exprs = {"backup": conf.backup, "prune": conf.prune, "copy": conf.copy, "drill": conf.drill}
+    exprs = {
+        "backup": conf.backup,
+        "prune": conf.prune,
+        "copy": conf.copy,
+        "drill": conf.drill,
+        "basebackup": conf.basebackup,
+        "pitr-drill": conf.pitr_drill,
+    }
     backup = exprs["backup"] or DEFAULTS["backup"]
     chain: list[Step] = [("backup",)]
     found: list[Job] = []
@@ -69,10 +80,19 @@ def jobs(cfg: Config) -> list[Job]:
                 chain[0] = ("backup", "--no-copy")
     if backup != OFF:
         found.append(_job("backup", backup, chain, "schedule.backup" if exprs["backup"] else "default"))
-    drill = exprs["drill"] or DEFAULTS["drill"]
-    if drill != OFF:
-        found.append(_job("drill", drill, [("drill",)], "schedule.drill" if exprs["drill"] else "default"))
+    alone: dict[str, list[Step]] = {"drill": [("drill",)]}
+    if cfg.pitr.source:
+        alone |= {"basebackup": [("basebackup",)], "pitr-drill": [("drill", "--pitr")]}
+    for name, steps in alone.items():
+        expr = exprs[name] or DEFAULTS[name]
+        if expr != OFF:
+            found.append(_job(name, expr, steps, f"schedule.{name}" if exprs[name] else "default"))
     return sorted(found, key=lambda job: JOB_NAMES.index(job.name))
+
+
+def pitr_drill_on(found: list[Job]) -> bool:
+    """Whether the PITR drill is scheduled: then the ledger it is judged by must be written all the time."""
+    return any(job.name == "pitr-drill" for job in found)
 
 
 def _job(name: str, expr: str, steps: list[Step], origin: str) -> Job:

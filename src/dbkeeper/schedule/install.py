@@ -9,6 +9,7 @@ enabled: the plan says which command does that.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -19,12 +20,14 @@ from dbkeeper import proc
 from dbkeeper.config import Config
 from dbkeeper.errors import DbkeeperError, ToolError, UsageError
 from dbkeeper.fsutil import write_atomic
-from dbkeeper.schedule import jobs
+from dbkeeper.schedule import jobs, pitr_drill_on
 from dbkeeper.schedule.render import (
+    LEDGER_UNIT,
     WAL_DAEMON_UNIT,
     Setup,
     cron_file,
     crontab_block,
+    ledger_unit,
     merge_crontab,
     serve_unit,
     systemctl_enable,
@@ -86,10 +89,15 @@ def install(cfg: Config, req: Request) -> Plan:
         directory = req.dest or (_user_unit_dir() if req.user else SYSTEM_UNIT_DIR)
         units = systemd_units(found, setup) | (serve_unit(setup) if req.serve else {})
         plan.files = {directory / name: text for name, text in units.items()}
+        services = ["dbkeeper-serve.service"] if req.serve else []
         daemon = cfg.pitr.data_dir
         if daemon:
             plan.files[directory / WAL_DAEMON_UNIT] = wal_daemon_unit(setup, daemon, _owner(daemon))
-        plan.enable = systemctl_enable(found, req.user, serve=req.serve, wal_daemon=bool(daemon))
+            services.append(WAL_DAEMON_UNIT)
+        if pitr_drill_on(found):
+            plan.files[directory / LEDGER_UNIT] = ledger_unit(setup)
+            services.append(LEDGER_UNIT)
+        plan.enable = systemctl_enable(found, req.user, services)
         plan.notes += _stale_units(directory, set(plan.files), req.user)
         if req.user:
             plan.notes.append(f"user timers run only while {_login()} is logged in, unless: loginctl enable-linger")
@@ -99,6 +107,11 @@ def install(cfg: Config, req: Request) -> Plan:
             plan.notes.append(
                 "[pitr] data_dir is set, but cron cannot keep `dbkeeper wal-daemon` running: use --systemd, or"
                 " run it under your own supervisor (wal-push works without it, only slower)"
+            )
+        if pitr_drill_on(found):
+            plan.notes.append(
+                "the PITR drill is judged by the ledger, which cron cannot keep writing: use --systemd, or keep"
+                f" `{shlex.join(setup.argv(('ledger',)))}` running under your own supervisor"
             )
     if not req.dry_run:
         for path, text in plan.files.items():

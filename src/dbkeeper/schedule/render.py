@@ -130,27 +130,52 @@ def systemd_units(jobs: list[Job], setup: Setup) -> dict[str, str]:
 
 
 WAL_DAEMON_UNIT = "dbkeeper-wal-daemon.service"
+LEDGER_UNIT = "dbkeeper-ledger.service"
 
 
 def wal_daemon_unit(setup: Setup, data_dir: str, run_as: str | None) -> str:
     """``dbkeeper-wal-daemon.service``: ``wal-daemon`` for the config's ``[pitr] data_dir``, restarted whenever it
     stops, as the data directory's owner (the user archive_command runs as, who reads its spool)."""
-    argv = setup.argv(("wal-daemon", "--data-dir", data_dir))
+    return _daemon_unit(
+        setup,
+        WAL_DAEMON_UNIT,
+        "dbkeeper wal-daemon (pushes WAL ahead of archive_command)",
+        ("wal-daemon", "--data-dir", data_dir),
+        data_dir,
+        run_as,
+    )
+
+
+def ledger_unit(setup: Setup) -> str:
+    """``dbkeeper-ledger.service``: ``dbkeeper ledger`` into the ``[pitr] source``'s database, a row every 10 s,
+    all the time: the scheduled PITR drill proves the point it reached against those rows. A ledger that stops
+    shows there (the drill fails, saying the ledger was not being written), so it is restarted whenever it stops."""
+    return _daemon_unit(
+        setup,
+        LEDGER_UNIT,
+        "dbkeeper ledger (the rows PITR drills prove a restore against)",
+        ("ledger",),
+        str(setup.config.parent),
+        None,
+    )
+
+
+def _daemon_unit(setup: Setup, name: str, description: str, step: Step, workdir: str, run_as: str | None) -> str:
     network = [] if setup.user else ["Wants=network-online.target", "After=network-online.target"]
     return _unit(
-        f"# {WAL_DAEMON_UNIT}: {setup.origin('systemd')}",
-        ("Unit", ["Description=dbkeeper wal-daemon (pushes WAL ahead of archive_command)", *network]),
+        f"# {name}: {setup.origin('systemd')}",
+        ("Unit", [f"Description={description}", *network]),
         (
             "Service",
             [
                 "Type=simple",
                 *([f"User={run_as}"] if run_as and not setup.user else []),
-                f"WorkingDirectory={data_dir.replace('%', '%%')}",
-                f"ExecStart={' '.join(_systemd_word(a) for a in argv)}",
+                f"WorkingDirectory={workdir.replace('%', '%%')}",
+                f"ExecStart={' '.join(_systemd_word(a) for a in setup.argv(step))}",
                 "Restart=always",
                 "RestartSec=2",
                 "KillSignal=SIGTERM",
-                "SyslogIdentifier=dbkeeper-wal-daemon",
+                f"SyslogIdentifier={name.removesuffix('.service')}",
             ],
         ),
         ("Install", ["WantedBy=multi-user.target" if not setup.user else "WantedBy=default.target"]),
@@ -182,10 +207,10 @@ def serve_unit(setup: Setup) -> dict[str, str]:
     }
 
 
-def systemctl_enable(jobs: list[Job], user: bool, *, serve: bool = False, wal_daemon: bool = False) -> str:
+def systemctl_enable(jobs: list[Job], user: bool, services: list[str]) -> str:
+    """The command that starts the timers and the services (``dbkeeper-serve.service``, the daemons)."""
     systemctl = "systemctl --user" if user else "systemctl"
-    units = [f"dbkeeper-{job.name}.timer" for job in jobs]
-    units += (["dbkeeper-serve.service"] if serve else []) + ([WAL_DAEMON_UNIT] if wal_daemon else [])
+    units = [f"dbkeeper-{job.name}.timer" for job in jobs] + services
     return f"{systemctl} daemon-reload && {systemctl} enable --now {' '.join(units)}"
 
 

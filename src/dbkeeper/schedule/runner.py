@@ -12,8 +12,12 @@ dbkeeper stop cleanly and keep nothing partial, and is killed if it is still run
 Steps run in their own session, so a Ctrl-C on the terminal reaches them only through us, once.
 
 With ``events`` (``schedule run --json``) each of those lines is handed over as a record instead: the time, the
-event (``planned``, ``start``, ``finish``, ``next``, ``nothing-due``, ``stopping``, ``stopped``), the job, and
-for a finish its exit code and seconds, beside the same message.
+event (``planned``, ``start``, ``finish``, ``next``, ``nothing-due``, ``stopping``, ``stopped``, ``service``),
+the job, and for a finish its exit code and seconds, beside the same message.
+
+``services`` are kept running beside the jobs while ``serve()`` runs: the ledger, when the PITR drill is
+scheduled (a drill proves the point it reached against rows the ledger wrote all week). One that ends is started
+again after ``restart_s``; at stop each gets SIGTERM.
 
 The children get our whole environment (proc.child_env would strip the AWS_, age and notification variables
 that dbkeeper itself needs), plus ``DBKEEPER_SCHEDULED_JOB``: a job's dead-man's switch is pinged here, ``/start``
@@ -68,8 +72,12 @@ class Runner:
         dbkeeper: Sequence[str] = (sys.executable, "-m", "dbkeeper"),
         events: Callable[[Event], None] | None = None,
         notifier_for: Callable[[str], Notifier] | None = None,
+        services: Sequence[Step] = (),
+        restart_s: float = 10.0,
     ) -> None:
         self.jobs = jobs
+        self.services = tuple(services)  # kept running beside the jobs while serve() runs (the ledger)
+        self.restart_s = restart_s
         self.config = config
         self.cwd = cwd
         self.clock = clock
@@ -108,6 +116,9 @@ class Runner:
                 next=iso(when),
             )
         by_name = {job.name: job for job in self.jobs}
+        keepers = [threading.Thread(target=self._keep, args=(step,), daemon=True) for step in self.services]
+        for keeper in keepers:
+            keeper.start()
         while planned and not self.stopping:
             name, when = min(planned.items(), key=lambda item: (item[1], JOB_NAMES.index(item[0])))
             delay = (when - self.clock()).total_seconds()
@@ -118,7 +129,44 @@ class Runner:
             planned[name] = by_name[name].cron.next_after(self.clock())
             if not self.stopping:
                 self.log(f"{name} next at {iso(planned[name])}", "next", name, next=iso(planned[name]))
+        for keeper in keepers:
+            keeper.join()
         self.log("stopped", "stopped")
+
+    def _keep(self, step: Step) -> None:
+        """Keep one service running until stop(): started now, started again ``restart_s`` after it ends, sent
+        SIGTERM at stop (and killed after ``grace``). Its output goes to stderr; the events keep stdout."""
+        name = step[0]
+        argv = [*self.dbkeeper, *(["--config", self.config] if self.config else []), *step]
+        while not self.stopping:
+            with proc.Process(
+                argv,
+                env=dict(os.environ),
+                stdout=sys.stderr.fileno(),
+                cwd=self.cwd,
+                new_session=True,
+                stderr_echo=getattr(sys.stderr, "buffer", None),
+            ) as child:
+                self.log(f"{name} started (pid {child.pid}): dbkeeper {' '.join(step)}", "service", name, pid=child.pid)
+                while child.poll() is None and not self._stop.wait(0.5):
+                    pass
+                if child.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.pid, signal.SIGTERM)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        child.wait(timeout=self.grace)
+                    return  # leaving the with kills it if it is still running
+                code = child.wait()
+                error = _error_line(child.stderr_text())
+            self.log(
+                f"{name} ended: exit {code}{f' ({error})' if error else ''}; starting it again in"
+                f" {format_seconds(self.restart_s)}",
+                "service",
+                name,
+                exit_code=code,
+                error=error or None,
+            )
+            self._stop.wait(self.restart_s)
 
     def run_due(self) -> int:
         """Run every job due this minute, then return the first non-zero exit code (or 0)."""
