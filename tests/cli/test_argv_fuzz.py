@@ -160,3 +160,19 @@ def test_bad_input_gets_one_error_line_and_touches_nothing(
     assert says in line, err
     assert err.splitlines()[-1].startswith("  Try: "), err
     assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["restore", "store/app/app_20261127_020000.db.gz", "sqlite:///copy.db", "--drop"],  # --drop-existing
+        ["prune", "--keep", "1"],  # --keep-last, --keep-min ...
+        ["status", "--log", "x.md"],  # --log-format, --drill-log
+    ],
+)
+def test_an_abbreviated_option_is_refused_not_guessed(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse would read `restore --drop` as --drop-existing, which replaces a database: options are spelled out."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code in (2, 3)  # status: UNKNOWN
+    assert f"unrecognized arguments: {argv[-2] if argv[-1][0] != '-' else argv[-1]}" in capsys.readouterr().err

@@ -58,9 +58,12 @@ USAGE_EXIT = {"status": NAGIOS["UNKNOWN"]}
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with our error lines; ``usage_exit`` is the code a usage error exits with (status: UNKNOWN)."""
+    """argparse with our error lines; ``usage_exit`` is the code a usage error exits with (status: UNKNOWN).
+    Options are spelled out: argparse would take ``restore --drop`` for ``--drop-existing``, a guess that
+    replaces a database."""
 
     def __init__(self, *args: Any, usage_exit: int = EXIT_USAGE, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.usage_exit = usage_exit
 
