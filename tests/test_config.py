@@ -74,6 +74,9 @@ def test_valid_schedule_and_notify(tmp_path: Path) -> None:
         ("[signing]\nverify_key = 1", "signing.verify_key: must be a dbkeeper-ed25519:… verify key"),
         ('[signing]\nkey = ""', "signing.key: must be the path of a signing key file"),
         ('[signing]\nsecret = "k"', "unknown key signing.secret"),
+        ('[schedule]\nbasebackup = "0 1 * * *"', "schedule.basebackup is set but [pitr] names no source"),
+        ('[pitr]\nsource = "db"\nmax_base_age = 8', 'pitr.max_base_age: must be a string; such as "8d"'),
+        ('[pitr]\nsource = "db"\nmax_base_age = "soon"', "pitr.max_base_age: "),
     ],
 )
 def test_invalid_values_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -217,7 +220,12 @@ def document(strays: bool) -> st.SearchStrategy[dict[str, Any]]:
             "encryption": table({"recipients": st.one_of(strings, st.lists(strings)), "identity": strings}, strays),
             "s3": table({k: strings for k in ["endpoint_url", "sse", "sse_kms_key_id", "region"]}, strays),
             "drill": table({"max_age": durations, "smoke": strings, "log": strings, "target": strings}, strays),
-            "schedule": table({k: crons for k in ["backup", "prune", "copy", "drill"]}, strays),
+            "schedule": table(
+                {k: crons for k in ["backup", "prune", "copy", "drill", "basebackup", "pitr-drill"]}, strays
+            ),
+            "pitr": table(
+                {"source": names, "max_wal_age": durations, "max_base_age": durations, "data_dir": strings}, strays
+            ),
             "notify": table(
                 {
                     "webhook_url": urls,
@@ -285,8 +293,12 @@ def check_loaded(cfg: config.Config) -> None:
     assert all(v is None or (isinstance(v, str) and v) for v in (cfg.drill.smoke, cfg.drill.log, cfg.drill.target))
     schedule = cfg.schedule
     assert all(
-        v is None or isinstance(v, str) for v in (schedule.backup, schedule.prune, schedule.copy, schedule.drill)
+        v is None or isinstance(v, str)
+        for v in (schedule.backup, schedule.prune, schedule.copy, schedule.drill, schedule.basebackup)
     )
+    assert (schedule.basebackup or "off") == "off" or cfg.pitr.source  # a PITR job needs its source
+    assert (schedule.pitr_drill or "off") == "off" or cfg.pitr.source
+    assert all(v is None or v > timedelta(0) for v in (cfg.pitr.max_wal_age, cfg.pitr.max_base_age))
     assert all(cfg.notify.on_for(j) in config.NOTIFY_ON for j in config.NOTIFY_JOBS)
     assert all(isinstance(u, str) and "://" in u for u in cfg.notify.urls)
     assert cfg.signing.key is None or (isinstance(cfg.signing.key, str) and cfg.signing.key)

@@ -153,11 +153,13 @@ class SigningConfig:
 @dataclass(frozen=True)
 class PitrConfig:
     """``[pitr]``: the source id whose WAL archive ``wal-push``/``wal-fetch`` use, and how old the newest archived
-    WAL may be before ``status`` warns (``max_wal_age``); None when not set."""
+    WAL (``max_wal_age``) and the newest base backup (``max_base_age``) may be before ``status`` warns; None when
+    not set."""
 
     source: str | None = None
     max_wal_age: timedelta | None = None
     data_dir: str | None = None  # the cluster's PGDATA: wal-daemon's (and its systemd unit's), status's backlog
+    max_base_age: timedelta | None = None  # status warns when the newest good base backup is older
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,7 @@ _SCHEDULE = {"backup", "prune", "copy", "drill", "basebackup", "pitr-drill"}  # 
 _NOTIFY = {"webhook_url", "ping_url", "on_success", "urls", "on", *NOTIFY_JOBS}
 _JOB_NOTIFY = {"on", "ping_url"}
 _SIGNING = {"key", "verify_key"}
-_PITR = {"source", "max_wal_age", "data_dir"}
+_PITR = {"source", "max_wal_age", "data_dir", "max_base_age"}
 
 
 def load(path: str | None = None) -> Config:
@@ -365,19 +367,20 @@ def _pitr(doc: dict[str, Any], where: str) -> PitrConfig:
             f"{where}: pitr.source: must be a source id",
             "use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
-    max_wal_age = None
-    if "max_wal_age" in table:
-        value = table["max_wal_age"]
-        try:
-            if not isinstance(value, str):
-                raise UsageError("must be a string", 'such as "5m"')
-            max_wal_age = parse_duration(value, "max_wal_age")
-        except UsageError as exc:
-            raise ConfigError(f"{where}: pitr.max_wal_age: {exc.message}; {exc.hint}") from None
+    ages: dict[str, timedelta] = {}
+    for key, example in (("max_wal_age", "5m"), ("max_base_age", "8d")):
+        if key in table:
+            value = table[key]
+            try:
+                if not isinstance(value, str):
+                    raise UsageError("must be a string", f'such as "{example}"')
+                ages[key] = parse_duration(value, key)
+            except UsageError as exc:
+                raise ConfigError(f"{where}: pitr.{key}: {exc.message}; {exc.hint}") from None
     data_dir = table.get("data_dir")
     if data_dir is not None and (not isinstance(data_dir, str) or not data_dir.startswith("/")):
         raise ConfigError(f"{where}: pitr.data_dir: must be the absolute path of the cluster's data directory")
-    return PitrConfig(source, max_wal_age, data_dir)
+    return PitrConfig(source, ages.get("max_wal_age"), data_dir, ages.get("max_base_age"))
 
 
 def _signing(doc: dict[str, Any], where: str) -> SigningConfig:

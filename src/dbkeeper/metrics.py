@@ -117,6 +117,10 @@ def collect(
                 "The earliest time a point-in-time restore can reach: the oldest base backup's end (Unix time).",
             ),
             Family(
+                "dbkeeper_pitr_base_backup_last_seconds",
+                "When the newest good base backup ended (Unix time); absent when there is none.",
+            ),
+            Family(
                 "dbkeeper_pitr_window_end_seconds",
                 "The latest time a point-in-time restore can reach: the newest archived segment's arrival (Unix time).",
             ),
@@ -194,6 +198,9 @@ def _pitr(
         put("dbkeeper_wal_gap_segments", {**labels, "state": "lost"}, len(h.report.lost))
         put("dbkeeper_wal_gap_segments", {**labels, "state": "delayed"}, len(h.report.delayed))
         put("dbkeeper_wal_conflicts", labels, len(h.report.conflicts) + len(h.report.history_problems))
+        base = h.newest_base
+        if base is not None and base.stop_time is not None:
+            put("dbkeeper_pitr_base_backup_last_seconds", labels, base.stop_time.timestamp())
         if h.report.window is not None:
             put("dbkeeper_pitr_window_start_seconds", labels, h.report.window.start.timestamp())
             put("dbkeeper_pitr_window_end_seconds", labels, h.report.window.end.timestamp())

@@ -122,6 +122,7 @@ class DatabaseStatus:
 
 PITR_DRILL_SUFFIX = " (PITR)"  # a point-in-time drill's name in the drill log: the source id, then this
 DEFAULT_MAX_WAL_AGE = timedelta(minutes=5)
+DEFAULT_MAX_BASE_AGE = timedelta(days=8)  # a weekly full base backup, and a day to notice that one failed
 
 
 @dataclass
@@ -129,12 +130,15 @@ class PitrStatus:
     """One source's WAL archive: CRITICAL for LOST segments, different contents under one name or a broken
     history (a restore would stop there or go wrong); WARNING when the newest archived segment, or the oldest
     file still waiting to be archived, is older than ``max_wal_age`` (archiving stalled: the RPO grows), and for
-    a last PITR drill that failed."""
+    a last PITR drill that failed. A source with no good base backup is CRITICAL (no restore to any point is
+    possible, as for a database with no backup); one whose newest is older than ``max_base_age`` is a WARNING
+    (restores replay ever more WAL, and the WAL kept for it grows), as Barman's ``last_backup_maximum_age``."""
 
     health: Health
     now: datetime
     max_wal_age: timedelta
     last_drill: drill_log.Row | None = None
+    max_base_age: timedelta = DEFAULT_MAX_BASE_AGE
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -158,6 +162,9 @@ class PitrStatus:
         facts.append(f"last WAL archived {format_duration(age)} ago" if age is not None else "no WAL archived")
         if h.backlog is not None:
             facts.append(h.backlog.describe())
+        base = self.health.newest_base
+        if base is not None and base.stop_time is not None:
+            facts.append(f"newest base backup {format_duration(self.now - base.stop_time)} ago")
         w = h.report.window
         facts.append(
             f"window {format_duration(w.end - w.start)}" if w is not None else f"no PITR window ({h.no_window})"
@@ -175,6 +182,7 @@ class PitrStatus:
         w = h.report.window
         age = self.wal_age
         drill = self.last_drill
+        base = self.health.newest_base
         return {
             "source": h.source_id,
             "archive_id": h.archive_id,
@@ -190,6 +198,13 @@ class PitrStatus:
                 "age_seconds": int(age.total_seconds()) if age is not None else None,
             },
             "backlog": h.backlog.to_json() if h.backlog else None,
+            "newest_base_backup": None
+            if base is None or base.stop_time is None
+            else {
+                "id": base.id,
+                "stop_time": iso(base.stop_time),
+                "age_seconds": int((self.now - base.stop_time).total_seconds()),
+            },
             "gaps": {"lost": h.report.lost, "delayed": h.report.delayed},
             "window": {"start": iso(w.start) if w else None, "end": iso(w.end) if w else None},
             "last_pitr_drill": None
@@ -199,9 +214,21 @@ class PitrStatus:
         }
 
 
-def judge_pitr(health: Health, drills: list[drill_log.Row], max_wal_age: timedelta, now: datetime) -> PitrStatus:
-    status = PitrStatus(health, now, max_wal_age, drill_log.last(drills, health.source_id + PITR_DRILL_SUFFIX))
+def judge_pitr(
+    health: Health,
+    drills: list[drill_log.Row],
+    max_wal_age: timedelta,
+    now: datetime,
+    max_base_age: timedelta = DEFAULT_MAX_BASE_AGE,
+) -> PitrStatus:
+    last_drill = drill_log.last(drills, health.source_id + PITR_DRILL_SUFFIX)
+    status = PitrStatus(health, now, max_wal_age, last_drill, max_base_age=max_base_age)
     status.problems += health.report.problems
+    base = health.newest_base
+    if base is None or base.stop_time is None:
+        status.problems.append("no good base backup: no point-in-time restore is possible (run dbkeeper basebackup)")
+    elif now - base.stop_time > max_base_age:
+        status.warnings.append(f"newest base backup older than {format_duration(max_base_age)}")
     age = status.wal_age
     if age is None:
         status.problems.append("no WAL segment archived")
@@ -320,6 +347,7 @@ def check(
     pg_bin: str | None = None,
     pitr: Survey | None = None,
     max_wal_age: timedelta = DEFAULT_MAX_WAL_AGE,
+    max_base_age: timedelta = DEFAULT_MAX_BASE_AGE,
 ) -> StatusReport:
     """The status of every series in the store (or those of ``source``/``database``), of the WAL archives in
     ``pitr`` (pitr.health), and what killed restores left on the PostgreSQL ``servers`` (URLs); none at all is not
@@ -332,7 +360,7 @@ def check(
     for entries in found.series().values():
         report.databases.append(_judge(entries, drills, max_age, now))
     if pitr is not None:
-        report.pitr = [judge_pitr(h, drills, max_wal_age, now) for h in pitr.found]
+        report.pitr = [judge_pitr(h, drills, max_wal_age, now, max_base_age) for h in pitr.found]
         report.pitr_errors = list(pitr.errors)
     report.leftovers = [s for s in repo.leftovers(now) if s.stale]
     report.server_leftovers, report.server_errors = look_on_servers(servers, now, pg_bin=pg_bin)

@@ -18,6 +18,7 @@ from dbkeeper import drill_log, metrics
 from dbkeeper.pitr.archive import WalArchive, cluster_of
 from dbkeeper.repo import Repository
 from dbkeeper.storage import open_store
+from pitr_harness import basebackup
 
 
 def _status(ac: ArchivingCluster, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -37,6 +38,16 @@ def _bindir() -> Path:
 
 def test_status_and_metrics_of_a_pitr_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with archiving_cluster(_bindir()) as ac:
+        early = ac.switches(2)
+        ac.wait_archived(early[-1])
+        # WAL without a base backup restores to no point at all: CRITICAL, as a database with no backup is.
+        code, doc = _status(ac)
+        assert code == 2 and doc["pitr"][0]["problems"] == [
+            "no good base backup: no point-in-time restore is possible (run dbkeeper basebackup)"
+        ], doc["pitr"]
+        assert "no PITR window (no good base backup)" in doc["pitr"][0]["line"]
+        assert doc["pitr"][0]["window"]["end"] is None and doc["pitr"][0]["newest_base_backup"] is None
+        base = basebackup(ac)
         closed = ac.switches(4)
         ac.wait_archived(closed[-1])
         code, doc = _status(ac)
@@ -45,6 +56,15 @@ def test_status_and_metrics_of_a_pitr_source(tmp_path: Path, monkeypatch: pytest
         assert pitr["state"] == "OK" and pitr["source"] == SOURCE
         assert pitr["last_archived"]["age_seconds"] < 60 and pitr["gaps"]["lost"] == []
         assert pitr["backlog"] is None  # no data directory given, no daemon: unknown, not zero
+        assert pitr["newest_base_backup"]["id"] == base["id"] and pitr["newest_base_backup"]["age_seconds"] < 120
+        assert "newest base backup " in pitr["line"] and pitr["window"]["end"] is not None
+        # Older than [pitr] max_base_age: a WARNING (restores replay ever more WAL).
+        config = ac.config.read_text()
+        ac.config.write_text(config + 'max_base_age = "1s"\n')  # the [pitr] table is the file's last
+        time.sleep(1.1)
+        code, doc = _status(ac)
+        assert code == 1 and doc["pitr"][0]["warnings"] == ["newest base backup older than 1s"], doc["pitr"]
+        ac.config.write_text(config)
         # The data directory's backlog, once archive_command stops archiving.
         ac.cluster.psql("ALTER SYSTEM SET archive_command = ''")
         ac.cluster.psql("SELECT pg_reload_conf()")
@@ -82,11 +102,8 @@ def test_status_and_metrics_of_a_pitr_source(tmp_path: Path, monkeypatch: pytest
         assert abs(samples[("dbkeeper_wal_last_archived_timestamp_seconds", "")] - time.time()) < 120
         assert samples[("dbkeeper_wal_archive_backlog_files", "")] >= 2
         assert samples[("dbkeeper_wal_gap_segments", "lost")] == 0
-        # No base backup yet: no window, whatever WAL is archived (status and a drill say the same).
-        assert ("dbkeeper_pitr_window_end_seconds", "") not in samples
-        assert (
-            "no PITR window (no good base backup)" in doc["pitr"][0]["line"] and doc["pitr"][0]["window"]["end"] is None
-        )
+        assert abs(samples[("dbkeeper_pitr_base_backup_last_seconds", "")] - time.time()) < 300
+        assert samples[("dbkeeper_pitr_window_end_seconds", "")] > samples[("dbkeeper_pitr_window_start_seconds", "")]
         # A segment deleted from the middle: CRITICAL, and the metric counts it.
         cluster = cluster_of(ac.cluster.datadir)
         assert cluster is not None

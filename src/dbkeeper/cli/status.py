@@ -23,7 +23,7 @@ from dbkeeper.cli.common import (
     store_url,
 )
 from dbkeeper.errors import NAGIOS, DbkeeperError
-from dbkeeper.status import DEFAULT_MAX_AGE, DEFAULT_MAX_WAL_AGE, UNKNOWN, check
+from dbkeeper.status import DEFAULT_MAX_AGE, DEFAULT_MAX_BASE_AGE, DEFAULT_MAX_WAL_AGE, UNKNOWN, check
 from dbkeeper.units import parse_duration
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             pg_bin=cfg.pg_bin,
             pitr=_pitr_health(args, cfg, repo, now, max_wal_age) if not args.database else None,
             max_wal_age=max_wal_age,
+            max_base_age=cfg.pitr.max_base_age or DEFAULT_MAX_BASE_AGE,
         )
     except DbkeeperError as exc:
         # A check that cannot look is UNKNOWN, whatever the error's own exit code would be elsewhere.

@@ -19,7 +19,7 @@ from typing import Any
 from dbkeeper.errors import DbkeeperError
 from dbkeeper.pitr import datadir, spool
 from dbkeeper.pitr.archive import WalArchive, sources
-from dbkeeper.pitr.walverify import DEFAULT_DELAY, ArchiveReport, verify
+from dbkeeper.pitr.walverify import DEFAULT_DELAY, ArchiveReport, BaseStart, verify
 from dbkeeper.signing import VerifyKey
 from dbkeeper.storage import Store
 from dbkeeper.units import format_duration, human_size
@@ -55,6 +55,12 @@ class Health:
     @property
     def last_archived(self) -> datetime | None:
         return self.report.newest.stored if self.report.newest else None
+
+    @property
+    def newest_base(self) -> BaseStart | None:
+        """The good base backup that ended last (None when there is none)."""
+        dated = [b for b in self.report.base_backups if b.stop_time is not None]
+        return max(dated, key=lambda b: b.stop_time or datetime.min.replace(tzinfo=UTC), default=None)
 
     @property
     def no_window(self) -> str | None:

@@ -53,6 +53,7 @@ def _check(repo: SnapshotRepository, view: View, source: str | None = None) -> s
         source=source,
         pitr=repo.snapshot.pitr.of(source),
         max_wal_age=view.cfg.pitr.max_wal_age or status.DEFAULT_MAX_WAL_AGE,
+        max_base_age=view.cfg.pitr.max_base_age or status.DEFAULT_MAX_BASE_AGE,
     )
 
 
