@@ -7,7 +7,7 @@ commit comes after its ``at``; so after a correct recovery to T:
 - no row has ``at`` after T (its commit came later still: recovery went past the target);
 - the newest row is at most one interval (plus slack for a slow commit) before T, as long as the ledger was
   being written at T (else the drill cannot prove the point it reached, and says so: that is a failure too,
-  of the oracle, which ``status`` also reports).
+  of the oracle, and ``status`` shows it as the last PITR drill's).
 
 The ledger stays small: each tick deletes the rows older than ``KEEP``. It lives in its own schema so that it
 never mixes with the application's tables (logical backups carry it along; it is a few kilobytes).
