@@ -129,3 +129,24 @@ def backup_at(source: str, store: Path, when: datetime, name: str | None = None)
     repo = Repository(LocalStore(store))
     doc = run_backup(engine_for(source), repo, source_id(source_key(source), name), BackupOptions(), clock=lambda: when)
     return doc.name
+
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "json"
+
+
+def schema(name: str) -> dict[str, Any]:
+    """docs/json/<name>.schema.json, checked to be a JSON Schema itself."""
+    import jsonschema
+
+    doc: dict[str, Any] = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(doc)
+    return doc
+
+
+def check_json(doc: Any, name: str) -> None:
+    """``doc`` is what docs/json/<name>.schema.json describes, with ``format_version`` first."""
+    import jsonschema
+
+    assert isinstance(doc, dict) and doc.get("format_version") == 1, doc
+    assert next(iter(doc)) == "format_version"  # first, where a reader of a stream sees it at once
+    jsonschema.validate(doc, schema(name), cls=jsonschema.Draft202012Validator)

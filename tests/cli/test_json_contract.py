@@ -9,25 +9,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
 from dbkeeper.cli import COMMANDS, build_parser
-from helpers import make_sqlite_app, run_dbkeeper
-
-SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "json"
-
-
-def schema(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(doc)
-    return doc
-
-
-def check(doc: Any, name: str) -> None:
-    assert isinstance(doc, dict) and doc.get("format_version") == 1, doc
-    assert next(iter(doc)) == "format_version"  # first, where a reader of a stream sees it at once
-    jsonschema.validate(doc, schema(name), cls=jsonschema.Draft202012Validator)
+from helpers import SCHEMAS, make_sqlite_app, run_dbkeeper, schema
+from helpers import check_json as check
 
 
 def run_json(tmp: Path, *argv: str, schema_name: str, codes: tuple[int, ...] = (0,)) -> dict[str, Any]:

@@ -267,6 +267,8 @@ def test_with_the_pitr_drill_scheduled_the_foreground_scheduler_keeps_the_ledger
     SIGTERM stops both (exit 0, no ledger process left)."""
     import json
 
+    from helpers import check_json as check
+
     schedule = 'backup = "off"\ndrill = "off"\nbasebackup = "off"\npitr-drill = "0 0 1 1 *"\n'
     config = write_config(tmp_path, schedule + '[pitr]\nsource = "app"\n', source=pgdb.url)
     proc = subprocess.Popen(
@@ -280,6 +282,7 @@ def test_with_the_pitr_drill_scheduled_the_foreground_scheduler_keeps_the_ledger
         assert proc.stdout is not None
         events = [json.loads(proc.stdout.readline()) for _ in range(2)]
         service = next(e for e in events if e["event"] == "service")
+        check(service, "schedule-run")
         assert service["job"] == "ledger" and service["pid"] > 0, events
         cluster, name = pgdb
         deadline = time.monotonic() + 30

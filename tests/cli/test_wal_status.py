@@ -18,6 +18,7 @@ from dbkeeper import drill_log, metrics
 from dbkeeper.pitr.archive import WalArchive, cluster_of
 from dbkeeper.repo import Repository
 from dbkeeper.storage import open_store
+from helpers import check_json as check
 from pitr_harness import basebackup
 
 
@@ -58,6 +59,7 @@ def test_status_and_metrics_of_a_pitr_source(tmp_path: Path, monkeypatch: pytest
         assert pitr["backlog"] is None  # no data directory given, no daemon: unknown, not zero
         assert pitr["newest_base_backup"]["id"] == base["id"] and pitr["newest_base_backup"]["age_seconds"] < 120
         assert "newest base backup " in pitr["line"] and pitr["window"]["end"] is not None
+        check(doc, "status")  # docs/json/status.schema.json describes the PITR entries
         # Older than [pitr] max_base_age: a WARNING (restores replay ever more WAL).
         config = ac.config.read_text()
         ac.config.write_text(config + 'max_base_age = "1s"\n')  # the [pitr] table is the file's last
