@@ -369,6 +369,10 @@ def test_pitr_adds_a_wal_daemon_a_ledger_and_pitr_jobs_systemd_accepts(
     code, out, err = install(capsys, app, "--cron", "--dry-run", "--dest", str(tmp_path / "cron"))
     assert code == 0 and "cron cannot keep `dbkeeper wal-daemon` running" in out + err
     assert "the PITR drill is judged by the ledger, which cron cannot keep writing" in out + err
+    assert "has no [[sources]] entry" not in out + err  # "app" is one
+    config.write_text(config.read_text().replace('source = "app"', 'source = "casino-pg"'))
+    code, out, err = install(capsys, app, "--systemd", "--dry-run")
+    assert code == 0 and "[pitr] source 'casino-pg' has no [[sources]] entry of that name" in out + err
     assert "schedule run --now pitr-drill" in out and "schedule run --now basebackup" in out
 
 

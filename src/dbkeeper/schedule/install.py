@@ -113,6 +113,13 @@ def install(cfg: Config, req: Request) -> Plan:
                 "the PITR drill is judged by the ledger, which cron cannot keep writing: use --systemd, or keep"
                 f" `{shlex.join(setup.argv(('ledger',)))}` running under your own supervisor"
             )
+    pitr_jobs = [job.name for job in found if job.name in ("basebackup", "pitr-drill")]
+    if pitr_jobs and cfg.pitr.source and cfg.source(cfg.pitr.source) is None:
+        plan.notes.append(
+            f"[pitr] source {cfg.pitr.source!r} has no [[sources]] entry of that name: {' and '.join(pitr_jobs)}"
+            " need its postgresql:// URL (basebackup would use the PG* environment, the ledger nothing); add"
+            f' [[sources]] name = "{cfg.pitr.source}"'
+        )
     if not req.dry_run:
         for path, text in plan.files.items():
             _write(path, text)

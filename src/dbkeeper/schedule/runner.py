@@ -17,7 +17,7 @@ the job, and for a finish its exit code and seconds, beside the same message.
 
 ``services`` are kept running beside the jobs while ``serve()`` runs: the ledger, when the PITR drill is
 scheduled (a drill proves the point it reached against rows the ledger wrote all week). One that ends is started
-again after ``restart_s``; at stop each gets SIGTERM.
+again after ``restart_s``, twice as long after each quick failure (up to 5 minutes); at stop each gets SIGTERM.
 
 The children get our whole environment (proc.child_env would strip the AWS_, age and notification variables
 that dbkeeper itself needs), plus ``DBKEEPER_SCHEDULED_JOB``: a job's dead-man's switch is pinged here, ``/start``
@@ -48,6 +48,7 @@ from dbkeeper.units import format_seconds
 Clock = Callable[[], datetime]
 Event = dict[str, Any]
 MAX_SLEEP_S = 60.0  # wake at least this often, so a wall clock that jumps (suspend, NTP) is noticed
+MAX_RESTART_S = 300.0  # a service that keeps failing at once is started again at most this far apart
 
 
 def utcnow() -> datetime:
@@ -138,7 +139,9 @@ class Runner:
         SIGTERM at stop (and killed after ``grace``). Its output goes to stderr; the events keep stdout."""
         name = step[0]
         argv = [*self.dbkeeper, *(["--config", self.config] if self.config else []), *step]
+        delay = self.restart_s
         while not self.stopping:
+            started = time.monotonic()
             with proc.Process(
                 argv,
                 env=dict(os.environ),
@@ -158,15 +161,17 @@ class Runner:
                     return  # leaving the with kills it if it is still running
                 code = child.wait()
                 error = _error_line(child.stderr_text())
+            # One that keeps failing at once (a config to fix) is tried ever less often, up to every 5 minutes.
+            delay = self.restart_s if time.monotonic() - started > 60 else min(delay * 2, MAX_RESTART_S)
             self.log(
                 f"{name} ended: exit {code}{f' ({error})' if error else ''}; starting it again in"
-                f" {format_seconds(self.restart_s)}",
+                f" {format_seconds(delay)}",
                 "service",
                 name,
                 exit_code=code,
                 error=error or None,
             )
-            self._stop.wait(self.restart_s)
+            self._stop.wait(delay)
 
     def run_due(self) -> int:
         """Run every job due this minute, then return the first non-zero exit code (or 0)."""
