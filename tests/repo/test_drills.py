@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dbkeeper.repo import DrillRecord, Repository
+from dbkeeper.repo import DrillRecord, Repository, drills
 from dbkeeper.repo.drills import MAX_BYTES
 from dbkeeper.signing import generate, parse_verify_key
 from dbkeeper.storage.local import LocalStore
@@ -26,7 +26,7 @@ def test_round_trip_and_order(tmp_path: Path) -> None:
     later = DrillRecord("app", "app", "2026-11-27T04:00:00Z", "FAIL", anomalies="smoke 1: 0 rows", restore_seconds=1.5)
     other = DrillRecord("shop", "shop", "2026-11-21T04:00:00Z", "PASS")
     for record in (later, GOOD, other):
-        name = repo.record_drill(record)
+        name = drills.put(repo.store, record)
         assert name.startswith(f"drills/{record.source_id}/{record.started:%Y%m%d_%H%M%S}-")
     found = repo.drill_records().records
     assert [(r.source_id, r.date, r.result) for r in found] == [
@@ -43,7 +43,7 @@ def test_round_trip_and_order(tmp_path: Path) -> None:
 def test_two_drills_in_one_second_read_in_the_order_written(tmp_path: Path) -> None:
     repo = Repository(LocalStore(tmp_path))
     for result in ("PASS", "FAIL", "PASS", "FAIL"):
-        repo.record_drill(DrillRecord("app", "app", GOOD.date, result))
+        drills.put(repo.store, DrillRecord("app", "app", GOOD.date, result))
     assert [r.result for r in repo.drill_records().records] == ["PASS", "FAIL", "PASS", "FAIL"]
 
 
@@ -66,7 +66,7 @@ def test_two_drills_in_one_second_read_in_the_order_written(tmp_path: Path) -> N
 def test_records_that_do_not_fit_the_schema_are_skipped(tmp_path: Path, doc: dict[str, object]) -> None:
     store = LocalStore(tmp_path)
     store.put("drills/app/20261120_040000-0000beef.json", [json.dumps(doc).encode()])
-    Repository(store).record_drill(GOOD)
+    drills.put(store, GOOD)
     assert [r.date for r in Repository(store).drill_records().records] == [GOOD.date]
 
 
@@ -94,10 +94,10 @@ def test_with_a_verify_key_only_records_it_verifies_are_believed(tmp_path: Path)
     mine, theirs = generate(tmp_path / "mine.key"), generate(tmp_path / "theirs.key")
     tmp_path = tmp_path / "store"
     store = LocalStore(tmp_path)
-    signed = Repository(store).record_drill(GOOD, mine)
-    Repository(store).record_drill(replace(GOOD, date="2026-11-21T04:00:00Z"))  # unsigned
-    Repository(store).record_drill(replace(GOOD, date="2026-11-22T04:00:00Z"), theirs)
-    tampered = Repository(store).record_drill(replace(GOOD, date="2026-11-23T04:00:00Z", result="FAIL"), mine)
+    signed = drills.put(store, GOOD, mine)
+    drills.put(store, replace(GOOD, date="2026-11-21T04:00:00Z"))  # unsigned
+    drills.put(store, replace(GOOD, date="2026-11-22T04:00:00Z"), theirs)
+    tampered = drills.put(store, replace(GOOD, date="2026-11-23T04:00:00Z", result="FAIL"), mine)
     raw = (tmp_path / tampered).read_bytes().replace(b'"FAIL"', b'"PASS"')
     (tmp_path / tampered).write_bytes(raw)
     assert len(Repository(store).drill_records().records) == 4  # without a verify key: every one that reads
@@ -113,8 +113,8 @@ def test_a_genuine_record_replayed_or_junk_planted_late_hides_no_failed_drill(tm
     key = generate(tmp_path / "k.key")
     store = LocalStore(tmp_path / "store")
     repo = Repository(store)
-    passed = repo.record_drill(GOOD, key)
-    repo.record_drill(replace(GOOD, date="2026-11-21T04:00:00Z", result="FAIL"), key)
+    passed = drills.put(repo.store, GOOD, key)
+    drills.put(repo.store, replace(GOOD, date="2026-11-21T04:00:00Z", result="FAIL"), key)
     root = tmp_path / "store"
     for i in range(60):
         late = f"drills/app/99991231_235959-{i:08x}.json"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dbkeeper import metrics, status
-from dbkeeper.repo import DrillRecord, Repository
+from dbkeeper.repo import DrillRecord, Repository, drills
 from dbkeeper.storage.local import LocalStore
 from dbkeeper.web.snapshot import SnapshotRepository, Snapshots
 from history import NOW, Template, at, daily, plant, real_backup, small_app
@@ -45,10 +45,10 @@ def test_drill_records_are_read_with_the_snapshot_not_per_request(tmp_path: Path
     """On S3 every record is a GET: pages answer from the snapshot's read, and see a new record after a refresh."""
     store, _template = world(tmp_path)
     repo = Repository(store)
-    repo.record_drill(DrillRecord("app", "app", "2026-11-27T04:00:00Z", "PASS"))
+    drills.put(repo.store, DrillRecord("app", "app", "2026-11-27T04:00:00Z", "PASS"))
     snapshots = Snapshots(repo, timedelta(hours=1))
     cached = SnapshotRepository(repo, snapshots.refresh())
-    repo.record_drill(DrillRecord("second", "second", "2026-11-27T05:00:00Z", "FAIL"))
+    drills.put(repo.store, DrillRecord("second", "second", "2026-11-27T05:00:00Z", "FAIL"))
     assert [r.source_id for r in cached.drill_records().records] == ["app"]
     assert cached.drill_records("second").records == [] and cached.drill_records("app").refused == 0
     cached = SnapshotRepository(repo, snapshots.refresh())

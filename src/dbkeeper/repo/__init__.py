@@ -249,11 +249,6 @@ class Repository:
                 self.store.delete(part)
 
     # -- drill records -------------------------------------------------------------------------------------
-    def record_drill(self, record: DrillRecord, signer: Signer | None = None) -> str:
-        """Keep a drill's record in the store (repo.drills), signed when ``signer`` is given, for every host's
-        ``status``; its object name."""
-        return drills.put(self.store, record, signer)
-
     def drill_records(self, source: str | None = None) -> drills.Found:
         """The drill records in the store (of ``source``), oldest first; unreadable ones are skipped, and with a
         verify key unsigned or badly signed ones (counted in ``refused``)."""
