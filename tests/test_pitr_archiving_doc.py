@@ -67,6 +67,15 @@ def test_the_archiving_sections_commands_run(tmp_path: Path) -> None:
         )
         closed = ac.switch()
         ac.wait_archived(closed)
+        # The monitoring section's status is of a source with a base backup (before the first, it is CRITICAL: the
+        # doc says so), taken as its Base backups section shows.
+        done = subprocess.run(
+            ac.dbkeeper_argv("basebackup", ac.cluster.url("postgres"), "--pg-bin", str(bindir)),
+            capture_output=True,
+            text=True,
+            env=ac.cluster.env(),
+        )
+        assert done.returncode == 0, done.stderr
         for line in found:
             argv = swap(line).split()[1:]
             if argv[0] == "wal-daemon":
