@@ -75,6 +75,7 @@ def test_valid_schedule_and_notify(tmp_path: Path) -> None:
         ('[signing]\nkey = ""', "signing.key: must be the path of a signing key file"),
         ('[signing]\nsecret = "k"', "unknown key signing.secret"),
         ('[schedule]\nbasebackup = "0 1 * * *"', "schedule.basebackup is set but [pitr] names no source"),
+        ("[schedule]\nbasebackup = 5", 'schedule.basebackup: must be a cron expression in UTC such as "0 2 * * *"'),
         ('[pitr]\nsource = "db"\nmax_base_age = 8', 'pitr.max_base_age: must be a string; such as "8d"'),
         ('[pitr]\nsource = "db"\nmax_base_age = "soon"', "pitr.max_base_age: "),
     ],

@@ -417,17 +417,6 @@ def _drill(doc: dict[str, Any], where: str) -> DrillConfig:
 
 def _schedule(doc: dict[str, Any], where: str, copy_to: bool, pitr_source: bool) -> ScheduleConfig:
     table = _table(doc, "schedule", _SCHEDULE, where)
-    if table.get("copy", "off") != "off" and not copy_to:
-        raise ConfigError(
-            f"{where}: schedule.copy is set but copy_to names no store",
-            'add copy_to = ["s3://bucket/prefix"] or remove schedule.copy',
-        )
-    for job in ("basebackup", "pitr-drill"):
-        if table.get(job, "off") != "off" and not pitr_source:
-            raise ConfigError(
-                f"{where}: schedule.{job} is set but [pitr] names no source",
-                f'add [pitr] source = "<the id wal-push archives under>", or remove schedule.{job}',
-            )
     for key, value in table.items():
         allowed = 'a cron expression in UTC such as "0 2 * * *", or "off"'
         if not isinstance(value, str):
@@ -439,6 +428,17 @@ def _schedule(doc: dict[str, Any], where: str, copy_to: bool, pitr_source: bool)
                 cron.parse(value)
             except cron.CronError as exc:
                 raise ConfigError(f"{where}: schedule.{key}: {exc}", f"write {allowed}") from None
+    if table.get("copy", "off") != "off" and not copy_to:
+        raise ConfigError(
+            f"{where}: schedule.copy is set but copy_to names no store",
+            'add copy_to = ["s3://bucket/prefix"] or remove schedule.copy',
+        )
+    for job in ("basebackup", "pitr-drill"):
+        if table.get(job, "off") != "off" and not pitr_source:
+            raise ConfigError(
+                f"{where}: schedule.{job} is set but [pitr] names no source",
+                f'add [pitr] source = "<the id wal-push archives under>", or remove schedule.{job}',
+            )
     return ScheduleConfig(**{key.replace("-", "_"): value for key, value in table.items()})
 
 

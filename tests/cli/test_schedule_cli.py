@@ -271,6 +271,9 @@ def test_with_the_pitr_drill_scheduled_the_foreground_scheduler_keeps_the_ledger
 
     schedule = 'backup = "off"\ndrill = "off"\nbasebackup = "off"\npitr-drill = "0 0 1 1 *"\n'
     config = write_config(tmp_path, schedule + '[pitr]\nsource = "app"\n', source=pgdb.url)
+    # One run (--once, as a CronJob does) starts no service: nothing would stop it.
+    once = run_dbkeeper("--config", str(config), "schedule", "run", "--once", "--json", cwd=tmp_path)
+    assert once.returncode == 0 and [json.loads(x)["event"] for x in once.stdout.splitlines()] == ["nothing-due"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "dbkeeper", "--config", str(config), "schedule", "run", "--json"],
         cwd=tmp_path,
@@ -354,6 +357,7 @@ def test_pitr_adds_a_wal_daemon_a_ledger_and_pitr_jobs_systemd_accepts(
     # the time beside them.
     ledger = (dest / "dbkeeper-ledger.service").read_text()
     assert "Restart=always" in ledger and ledger.split("ExecStart=")[1].split("\n")[0].endswith(" ledger")
+    assert "StartLimitIntervalSec=0" in ledger  # a database down at boot must not leave it stopped for good
     assert "ExecStart=" in (dest / "dbkeeper-basebackup.service").read_text()
     pitr_drill = (dest / "dbkeeper-pitr-drill.service").read_text()
     assert "schedule run --now pitr-drill" in pitr_drill
@@ -374,6 +378,21 @@ def test_pitr_adds_a_wal_daemon_a_ledger_and_pitr_jobs_systemd_accepts(
     code, out, err = install(capsys, app, "--systemd", "--dry-run")
     assert code == 0 and "[pitr] source 'casino-pg' has no [[sources]] entry of that name" in out + err
     assert "schedule run --now pitr-drill" in out and "schedule run --now basebackup" in out
+    # schedule show lines the longer job names up.
+    code, out, _ = cli(capsys, "schedule", "show", "--config", str(config))
+    assert code == 0 and len({line.index(" next ") for line in out.splitlines()}) == 1, out
+    # The PITR drill turned off: its timer and the ledger's service, which would keep writing into the source
+    # database, are named with how to stop them.
+    config.write_text(config.read_text().replace('source = "casino-pg"', 'source = "app"') + "\n")
+    text = config.read_text().replace("[schedule]\n", '[schedule]\npitr-drill = "off"\n')
+    config.write_text(text)
+    code, out, _ = install(capsys, app, "--systemd", "--dbkeeper", str(wrapper), "--dest", str(dest))
+    assert code == 0
+    assert f"# note: {dest / 'dbkeeper-pitr-drill.timer'} is from an earlier install" in out
+    assert (
+        f"# note: {dest / 'dbkeeper-ledger.service'} is from an earlier install and no longer wanted, but keeps"
+        " running until turned off; left alone. Stop it with: systemctl disable --now dbkeeper-ledger.service" in out
+    )
 
 
 def test_the_installed_weekly_drill_runs_in_a_sandbox_never_on_the_source_server(

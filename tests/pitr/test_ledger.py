@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -90,3 +91,38 @@ def test_bad_ledger_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str
     assert code == 2 and "no PostgreSQL source" in doc["error"]
     code, doc = cli_json(capsys, "ledger", "postgresql://h/db", "--once", "--every", "100ms")
     assert code == 2
+
+
+def test_the_running_ledger_waits_for_a_database_that_is_down_and_stops_cleanly_on_sigterm(
+    pgdb: PgDb, tmp_path: Path
+) -> None:
+    """As its systemd unit runs it: a database not up yet is tried again each interval (no exit for systemd's start
+    limit to count), and SIGTERM ends it with exit 0 (a stop is not a failure)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    for url, writes in ((f"postgresql://postgres@127.0.0.1:{closed_port}/postgres", False), (pgdb.url, True)):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dbkeeper", "ledger", url, "--every", "1s"],
+            env={**os.environ, **pgdb.cluster.env()},
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        try:
+            time.sleep(3)
+            assert proc.poll() is None, proc.communicate()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, err
+        assert ("trying again in 1s" in err) != writes, err
+    cluster, name = pgdb
+    assert int(cluster.psql("SELECT count(*) FROM dbkeeper.ledger", db=name).strip()) >= 2

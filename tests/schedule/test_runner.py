@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -214,3 +215,34 @@ def test_a_service_is_kept_running_beside_the_jobs_and_started_again_when_it_end
     assert "starting it again in 600ms" in ended[0], ended[0]  # twice restart_s: it failed at once
     assert len(ended) < 2 or "starting it again in 1.20s" in ended[1], ended
     assert lines[-1].endswith("dbkeeper schedule: stopped")
+
+
+def test_whatever_ends_the_loop_ends_its_services(app: Path) -> None:
+    """`schedule run --json | head`: the reader goes away, the loop's next line raises, and the service (the
+    ledger) must not be left running on its own, to be started a second time by the next scheduler."""
+    import os
+
+    lines: list[str] = []
+
+    def gone(seconds: float) -> None:
+        time.sleep(1.5)  # the service has started
+        raise BrokenPipeError("the reader of the events went away")
+
+    script = app / "forever.py"
+    script.write_text("import time\nwhile True:\n    time.sleep(1)\n")
+    r = Runner(
+        [job("drill", "0 0 1 1 *", ("drill",))],
+        config=None,
+        cwd=str(app),
+        log=lines.append,
+        sleep=gone,
+        dbkeeper=(sys.executable, str(script)),  # a service that runs until stopped
+        services=[("ledger",)],
+        grace=5.0,
+    )
+    with pytest.raises(BrokenPipeError):
+        r.serve()
+    [started] = [line for line in lines if " ledger started (pid " in line]
+    pid = int(started.split("(pid ")[1].split(")")[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

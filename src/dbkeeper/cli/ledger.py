@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -59,18 +61,27 @@ def run(args: argparse.Namespace) -> int:
         )
     conn = PgConn.from_url(url)
     pg_bin = args.pg_bin or cfg.pg_bin
-    ledger.setup(conn, pg_bin)
-    while True:
+    if args.once:
+        ledger.setup(conn, pg_bin)
+        row = ledger.tick(conn, every, pg_bin)
+        if args.json:
+            emit_json({"ok": True, "id": row.id, "at": row.at.isoformat().replace("+00:00", "Z")})
+        return 0
+    # Until stopped: SIGTERM (systemd, schedule run) or Ctrl-C end it cleanly, exit 0, between two rows. A
+    # database that does not answer (down at boot, restarting) is tried again every interval, table setup included.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ready = False
+    while not stop.is_set():
         started = time.monotonic()
         try:
-            row = ledger.tick(conn, every, pg_bin)
+            if not ready:
+                ledger.setup(conn, pg_bin)
+                ready = True
+            ledger.tick(conn, every, pg_bin)
         except DbkeeperError as exc:
-            if args.once:
-                raise
             sys.stderr.write(f"dbkeeper: ledger: {exc.message}; trying again in {args.every}\n")
-        else:
-            if args.once:
-                if args.json:
-                    emit_json({"ok": True, "id": row.id, "at": row.at.isoformat().replace("+00:00", "Z")})
-                return 0
-        time.sleep(max(0.0, every.total_seconds() - (time.monotonic() - started)))
+            sys.stderr.flush()
+        stop.wait(max(0.0, every.total_seconds() - (time.monotonic() - started)))
+    return 0

@@ -188,13 +188,21 @@ def _user_unit_dir() -> Path:
 def _stale_units(directory: Path, keep: set[Path], user: bool) -> list[str]:
     if not directory.is_dir():
         return []
-    stale = sorted(p for p in directory.glob("dbkeeper-*.timer") if p not in keep)
     systemctl = "systemctl --user" if user else "systemctl"
-    return [
+    timers = sorted(p for p in directory.glob("dbkeeper-*.timer") if p not in keep)
+    notes = [
         f"{p} is from an earlier install and no longer scheduled; left alone."
         f" Remove it with: {systemctl} disable --now {p.name} && rm {p} {p.with_suffix('.service')}"
-        for p in stale
+        for p in timers
     ]
+    # The services that run all the time (the ledger, the WAL daemon) keep running until turned off.
+    services = sorted(p for p in (directory / LEDGER_UNIT, directory / WAL_DAEMON_UNIT) if p.exists() and p not in keep)
+    notes += [
+        f"{p} is from an earlier install and no longer wanted, but keeps running until turned off; left alone."
+        f" Stop it with: {systemctl} disable --now {p.name} && rm {p}"
+        for p in services
+    ]
+    return notes
 
 
 def _timezone_note() -> list[str]:

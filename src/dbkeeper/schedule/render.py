@@ -143,6 +143,7 @@ def wal_daemon_unit(setup: Setup, data_dir: str, run_as: str | None) -> str:
         ("wal-daemon", "--data-dir", data_dir),
         data_dir,
         run_as,
+        restart_s=2,
     )
 
 
@@ -157,14 +158,19 @@ def ledger_unit(setup: Setup) -> str:
         ("ledger",),
         str(setup.config.parent),
         None,
+        restart_s=10,
     )
 
 
-def _daemon_unit(setup: Setup, name: str, description: str, step: Step, workdir: str, run_as: str | None) -> str:
+def _daemon_unit(
+    setup: Setup, name: str, description: str, step: Step, workdir: str, run_as: str | None, *, restart_s: int
+) -> str:
+    """A service that runs all the time: restarted whenever it stops, however often (no start limit: a database
+    down at boot must not leave it stopped for good)."""
     network = [] if setup.user else ["Wants=network-online.target", "After=network-online.target"]
     return _unit(
         f"# {name}: {setup.origin('systemd')}",
-        ("Unit", [f"Description={description}", *network]),
+        ("Unit", [f"Description={description}", *network, "StartLimitIntervalSec=0"]),
         (
             "Service",
             [
@@ -173,7 +179,7 @@ def _daemon_unit(setup: Setup, name: str, description: str, step: Step, workdir:
                 f"WorkingDirectory={workdir.replace('%', '%%')}",
                 f"ExecStart={' '.join(_systemd_word(a) for a in setup.argv(step))}",
                 "Restart=always",
-                "RestartSec=2",
+                f"RestartSec={restart_s}",
                 "KillSignal=SIGTERM",
                 f"SyslogIdentifier={name.removesuffix('.service')}",
             ],

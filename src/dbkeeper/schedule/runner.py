@@ -89,13 +89,15 @@ class Runner:
         self.notifier_for = notifier_for
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
+        self._said = threading.Lock()  # the services' threads log too: one line (one JSON document) at a time
 
     def log(self, message: str, event: str, job: str | None = None, **fields: Any) -> None:
-        now = iso(self.clock())
-        if self._events is not None:
-            self._events({"time": now, "event": event, "job": job, **fields, "message": message})
-        else:
-            self._log(f"{now} dbkeeper schedule: {message}")
+        with self._said:
+            now = iso(self.clock())
+            if self._events is not None:
+                self._events({"time": now, "event": event, "job": job, **fields, "message": message})
+            else:
+                self._log(f"{now} dbkeeper schedule: {message}")
 
     def stop(self) -> None:
         """Ask the loop to end; safe to call from a signal handler."""
@@ -120,18 +122,21 @@ class Runner:
         keepers = [threading.Thread(target=self._keep, args=(step,), daemon=True) for step in self.services]
         for keeper in keepers:
             keeper.start()
-        while planned and not self.stopping:
-            name, when = min(planned.items(), key=lambda item: (item[1], JOB_NAMES.index(item[0])))
-            delay = (when - self.clock()).total_seconds()
-            if delay > 0:
-                self._sleep(min(delay, MAX_SLEEP_S))
-                continue
-            self.run(by_name[name])
-            planned[name] = by_name[name].cron.next_after(self.clock())
-            if not self.stopping:
-                self.log(f"{name} next at {iso(planned[name])}", "next", name, next=iso(planned[name]))
-        for keeper in keepers:
-            keeper.join()
+        try:
+            while planned and not self.stopping:
+                name, when = min(planned.items(), key=lambda item: (item[1], JOB_NAMES.index(item[0])))
+                delay = (when - self.clock()).total_seconds()
+                if delay > 0:
+                    self._sleep(min(delay, MAX_SLEEP_S))
+                    continue
+                self.run(by_name[name])
+                planned[name] = by_name[name].cron.next_after(self.clock())
+                if not self.stopping:
+                    self.log(f"{name} next at {iso(planned[name])}", "next", name, next=iso(planned[name]))
+        finally:  # whatever ends the loop (a reader of --json gone: BrokenPipeError) ends the services too
+            self.stop()
+            for keeper in keepers:
+                keeper.join()
         self.log("stopped", "stopped")
 
     def _keep(self, step: Step) -> None:
@@ -161,6 +166,8 @@ class Runner:
                     return  # leaving the with kills it if it is still running
                 code = child.wait()
                 error = _error_line(child.stderr_text())
+            if self._stop.wait(0.5):  # stopped together with us (a container's or a cgroup's SIGTERM to all)
+                return
             # One that keeps failing at once (a config to fix) is tried ever less often, up to every 5 minutes.
             delay = self.restart_s if time.monotonic() - started > 60 else min(delay * 2, MAX_RESTART_S)
             self.log(
