@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from dbkeeper import drill_log, smoke
 from dbkeeper.engines import Engine, RestoreOptions, sandbox_for, scratch_for
 from dbkeeper.errors import DbkeeperError, NoSuchBackup
+from dbkeeper.pitr.window import DEFAULT_MARGIN
 from dbkeeper.progress import Progress
 from dbkeeper.repo import Entry, Repository, drills
 from dbkeeper.repo.manifest import Manifest, iso
@@ -431,7 +432,7 @@ class PitrDrillOptions:
     smoke: tuple[smoke.Statement, ...] = ()
     pg_bin: str | None = None
     identities: tuple[Any, ...] = ()
-    margin: timedelta = timedelta(seconds=60)  # the newest WAL may not hold a commit after a target this close
+    margin: timedelta = DEFAULT_MARGIN  # the newest WAL may not hold a commit after a target this close
     timeout: float = 3600.0
     signer: Signer | None = None  # signs the drill's record in the store (config [signing] key)
 

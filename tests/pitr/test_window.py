@@ -92,3 +92,12 @@ def test_the_window_starts_at_the_first_whole_second_a_restore_can_name() -> Non
     assert found is not None and found.start == T0 + timedelta(seconds=15)
     exact = span("1-15", [T0 + timedelta(seconds=14)], files)
     assert exact is not None and exact.start == T0 + timedelta(seconds=14)
+
+
+def test_the_latest_target_to_suggest_leaves_the_margin_or_there_is_none() -> None:
+    """The dashboard's `restore --pitr --to-time` names this second: the window's end would fail whenever the
+    newest WAL holds no commit after it (recovery ends before reaching the target)."""
+    found = Window("1-15", T0 + timedelta(seconds=14, microseconds=700000), T0 + timedelta(minutes=5, seconds=30), 1)
+    assert found.latest() == T0 + timedelta(minutes=4, seconds=30)
+    assert found.latest(timedelta(seconds=315)) == T0 + timedelta(seconds=15)  # the first whole second
+    assert found.latest(timedelta(seconds=316)) is None

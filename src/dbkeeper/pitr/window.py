@@ -8,7 +8,6 @@ one by itself."""
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from datetime import datetime, timedelta
 
 from dbkeeper.pitr.archive import ArchivedWal, WalArchive
 from dbkeeper.pitr.basebackup import BaseBackup, list_backups
+
+DEFAULT_MARGIN = timedelta(seconds=60)  # at least archive_timeout plus the ledger's interval, for most setups
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,18 @@ class Window:
         Recovery targets are named to the second. Rounding a random instant down could name a second before the
         oldest backup is consistent (it ended 0.7 s into that second), and the restore would then fail for a
         reason the archive does not have; so the first candidate is the start rounded up."""
-        first = _second_up(self.start)
-        room = math.floor((self.end - margin - first).total_seconds())  # whole seconds after the first candidate
-        return None if room < 0 else first + timedelta(seconds=rng.randint(0, room))
+        first, last = _second_up(self.start), self.latest(margin)
+        if last is None:
+            return None
+        return first + timedelta(seconds=rng.randint(0, int((last - first).total_seconds())))
+
+    def latest(self, margin: timedelta = DEFAULT_MARGIN) -> datetime | None:
+        """The latest whole second at least ``margin`` before the end, in the window; None when there is none.
+        The newest archived WAL may hold no commit after a later target, and recovery would then end before
+        reaching it (PostgreSQL refuses that): what the dashboard suggests restoring to."""
+        last = self.end - margin
+        last = last.replace(microsecond=0)  # down: still at least margin before the end
+        return last if last >= _second_up(self.start) else None
 
 
 def span(archive_id: str, stops: list[datetime], files: Iterable[ArchivedWal]) -> Window | None:

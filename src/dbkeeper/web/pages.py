@@ -276,6 +276,7 @@ def pitr_page(repo: SnapshotRepository, view: View, sid: str) -> dict[str, Any]:
     name = sid + status.PITR_DRILL_SUFFIX
     where = f"--source {shlex.quote(sid)} --store {shlex.quote(repo.url)}"
     w = health.report.window
+    latest = w.latest() if w else None  # a minute before the end: the newest WAL may hold no later commit
     return {
         "sid": sid,
         "p": state,
@@ -286,7 +287,7 @@ def pitr_page(repo: SnapshotRepository, view: View, sid: str) -> dict[str, Any]:
         "drills": [r for r in drills if r.database == name][::-1],
         "commands": {
             "time": f"dbkeeper restore --pitr /var/lib/postgresql/restored --to-time"
-            f" {iso(w.end) if w else 'YYYY-MM-DDTHH:MM:SSZ'} {where}",
+            f" {iso(latest) if latest else 'YYYY-MM-DDTHH:MM:SSZ'} {where}",
             "latest": f"dbkeeper restore --pitr /var/lib/postgresql/restored --to-latest {where}",
             "drill": f"dbkeeper drill --pitr {where}",
             "verify": f"dbkeeper wal-verify {where}",
