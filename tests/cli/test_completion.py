@@ -44,7 +44,14 @@ def test_bash_completes_commands_subcommands_flags_and_choices(tmp_path: Path) -
     assert complete("dbkeeper backup --compress zstd --st", tmp_path) == ["--store", "--stall-timeout"]
     assert "--keep-daily" in complete("dbkeeper prune --keep-", tmp_path)
     assert complete("dbkeeper schedule run --n", tmp_path) == ["--now"]
-    assert complete("dbkeeper schedule run --now ", tmp_path) == ["backup", "prune", "copy", "drill"]
+    assert complete("dbkeeper schedule run --now ", tmp_path) == [
+        "backup",
+        "prune",
+        "copy",
+        "drill",
+        "basebackup",
+        "pitr-drill",
+    ]
     assert complete("dbkeeper completion ", tmp_path) == ["bash", "zsh", "fish"]
     assert complete("dbkeeper list --store ", tmp_path) == []  # a path: bash's default (file names) takes over
 

@@ -216,7 +216,7 @@ def test_show(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "--config", str(app / "dbkeeper.toml"), "schedule", "show")
     assert code == 0
     backup, drill = out.splitlines()
-    assert backup.startswith("backup  0 2 * * *        default          next 20")
+    assert backup.startswith("backup     0 2 * * *        default          next 20")  # as docs/SCHEDULING.md
     assert backup.endswith("dbkeeper backup && dbkeeper prune") and drill.endswith("dbkeeper drill")
 
 

@@ -171,7 +171,7 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     if not runs:
         print("nothing scheduled: every job in [schedule] is off")
-    width = max((len(job.name) for _, job in runs), default=0)
+    width = max(len(name) for name in schedule.JOB_NAMES)  # the same columns whichever jobs are on
     for when, job in runs:
         print(f"{job.name:<{width}} {job.cron.expr:<16} {job.origin:<16} next {iso(when)}  {job.describe()}")
     return 0
