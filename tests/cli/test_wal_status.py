@@ -49,6 +49,7 @@ def test_status_and_metrics_of_a_pitr_source(tmp_path: Path, monkeypatch: pytest
         assert "no PITR window (no good base backup)" in doc["pitr"][0]["line"]
         assert doc["pitr"][0]["window"]["end"] is None and doc["pitr"][0]["newest_base_backup"] is None
         base = basebackup(ac)
+        time.sleep(1)  # the window opens at the first whole second after the backup ended: segments after it
         closed = ac.switches(4)
         ac.wait_archived(closed[-1])
         code, doc = _status(ac)

@@ -107,22 +107,32 @@ def test_the_running_ledger_waits_for_a_database_that_is_down_and_stops_cleanly_
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
+    cluster, name = pgdb
+
+    def rows() -> int:
+        found = cluster.psql("SELECT to_regclass('dbkeeper.ledger') IS NOT NULL", db=name).strip() == "t"
+        return int(cluster.psql("SELECT count(*) FROM dbkeeper.ledger", db=name).strip()) if found else 0
+
     for url, writes in ((f"postgresql://postgres@127.0.0.1:{closed_port}/postgres", False), (pgdb.url, True)):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dbkeeper", "ledger", url, "--every", "1s"],
-            env={**os.environ, **pgdb.cluster.env()},
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-        )
+        err_file = tmp_path / f"stderr-{writes}"
+        with err_file.open("w") as err_out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dbkeeper", "ledger", url, "--every", "1s"],
+                env={**os.environ, **pgdb.cluster.env()},
+                stderr=err_out,
+                cwd=tmp_path,
+            )
         try:
-            time.sleep(3)
-            assert proc.poll() is None, proc.communicate()
+            # Until it has written two rows, or said twice that it tries again (however slow this host is).
+            deadline = time.monotonic() + 60
+            while (rows() if writes else err_file.read_text().count("trying again in 1s")) < 2:
+                assert proc.poll() is None, err_file.read_text()  # it never gives up
+                assert time.monotonic() < deadline, err_file.read_text()
+                time.sleep(0.3)
             proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=20)
+            proc.wait(timeout=20)
         finally:
             proc.kill()
+        err = err_file.read_text()
         assert proc.returncode == 0, err
         assert ("trying again in 1s" in err) != writes, err
-    cluster, name = pgdb
-    assert int(cluster.psql("SELECT count(*) FROM dbkeeper.ledger", db=name).strip()) >= 2

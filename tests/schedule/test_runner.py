@@ -205,10 +205,18 @@ def test_a_service_is_kept_running_beside_the_jobs_and_started_again_when_it_end
         services=[("ledger",)],
         restart_s=0.3,
     )
-    threading.Timer(4.0, r.stop).start()
-    t0 = time.monotonic()
+    stopped_at: list[float] = []
+
+    def stop_after_a_restart() -> None:  # however slow this host starts a process
+        deadline = time.monotonic() + 60
+        while sum(" ledger started (pid " in line for line in list(lines)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stopped_at.append(time.monotonic())
+        r.stop()
+
+    threading.Thread(target=stop_after_a_restart, daemon=True).start()
     r.serve()
-    assert time.monotonic() - t0 < 15
+    assert time.monotonic() - stopped_at[0] < 15  # promptly, the service with it
     started = [line for line in lines if " ledger started (pid " in line]
     ended = [line for line in lines if " ledger ended: exit 2 (dbkeeper: error: no source to write the ledger" in line]
     assert len(started) >= 2 and len(ended) >= 1, lines
@@ -225,7 +233,9 @@ def test_whatever_ends_the_loop_ends_its_services(app: Path) -> None:
     lines: list[str] = []
 
     def gone(seconds: float) -> None:
-        time.sleep(1.5)  # the service has started
+        deadline = time.monotonic() + 60
+        while not any(" ledger started (pid " in line for line in list(lines)) and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the service has started
         raise BrokenPipeError("the reader of the events went away")
 
     script = app / "forever.py"
