@@ -48,14 +48,7 @@ class Job:
 def jobs(cfg: Config) -> list[Job]:
     """The scheduled jobs, in JOB_NAMES order."""
     conf = cfg.schedule
-    exprs = {
-        "backup": conf.backup,
-        "prune": conf.prune,
-        "copy": conf.copy,
-        "drill": conf.drill,
-        "basebackup": conf.basebackup,
-        "pitr-drill": conf.pitr_drill,
-    }
+    exprs: dict[str, str | None] = {name: getattr(conf, name.replace("-", "_")) for name in JOB_NAMES}
     backup = exprs["backup"] or DEFAULTS["backup"]
     chain: list[Step] = [("backup",)]
     found: list[Job] = []

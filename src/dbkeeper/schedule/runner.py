@@ -143,7 +143,7 @@ class Runner:
         """Keep one service running until stop(): started now, started again ``restart_s`` after it ends, sent
         SIGTERM at stop (and killed after ``grace``). Its output goes to stderr; the events keep stdout."""
         name = step[0]
-        argv = [*self.dbkeeper, *(["--config", self.config] if self.config else []), *step]
+        argv = self._argv(step)
         delay = self.restart_s
         while not self.stopping:
             started = time.monotonic()
@@ -220,8 +220,12 @@ class Runner:
             notifier.ping("" if ok else "/fail", f"dbkeeper {job.name} {'OK' if ok else 'FAILED'} on {host}: {summary}")
         return 1 if code < 0 else code
 
+    def _argv(self, step: Step) -> list[str]:
+        """The command line of a job's step or a service: dbkeeper with the config it was given."""
+        return [*self.dbkeeper, *(["--config", self.config] if self.config else []), *step]
+
     def _step(self, step: Step, job: str) -> tuple[int, str]:
-        argv = [*self.dbkeeper, *(["--config", self.config] if self.config else []), *step]
+        argv = self._argv(step)
         # With events (--json) our stdout carries only them: a step's own output goes to stderr instead.
         stdout = sys.stderr.fileno() if self._events is not None else None
         env = {**os.environ, SCHEDULED_JOB_ENV: job}

@@ -260,7 +260,7 @@ def pitr_page(repo: SnapshotRepository, view: View, sid: str) -> dict[str, Any]:
     """One source's WAL archive (its newest cluster): the state status gives it, the window, each timeline's
     segments, its base backups with retention's plan for them, the PITR drills, and the commands that restore it
     to a time and drill it."""
-    health = next((h for h in repo.snapshot.pitr.found if h.source_id == sid), None)
+    health = next(iter(repo.snapshot.pitr.of(sid).found), None)
     if health is None:
         raise NotFound(f"the store holds no WAL archive of source {sid}", "the overview lists the archives it holds")
     report = _check(repo, view, sid)
