@@ -12,9 +12,11 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from dbkeeper.pitr.archive import ArchivedWal, WalArchive
-from dbkeeper.pitr.basebackup import BaseBackup, list_backups
+if TYPE_CHECKING:  # the rule itself needs neither: a drill reads DEFAULT_MARGIN without loading the archive code
+    from dbkeeper.pitr.archive import ArchivedWal, WalArchive
+    from dbkeeper.pitr.basebackup import BaseBackup
 
 DEFAULT_MARGIN = timedelta(seconds=60)  # at least archive_timeout plus the ledger's interval, for most setups
 
@@ -68,6 +70,8 @@ def _second_up(moment: datetime) -> datetime:
 
 def window(archive: WalArchive) -> Window | None:
     """The window of the newest archive (cluster) that has one; None when none has."""
+    from dbkeeper.pitr.basebackup import list_backups
+
     by_archive: dict[str, list[BaseBackup]] = {}
     for e in list_backups(archive, None, archive.verify_key):
         if e.good and e.backup is not None:
